@@ -1,0 +1,128 @@
+"""Models: built by name from their config, with their weights resolved and loaded.
+
+A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
+URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
+the URL, else random init with a loud warning), ``pretrained`` (the same, but failing instead of
+falling back), ``random``, or a checkpoint path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.views import InputSpec
+
+log = logging.getLogger(__name__)
+
+RANDOM_INIT = "random-init"
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be had or do not fit; the message says what to do."""
+
+
+@dataclass
+class Model:
+    name: str
+    module: torch.nn.Module
+    weights: str  # "official", "random-init", or "<file name>@<sha256 prefix>"
+    spec: InputSpec
+    num_classes: int
+
+
+def input_spec(cfg: DictConfig) -> InputSpec:
+    values = OmegaConf.to_container(cfg.input, resolve=True)
+    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def hub_cache_path(url: str) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` keeps ``url`` (pytorchvideo's hub uses it)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def _fetch_official(url: str | None, required: bool) -> Path | None:
+    if not url:
+        if required:
+            raise WeightsError("model.weights=pretrained: this model has no official checkpoint")
+        return None
+    cache = hub_cache_path(url)
+    if not cache.exists():
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            # Writes to a temporary file and renames it only when the download is complete.
+            torch.hub.download_url_to_file(url, str(cache), progress=True)
+        except Exception as err:
+            if required:
+                raise WeightsError(f"cannot get the official checkpoint {url} ({err}); download "
+                                   f"it to {cache} or pass model.weights=PATH") from None
+            log.warning("\n%s\nWEIGHTS: cannot get %s (%s).\nEvaluating with RANDOM weights: the "
+                        "accuracy means nothing. Put the file at %s or pass model.weights=PATH.\n%s",
+                        "!" * 78, url, err, cache, "!" * 78)
+            return None
+    return cache
+
+
+def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
+    """Load a state dict, or ``{"model_state": ...}`` as in the official .pyth, safely."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise WeightsError(f"{path}: refused: the checkpoint holds objects that need code to "
+                           f"unpickle (loaded with weights_only=True): {str(err).splitlines()[0]}"
+                           ) from None
+    except (OSError, RuntimeError, EOFError) as err:
+        raise WeightsError(f"{path}: not a readable checkpoint: {err}") from None
+    if isinstance(state, dict) and "model_state" in state:
+        state = state["model_state"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a state dict or {{'model_state': ...}}, "
+                           f"got {type(state).__name__}")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state)
+                   if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        def show(keys):
+            return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
+        raise WeightsError(f"{path}: does not fit this model: missing keys [{show(missing)}], "
+                           f"unexpected keys [{show(unexpected)}], wrong shapes [{show(wrong)}]")
+    module.load_state_dict(state)
+
+
+def _short_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:8]
+
+
+def build_model(cfg: DictConfig) -> Model:
+    """Build ``cfg.builder`` and load the weights that ``cfg.weights`` names."""
+    module = hydra.utils.instantiate(cfg.builder)
+    weights = str(cfg.weights)
+    if weights in ("auto", "pretrained"):
+        path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")
+        label = "official"
+    elif weights == "random":
+        path = None
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"model.weights: {path}: no such file")
+        label = f"{path.name}@{_short_sha256(path)}"
+    if path is None:
+        label = RANDOM_INIT
+    else:
+        load_checkpoint(module, path)
+    module.eval()
+    return Model(str(cfg.name), module, label, input_spec(cfg), int(cfg.num_classes))

@@ -1,0 +1,65 @@
+"""Shared fixtures, made once per session: generated videos, a data set, a tiny SlowFast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import benchmark  # noqa: F401  (registers the torchvision alias before pytorchvideo)
+from benchmark.models import build_model
+from benchmark.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
+from benchmark.views import InputSpec
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+# The tiny model's test input: 8 frames, 32 px, alpha 4 (conf/model/slowfast_tiny.yaml).
+TINY_SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=32,
+                      crop_size=32, mean=(0.45,) * 3, std=(0.225,) * 3, alpha=4)
+
+
+def compose_eval(*overrides: str):
+    """The eval config as the CLI composes it (no Hydra run needed)."""
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        return compose("eval", overrides=list(overrides))
+
+
+def make_video(path: Path, width: int, height: int, seconds: float, action: str = "moving left",
+               seed: int = 0, **encode) -> Path:
+    spec = ActionSetSpec(seconds=seconds, width=width, height=height)
+    frames = render_action(action, spec, np.random.default_rng(seed))
+    return write_video(path, frames, spec.fps, **encode)
+
+
+@pytest.fixture(scope="session")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    """Short generated videos of the shapes the views must handle."""
+    root = tmp_path_factory.mktemp("videos")
+    return {
+        "landscape": make_video(root / "landscape.mp4", 170, 128, 3.0),
+        "portrait": make_video(root / "portrait.mp4", 96, 160, 3.0, action="moving up", seed=1),
+        "short": make_video(root / "short.mp4", 64, 48, 0.5, seed=2),
+    }
+
+
+@pytest.fixture(scope="session")
+def action_set(tmp_path_factory) -> Path:
+    """A small labelled set in the official Kinetics layout; returns its root."""
+    root = tmp_path_factory.mktemp("actions") / "set"
+    ensure_action_set(root, ActionSetSpec(videos_per_class=1, classes=4, seconds=2.5,
+                                          width=112, height=64, seed=3))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny SlowFast's weights in the official .pyth layout ({"model_state": ...})."""
+    torch.manual_seed(0)
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4")
+    module = build_model(cfg.model).module
+    path = tmp_path_factory.mktemp("weights") / "tiny.pyth"
+    torch.save({"model_state": module.state_dict()}, path)
+    return path

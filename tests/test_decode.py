@@ -1,0 +1,27 @@
+import pytest
+from pytorchvideo.data.encoded_video import EncodedVideo
+
+from benchmark.decode import DecodeError, decode_video
+
+
+def test_decodes_every_frame_once_with_pytorchvideos_duration(videos):
+    decoded = decode_video(videos["landscape"])
+    reference = EncodedVideo.from_path(str(videos["landscape"]), decode_audio=False)
+    assert decoded.duration == reference.duration
+    assert len(decoded.pts) == 90 and decoded.pts == sorted(set(decoded.pts))
+    frames = decoded.rgb([0, 89, 0])
+    assert frames.shape == (3, 128, 170, 3) and frames.dtype.is_floating_point is False
+    assert (frames[0] == frames[2]).all()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (None, "file not found"),
+    (b"", "cannot open as a video"),
+    (b"\x00\x01garbage" * 1000, "cannot open as a video"),
+])
+def test_unreadable_files_give_a_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DecodeError, match=reason):
+        decode_video(path)

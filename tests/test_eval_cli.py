@@ -1,0 +1,124 @@
+"""End to end: the real entry point on generated videos with a tiny SlowFast."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.models import build_model
+from benchmark.reference import reference_views
+
+from conftest import TINY_SPEC, compose_eval
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_eval(*overrides, check=True):
+    result = subprocess.run([sys.executable, "-m", "benchmark.eval", *overrides], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope="module")
+def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
+    """A run over the generated set plus one listed video that is not on disk."""
+    tmp = tmp_path_factory.mktemp("run")
+    csv = tmp / "val.csv"
+    csv.write_text((action_set / "validate.csv").read_text() + '"moving left",notthere,0,10,validate\n')
+    overrides = [
+        "model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
+        "data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
+        f"data.class_names={action_set / 'kinetics_classnames.json'}", "views.clips=4",
+        "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
+    ]
+    result = run_eval(*overrides)
+    return tmp, overrides, result
+
+
+def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_set):
+    tmp, _, result = kinetics_run
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    assert metrics["videos_listed"] == 5 and metrics["videos_evaluated"] == 4
+    assert metrics["videos_failed"] == 1
+    assert (metrics["model"], metrics["dataset"], metrics["device"], metrics["precision"]) == (
+        "slowfast_tiny", "kinetics400", "cpu", "fp32")
+    assert (metrics["clips"], metrics["crops"]) == (4, 3)
+    assert metrics["weights"].startswith("tiny.pyth@")
+    for key in ("top1", "top5", "mean_class_accuracy"):
+        assert 0 <= metrics[key] <= 1
+    assert metrics["gflops"] > 0 and metrics["params_m"] > 0
+    assert metrics["views_per_s"] > 0 and metrics["videos_per_s"] > 0
+    assert set(metrics["versions"]) >= {"torch", "pytorchvideo", "av"}
+
+    predictions = pd.read_parquet(tmp / "out" / "predictions.parquet")
+    assert len(predictions) == 4 and predictions.video_id.is_unique
+    for row in predictions.itertuples():
+        probs = torch.tensor(row.probs)
+        assert probs.shape == (4,) and abs(probs.sum().item() - 1) < 1e-5
+        assert list(row.top5) == probs.topk(4).indices.tolist()
+    # top-1 in metrics.json is the share of argmax hits in predictions.parquet
+    hits = [int(list(r.top5)[0] == r.label) for r in predictions.itertuples()]
+    assert metrics["top1"] == pytest.approx(sum(hits) / 4)
+
+    failures = pd.read_csv(tmp / "out" / "failures.csv")
+    assert failures.video_id.tolist() == ["notthere_000000_000010"]
+    assert "file not found" in failures.reason[0]
+
+    table = pd.read_csv(tmp / "results" / "evaluations.csv")
+    assert len(table) == 1 and table.views[0] == "4x3" and table.videos[0] == "4/5"
+    assert table.top1[0] == pytest.approx(round(100 * metrics["top1"], 2))
+    assert "| slowfast_tiny" in (tmp / "results" / "evaluations.md").read_text()
+    assert "slowfast_tiny" in result.stdout  # the table is printed
+
+
+def test_predictions_equal_the_reference_pipeline(kinetics_run, tiny_checkpoint):
+    """Per-video probabilities = mean softmax of the model over the reference pipeline's views."""
+    tmp, _, _ = kinetics_run
+    predictions = pd.read_parquet(tmp / "out" / "predictions.parquet")
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
+                       f"model.weights={tiny_checkpoint}")
+    model = build_model(cfg.model).module
+    row = predictions.iloc[0]
+    with torch.inference_mode():
+        probs = torch.stack([model(view).softmax(-1)[0]
+                             for view in reference_views(row.path, TINY_SPEC, 4, 3)]).mean(0)
+    torch.testing.assert_close(torch.tensor(row.probs, dtype=torch.float32), probs, atol=1e-5, rtol=0)
+
+
+def test_rerun_replaces_its_table_row(kinetics_run):
+    tmp, overrides, _ = kinetics_run
+    run_eval(*overrides[:-1], f"hydra.run.dir={tmp / 'out2'}", "cost.flops=false",
+             "cost.throughput_iters=0")
+    table = pd.read_csv(tmp / "results" / "evaluations.csv")
+    assert len(table) == 1 and pd.isna(table.gflops[0])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("device=cuda", "error: device=cuda: CUDA is not available"),
+    ("views.crops=4", "error: views.crops: must be 1, 2 or 3"),
+    ("data.limit=-1", "error: data.limit: must be >= 0"),
+    ("model=nonsense", "Could not find 'model/nonsense'"),
+])
+def test_bad_settings_give_one_clear_line(tmp_path, override, message):
+    result = run_eval("model=slowfast_tiny", "data=kinetics400", f"data.csv={tmp_path}/x.csv",
+                      override, f"hydra.run.dir={tmp_path}", f"results_dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_sample_set_runs_offline(tmp_path):
+    """The default data set needs nothing but the package: generated on first use, then reused."""
+    overrides = ["model=slowfast_tiny", "views=1x1", "cost.flops=false", "cost.throughput_iters=0",
+                 f"cache_dir={tmp_path / 'cache'}", f"results_dir={tmp_path / 'results'}",
+                 f"hydra.run.dir={tmp_path / 'out'}"]
+    run_eval(*overrides)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["dataset"] == "sample" and metrics["videos_failed"] == 0
+    assert metrics["videos_evaluated"] == metrics["videos_listed"] >= 2
+    assert (tmp_path / "cache" / "sample" / "validate.csv").exists()

@@ -1,0 +1,104 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmark.manifest import ManifestError, read_class_names, read_manifest
+
+HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """A Kinetics-style copy: files flat under the root and under <label>/, and a class map."""
+    root = tmp_path / "videos"
+    (root / "riding a bike").mkdir(parents=True)
+    (root / "aaa_000010_000020.mp4").write_bytes(b"x")
+    (root / "riding a bike" / "bbb_000001_000011.mkv").write_bytes(b"x")
+    names = tmp_path / "kinetics_classnames.json"
+    names.write_text(json.dumps({'"abseiling"': 0, '"air drumming"': 1, '"riding a bike"': 2}))
+    return root, names
+
+
+def write_csv(tmp_path, text, name="val.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_official_csv_finds_files_flat_and_in_label_folders(tmp_path, copy):
+    root, names = copy
+    csv = write_csv(tmp_path, HEADER + "abseiling,aaa,10,20,val,0\n"
+                    '"riding a bike",bbb,1,11,val,0\nair drumming,ccc,5,15,val,0\n')
+    manifest = read_manifest(csv, root, str(names))
+    a, b, c = manifest.videos
+    assert (a.video_id, a.label, a.path) == ("aaa_000010_000020", 0, root / "aaa_000010_000020.mp4")
+    assert (b.label, b.label_name, b.path) == (2, "riding a bike", root / "riding a bike" / "bbb_000001_000011.mkv")
+    assert c.path is None and c.label == 1 and "ccc_000005_000015" in c.expected
+    assert manifest.class_names == ["abseiling", "air drumming", "riding a bike"]
+
+
+def test_class_ids_come_from_the_class_file_not_the_csv(tmp_path, copy):
+    root, names = copy
+    csv = write_csv(tmp_path, HEADER + '"riding a bike",bbb,1,11,val,0\n')
+    assert read_manifest(csv, root, str(names)).videos[0].label == 2
+    fallback = read_manifest(csv, root, None)  # no class file: sorted CSV labels
+    assert fallback.videos[0].label == 0 and fallback.class_names_source == "sorted CSV labels"
+
+
+def test_path_label_list(tmp_path, copy):
+    root, _ = copy
+    csv = write_csv(tmp_path, "aaa_000010_000020.mp4 0\nmissing.mp4 3\n", "val.txt")
+    manifest = read_manifest(csv, root, None)
+    assert [(v.video_id, v.label) for v in manifest.videos] == [("aaa_000010_000020", 0), ("missing", 3)]
+    assert manifest.videos[0].path == root / "aaa_000010_000020.mp4"
+    assert manifest.videos[1].path is None
+
+
+@pytest.mark.parametrize("text, message", [
+    (HEADER + "abseiling,aaa,10,20,val,0\nabseiling,bbb,10\n", r"val.csv:3: expected 6 fields"),
+    (HEADER + "abseiling,aaa,ten,20,val,0\n", r"val.csv:2: time_start/time_end"),
+    (HEADER + "dancing,aaa,10,20,val,0\n", r"val.csv:2: label 'dancing' is not in the class names"),
+    ("label,youtube_id,split\n", r"val.csv:1: header lacks time_start, time_end"),
+    ("\n\n", r"val.csv: the file is empty"),
+    ("just-one-field\n", r"val.csv:1: unrecognised header"),
+    ("a.mp4 0\nb.mp4 zero\n", r"val.csv:2: expected 'path label'"),
+])
+def test_bad_csv_errors_name_the_file_and_line(tmp_path, copy, text, message):
+    root, names = copy
+    with pytest.raises(ManifestError, match=message):
+        read_manifest(write_csv(tmp_path, text), root, str(names))
+
+
+def test_missing_csv_and_class_file(tmp_path, copy):
+    root, names = copy
+    with pytest.raises(ManifestError, match="nope.csv: no such file"):
+        read_manifest(tmp_path / "nope.csv", root, str(names))
+    csv = write_csv(tmp_path, HEADER + "abseiling,aaa,10,20,val,0\n")
+    with pytest.raises(ManifestError, match="data.class_names: .*nope.json: no such file"):
+        read_manifest(csv, root, str(tmp_path / "nope.json"))
+
+
+def test_duplicates_are_reported_and_kept_once_and_limit(tmp_path, copy):
+    root, names = copy
+    csv = write_csv(tmp_path, HEADER + "abseiling,aaa,10,20,val,0\nabseiling,aaa,10,20,val,0\n"
+                    "air drumming,ccc,5,15,val,0\n")
+    manifest = read_manifest(csv, root, str(names))
+    assert [v.video_id for v in manifest.videos] == ["aaa_000010_000020", "ccc_000005_000015"]
+    assert manifest.duplicates == ["aaa_000010_000020"]
+    assert len(read_manifest(csv, root, str(names), limit=1).videos) == 1
+
+
+def test_class_names_file_ids_must_be_contiguous(tmp_path):
+    path = tmp_path / "names.json"
+    path.write_text(json.dumps({'"a"': 0, '"b"': 2}))
+    with pytest.raises(ManifestError, match="class ids must be 0..1"):
+        read_class_names(path)
+
+
+def test_generated_set_reads_back_through_the_official_format(action_set):
+    manifest = read_manifest(action_set / "validate.csv", action_set,
+                             str(action_set / "kinetics_classnames.json"))
+    assert len(manifest.videos) == 4 and all(v.path and v.path.is_file() for v in manifest.videos)
+    assert sorted(v.label_name for v in manifest.videos) == sorted(manifest.class_names)
+    assert all(manifest.class_names[v.label] == v.label_name for v in manifest.videos)

@@ -12,7 +12,7 @@ DATA := data=sample
 endif
 ARGS ?=
 
-.PHONY: install eval-r50 eval-r101 test
+.PHONY: install eval-r50 eval-r101 test sweep flops report
 install: $(STAMP)
 
 # torch/torchvision are pinned here only to pick the CPU-machine wheels that lie on this
@@ -33,3 +33,38 @@ eval-r101: install
 
 test: install
 	$(PY) -m pytest -q
+
+# Depth x device on the sample set, one combined table (multirun/DATE/TIME/sweep.md and
+# results/sweeps/). A device that is not here (cuda on a CPU machine) is a skipped row.
+SWEEP ?= model=slowfast_r50,slowfast_r101 device=cpu,cuda
+sweep: install
+	$(PY) -m benchmark.eval -m $(SWEEP) $(DATA) $(ARGS)
+
+# The model card's pipeline against the harness, in one process, same videos and weights:
+# results/bench-<device>.csv/.md and bench.json in the run dir (README: "Speed").
+# Quick: make bench ARGS="bench.rss_videos=0"; on a CPU without bf16: ARGS="precision=fp32".
+.PHONY: bench
+bench: install
+	$(PY) -m benchmark.bench $(ARGS)
+
+# Every zoo model's GFLOPs per view and params beside the published numbers: results/flops.csv/.md
+flops: install
+	$(PY) -m benchmark.flops
+
+# Rebuild tables and plots from finished runs: make report RUNS="outputs/2025-01-01/12-00-00 ..."
+report: install
+	$(PY) -m benchmark.report $(RUNS)
+
+# The CI regression check: the committed toy SlowFast on the toy set's held-out split, 10x3,
+# against results/regression/baseline.json (README: "Regression check").
+.PHONY: toy-model regression regression-baseline
+regression: install
+	$(PY) -m benchmark.regression $(ARGS)
+
+# Record a new baseline deliberately (the check never writes one); prints what moved.
+regression-baseline: install
+	$(PY) -m benchmark.regression --record $(ARGS)
+
+# Retrain the toy model (seeded; recipe in conf/train_toy.yaml, written beside the checkpoint).
+toy-model: install
+	$(PY) -m benchmark.toy $(ARGS)

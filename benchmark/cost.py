@@ -7,10 +7,12 @@ import time
 
 import torch
 from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import norm_flop_counter
 
-# fvcore operator keys that the model zoo counts. Its tables predate fvcore's batch-norm
-# handle, so they are conv + linear only (linear may also trace as addmm / matmul / bmm).
+# fvcore operator keys of the compute layers: conv + linear (linear may also trace as addmm /
+# matmul / bmm; attention's products are matmul).
 _ZOO_OPS = ("conv", "linear", "addmm", "matmul", "bmm")
+_NORM_OPS = ("batch_norm", "layer_norm", "group_norm", "instance_norm")
 
 
 @contextlib.contextmanager
@@ -25,15 +27,31 @@ def _eval_mode(model: torch.nn.Module):
             m.training = training
 
 
-def gflops_per_view(model: torch.nn.Module, example: list[torch.Tensor]) -> float:
-    """GFLOPs of one view at batch 1, model-zoo convention: fvcore counts (1 multiply-add = 1 flop)
-    of conv + linear only (not batch norm, pooling...)."""
+def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str, float]:
+    """GFLOPs of one view at batch 1 under the two conventions the pytorchvideo zoo's table uses.
+
+    Both are fvcore counts (1 multiply-add = 1 flop). ``gflops``: conv + linear (+ attention
+    matmuls) only; the zoo's slowfast_r50 8x8 and slow_r50 8x8 match it. ``gflops_with_norm``
+    adds the norm layers as fvcore counts them in training mode (5 flops per element with an
+    affine; batch norm in eval mode would count 2): the zoo's other entries match this (checked
+    with `make flops`: slowfast_r101's 127.20, X3D, CSN, R(2+1)D, C2D, I3D, MViT).
+    """
     with _eval_mode(model), torch.no_grad():
         # Fresh list: pytorchvideo's multipathway model mutates its input list in place.
         analysis = FlopCountAnalysis(model, (list(example),))
+        # Training-mode batch-norm count without running in training mode (which would update
+        # the running statistics): fvcore's own handle for it.
+        analysis.set_op_handle("aten::batch_norm", norm_flop_counter(1))
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_op = analysis.by_operator()
-    return sum(n for op, n in by_op.items() if op in _ZOO_OPS) / 1e9
+    compute = sum(n for op, n in by_op.items() if op in _ZOO_OPS) / 1e9
+    norm = sum(n for op, n in by_op.items() if op in _NORM_OPS) / 1e9
+    return {"gflops": compute, "gflops_with_norm": compute + norm}
+
+
+def gflops_per_view(model: torch.nn.Module, example: list[torch.Tensor]) -> float:
+    """GFLOPs of one view at batch 1: fvcore conv + linear counts (see ``flop_counts``)."""
+    return flop_counts(model, example)["gflops"]
 
 
 def params_m(model: torch.nn.Module) -> float:
@@ -63,3 +81,22 @@ def model_views_per_s(
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
     return example[0].shape[0] * iters / seconds
+
+
+def matmul_gmacs_per_s(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048,
+                       iters: int = 5) -> float:
+    """The device's attainable multiply-accumulate rate: a size^3 matrix product in ``dtype``
+    (best of ``iters`` after a warm-up), in GMAC/s. What a model's GMAC/s is measured against."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return size**3 / best / 1e9

@@ -7,6 +7,10 @@ Frames stay as PyAV frames until a view needs them, so only used frames are conv
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,8 +35,41 @@ class DecodedVideo:
     def rgb(self, indices: list[int]) -> torch.Tensor:
         """(len(indices), H, W, 3) uint8 RGB frames; each distinct frame converted once."""
         unique = sorted(set(indices))
-        arrays = {i: self.frames[i].to_ndarray(format="rgb24") for i in unique}
+        # One swscale thread: a loader worker is one of several (data.decode_threads sizes
+        # them), and a threaded converter set up per frame costs more than it saves.
+        arrays = {i: self.frames[i].to_ndarray(format="rgb24", threads=1) for i in unique}
         return torch.from_numpy(np.stack([arrays[i] for i in indices]))
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None):
+    """Raise DecodeError in this thread after ``seconds`` (SIGALRM: main thread of a process,
+    which a DataLoader worker's is); no limit when None/0 or off the main thread."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise DecodeError(f"decoding took longer than {seconds:g} s (data.decode_timeout_s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def threads_per_decoder(setting: int | str) -> int:
+    """FFmpeg threads for one decoder (``data.decode_threads``): ``auto`` shares this process's
+    cores among the DataLoader workers decoding at once, so they do not oversubscribe them; a
+    number is used as is (0: FFmpeg chooses, one thread per core for every decoder)."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    worker = torch.utils.data.get_worker_info()  # None in the main process (data.workers=0)
+    return max(1, (cores or 1) // (worker.num_workers if worker else 1))
 
 
 def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
@@ -54,14 +91,19 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         by_pts: dict[int, av.VideoFrame] = {}
+        corrupt = 0
         try:
-            for frame in container.decode(stream):
-                if frame.pts is not None:
-                    by_pts[frame.pts] = frame
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    corrupt += 1  # as the ffmpeg tool does: skip the packet, keep decoding
+                    continue
+                by_pts.update((frame.pts, frame) for frame in frames if frame.pts is not None)
         except av.error.FFmpegError as err:
             raise DecodeError(f"decoding failed after {len(by_pts)} frames: {err}") from None
         if not by_pts:
-            raise DecodeError("no decodable video frames")
+            raise DecodeError(f"no decodable video frames ({corrupt} corrupt packets)")
         time_base = Fraction(stream.time_base)
         start_pts = stream.start_time if stream.start_time is not None else 0
         # As EncodedVideoPyAV: the header's duration, else the last frame's time.

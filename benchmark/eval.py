@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -13,24 +16,52 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 import hydra  # noqa: E402
 import pandas as pd  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from benchmark.decode import DecodeError  # noqa: E402
-from benchmark.evaluate import SettingsError, evaluate  # noqa: E402
+from benchmark.distributed import rank_from_env  # noqa: E402
+from benchmark.evaluate import DeviceUnavailable, SettingsError, StrictFailure, evaluate  # noqa: E402
 from benchmark.manifest import ManifestError  # noqa: E402
 from benchmark.models import WeightsError  # noqa: E402
+from benchmark.store import ResumeError, atomic_write  # noqa: E402
 
 log = logging.getLogger("benchmark")
+
+# Errors with a message that says it all: one line, no traceback.
+EXPECTED_ERRORS = (ManifestError, WeightsError, SettingsError, DecodeError, StrictFailure,
+                   ResumeError, OSError)
+
+
+def write_status(run_dir: Path, status: str, reason: str = "") -> None:
+    """ok | skipped | failed, for the sweep table (benchmark/sweep.py)."""
+    atomic_write(run_dir / "status.json",
+                 lambda p: p.write_text(json.dumps({"status": status, "reason": reason}) + "\n"))
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = evaluate(cfg, run_dir)
-    except (ManifestError, WeightsError, SettingsError, DecodeError) as err:
-        log.error("%s", err)
-        sys.exit(f"error: {err}")
+    except Exception as err:
+        # In a sweep a job's failure is recorded and the sweep goes on; the sweep's end
+        # (benchmark/sweep.py) writes the table and exits non-zero if a job failed.
+        expected = isinstance(err, EXPECTED_ERRORS)
+        if not in_sweep:
+            if not expected:
+                raise
+            log.error("%s", err)
+            sys.exit(f"error: {err}")
+        skipped = isinstance(err, DeviceUnavailable)
+        write_status(run_dir, "skipped" if skipped else "failed",
+                     str(err) if expected else f"{type(err).__name__}: {err}")
+        (log.warning if skipped else log.error)("%s", err, exc_info=not expected)
+        return
+    if metrics is None:  # a torchrun rank other than 0: rank 0 writes and reports
+        return
+    write_status(run_dir, "ok")
     shown = {k: metrics[k] for k in ("model", "weights", "dataset", "device", "precision",
                                      "videos_evaluated", "videos_failed", "top1", "top5",
                                      "mean_class_accuracy", "gflops", "params_m", "views_per_s",
@@ -40,4 +71,9 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    if rank_from_env() > 0:
+        # One Hydra output dir per run: rank 0's. The other ranks log to a scratch dir and
+        # write their shard's parts into rank 0's dir (broadcast in evaluate).
+        sys.argv += ["hydra.output_subdir=null",
+                     f"hydra.run.dir={tempfile.mkdtemp(prefix='benchmark-rank')}"]
     main()

@@ -7,7 +7,7 @@ A video that cannot be read is recorded in failures.csv with its reason and the 
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import logging
 import platform
 import time
@@ -21,24 +21,38 @@ import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
-from benchmark import cost
-from benchmark.decode import DecodeError, decode_video
-from benchmark.manifest import Video, load_dataset
+from benchmark import cost, distributed
+from benchmark.decode import DecodeError, decode_video, threads_per_decoder, time_limit
+from benchmark.manifest import Manifest, Video, load_dataset
+from benchmark.device import (
+    PRECISIONS,
+    autocast,
+    clock,
+    precision_problem,
+    prepare_model,
+    reuse_freed_memory,
+)
 from benchmark.metrics import accuracy
-from benchmark.models import build_model
-from benchmark.report import EVAL_COLUMNS, EVAL_KEY, eval_row, upsert_table
-from benchmark.store import RunStore
-from benchmark.views import CLIP_SPACINGS, CROP_INDICES, InputSpec, make_views, sample_clips
+from benchmark.models import OUTPUTS, Model, build_model
+from benchmark.progress import Progress
+from benchmark.report import report_run
+from benchmark.store import RunStore, check_writable
+from benchmark.views import CLIP_SPACINGS, CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class SettingsError(ValueError):
     """An impossible setting; the message names the config key."""
+
+
+class DeviceUnavailable(SettingsError):
+    """The asked-for device is not on this machine (a sweep records the job as skipped)."""
+
+
+class StrictFailure(RuntimeError):
+    """strict=true and a video could not be evaluated."""
 
 
 @dataclass
@@ -46,28 +60,43 @@ class LoadedVideo:
     index: int  # position in the manifest
     clips: torch.Tensor | None  # uint8 (clips, C, T, H, W)
     failure: str | None = None
+    seconds: float = 0.0  # decoding and cutting, in the worker
+
+    def pin_memory(self) -> LoadedVideo:
+        """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
+        if self.clips is not None:
+            self.clips = self.clips.pin_memory()
+        return self
 
 
 class VideoClipsDataset(Dataset):
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
-    def __init__(self, videos: list[Video], spec: InputSpec, clips: int, spacing: str,
-                 decode_threads: int):
-        self.videos, self.spec, self.clips = videos, spec, clips
-        self.spacing, self.decode_threads = spacing, decode_threads
+    def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
+                 spacing: str, decode_threads: int | str, decode_timeout_s: float | None,
+                 fault: str | None = None):
+        self.videos, self.indices, self.spec, self.clips = videos, indices, spec, clips
+        self.spacing, self.decode_threads, self.fault = spacing, decode_threads, fault
+        self.decode_timeout_s = decode_timeout_s
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> LoadedVideo:
+    def __getitem__(self, item: int) -> LoadedVideo:
+        index = self.indices[item]
         video = self.videos[index]
         if video.path is None:
             return LoadedVideo(index, None, f"file not found: looked for {video.expected}")
         try:
-            decoded = decode_video(video.path, self.decode_threads)
-            return LoadedVideo(index, sample_clips(decoded, self.spec, self.clips, self.spacing))
+            start = time.perf_counter()
+            with time_limit(self.decode_timeout_s):
+                decoded = decode_video(video.path, threads_per_decoder(self.decode_threads))
+                clips = sample_clips(decoded, self.spec, self.clips, self.spacing, self.fault)
+            return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
         except (DecodeError, ValueError) as err:
             return LoadedVideo(index, None, str(err))
+        except Exception as err:  # one odd file must never end a long run
+            return LoadedVideo(index, None, f"unexpected {type(err).__name__}: {err}")
 
 
 def check_settings(cfg: DictConfig) -> None:
@@ -79,6 +108,8 @@ def check_settings(cfg: DictConfig) -> None:
          f"must be 1, 2 or 3 (UniformCropVideo's aug_index), got {cfg.views.crops}"),
         (cfg.views.spacing in CLIP_SPACINGS, "views.spacing",
          f"must be one of {', '.join(CLIP_SPACINGS)}, got {cfg.views.spacing}"),
+        (cfg.views.get("fault") in (None, *FAULTS), "views.fault",
+         f"must be null or one of {', '.join(FAULTS)}, got {cfg.views.get('fault')}"),
         (spec.crop_size <= spec.side_size, "model.input.crop_size",
          f"{spec.crop_size} is larger than the scaled short side {spec.side_size}"),
         (cfg.data.limit is None or cfg.data.limit >= 0, "data.limit",
@@ -86,36 +117,53 @@ def check_settings(cfg: DictConfig) -> None:
         (cfg.eval.batch_views >= 1, "eval.batch_views", f"must be >= 1, got {cfg.eval.batch_views}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
+        (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
+         f"must be one of {', '.join(OUTPUTS)}, got {cfg.model.get('output')}"),
     ]
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """The device to run on; under torchrun each rank takes its local GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SettingsError(f"device={name}: CUDA is not available on this machine "
-                            "(torch.cuda.is_available() is False); use device=cpu or device=auto")
-    return torch.device(name)
+        raise DeviceUnavailable(f"device={name}: CUDA is not available on this machine "
+                                "(torch.cuda.is_available() is False); use device=cpu or device=auto")
+    return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
 def predict_video(model: torch.nn.Module, clips: torch.Tensor, spec: InputSpec, crops: int,
-                  batch_views: int, device: torch.device, precision: str) -> torch.Tensor:
-    """Mean softmax over the video's clips x crops views."""
+                  batch_views: int, device: torch.device, precision: str,
+                  channels_last: bool = False, timings: dict | None = None,
+                  fault: str | None = None) -> torch.Tensor:
+    """Mean softmax over the video's clips x crops views.
+
+    The uint8 clips go to the device (asynchronously from pinned memory) and the views are built
+    there, fp32 as the reference builds them (autocast casts them at the first layer), in the
+    model's layout. ``timings``: adds the seconds spent building views (``views_s``) and in the
+    model (``model_s``); only then does the loop wait for the device between the two.
+    """
     clips = clips.to(device, non_blocking=True)
-    dtype = PRECISIONS[precision]
-    autocast = (torch.autocast(device.type, dtype=dtype) if dtype is not None
-                else contextlib.nullcontext())
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     total = None
-    with torch.inference_mode():
-        for chunk in clips.split(max(1, batch_views // crops)):
-            views = make_views(chunk, spec, crops)  # fp32, as the reference builds them
-            with autocast:
-                logits = model(views)  # a fresh list every call: the model mutates it
-            probs = logits.float().softmax(dim=-1).sum(dim=0)
-            total = probs if total is None else total + probs
+    # One autocast region per video: it casts each weight to bf16/fp16 once, not once per batch.
+    with torch.inference_mode(), autocast(device, precision):
+        # Views are built for as many clips as fill a batch, then fed batch_views at a time.
+        for chunk in clips.split(max(1, -(-batch_views // crops))):
+            start = clock(device) if timings is not None else 0.0
+            views = make_views(chunk, spec, crops, fault, memory_format=layout)
+            built = clock(device) if timings is not None else 0.0
+            for batch in zip(*(pathway.split(batch_views) for pathway in views)):
+                logits = model(list(batch))  # a fresh list every call: the model mutates it
+                probs = logits.float().softmax(dim=-1).sum(dim=0)
+                total = probs if total is None else total + probs
+            if timings is not None:
+                done = clock(device)
+                timings["views_s"] = timings.get("views_s", 0.0) + built - start
+                timings["model_s"] = timings.get("model_s", 0.0) + done - built
     return (total / (clips.shape[0] * crops)).cpu()
 
 
@@ -125,13 +173,33 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
-    """Run one evaluation; write the run's files into ``run_dir`` and its row into the tables."""
+def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """Run one evaluation; write the run's files into ``run_dir`` and its row into the tables.
+
+    Under torchrun every rank evaluates its share of the videos; rank 0 returns the metrics,
+    the other ranks None.
+    """
     check_settings(cfg)
-    device = resolve_device(str(cfg.device.type))
+    ranks = distributed.init(str(cfg.device.type))
+    try:
+        return _evaluate(cfg, run_dir, ranks)
+    finally:
+        distributed.close(ranks)
+
+
+def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict | None:
+    device = resolve_device(str(cfg.device.type), ranks.local_rank)
+    problem = precision_problem(str(cfg.precision), device)
+    if problem:
+        raise SettingsError(problem)
+    run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
+    torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     model = build_model(cfg.model)
-    module = model.module.to(device)
+    if cfg.eval.reuse_memory:
+        reuse_freed_memory()
+    module = model.module
+    runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
     if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
         raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
@@ -139,56 +207,107 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict:
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, device, cfg.precision)
+    if ranks.is_main:
+        # Room for the parts and the final files (probabilities as float64, twice, with slack).
+        check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)
+        check_writable(Path(cfg.results_dir))
 
+    store = RunStore(run_dir, run_identity(cfg, model, manifest, device),
+                     int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
+    done = store.resume(list(cfg.eval.resume_search)) if cfg.resume and ranks.is_main else set()
+    done = distributed.broadcast(done, ranks)
+    todo = [i for i, v in enumerate(manifest.videos) if v.video_id not in done]
+    if store.resumed_from is not None:
+        log.info("resuming %s: %d of %d videos already done, %d to go", store.resumed_from,
+                 len(manifest.videos) - len(todo), len(manifest.videos), len(todo))
+    todo = distributed.shard(todo, ranks)
     loader = DataLoader(
-        VideoClipsDataset(manifest.videos, spec, clips, str(cfg.views.spacing),
-                          int(cfg.data.decode_threads)),
+        VideoClipsDataset(manifest.videos, todo, spec, clips, str(cfg.views.spacing),
+                          cfg.data.decode_threads, cfg.data.decode_timeout_s,
+                          cfg.views.get("fault")),
         batch_size=None, num_workers=int(cfg.data.workers), pin_memory=device.type == "cuda")
-    store = RunStore(run_dir)
-    start = time.perf_counter()
-    for item in tqdm(loader, total=len(manifest.videos), unit="video", desc=model.name):
+    start, evaluated_now = time.perf_counter(), 0
+    progress = Progress(loader, len(todo), model.name)  # videos, videos/s, ETA, running top-1
+    for item in progress:
         video = manifest.videos[item.index]
         if item.failure is not None:
             log.warning("%s: %s", video.path or video.video_id, item.failure)
             store.add_failure(video.video_id, video.path, item.failure)
+            if cfg.strict:
+                store.flush()
+                raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
             continue
-        probs = predict_video(module, item.clips, spec, crops, int(cfg.eval.batch_views), device,
-                              str(cfg.precision))
+        probs = predict_video(runner, item.clips, spec, crops, int(cfg.eval.batch_views), device,
+                              str(cfg.precision), bool(cfg.eval.channels_last),
+                              fault=cfg.views.get("fault"))
         store.add_prediction(video.video_id, video.path, video.label, probs)
+        progress.record(int(probs.argmax()) == video.label)
+        evaluated_now += 1
     seconds = time.perf_counter() - start
+    store.flush()
+    shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
+    if not ranks.is_main:
+        return None
+    for rows, _, _ in shares[1:]:
+        store.extend(rows)
+    evaluated_now = sum(n for _, n, _ in shares)
+    seconds = max(s for _, _, s in shares)
 
     probs, labels = store.probs_and_labels()
     metrics = {
         "model": model.name, "weights": model.weights, "dataset": manifest.name,
-        "device": device.type, "precision": str(cfg.precision), "clips": clips, "crops": crops,
-        "spacing": str(cfg.views.spacing),
+        "device": device.type, "precision": str(cfg.precision),
+        "batch_views": int(cfg.eval.batch_views), "channels_last": bool(cfg.eval.channels_last),
+        "compile": bool(cfg.compile), "clips": clips, "crops": crops,
+        "spacing": str(cfg.views.spacing), "fault": cfg.views.get("fault"),
+        "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
         **accuracy(probs, labels, model.num_classes),
         "class_names": manifest.class_names_source,
-        **measure_cost(module, spec, cfg, device),
-        "videos_per_s": len(store.predictions) / seconds if seconds > 0 else None,
+        **measure_cost(module, runner, spec, cfg, device),
+        "videos_per_s": evaluated_now / seconds if evaluated_now and seconds > 0 else None,
         "seconds": seconds,
+        "resumed_from": str(store.resumed_from) if store.resumed_from else None,
         "versions": versions(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    store.write(metrics)
+    store.finish(metrics, order=[v.video_id for v in manifest.videos])
     published = OmegaConf.to_container(cfg.model.published, resolve=True) if "published" in cfg.model else {}
-    upsert_table(Path(cfg.results_dir) / "evaluations", eval_row(metrics, published), EVAL_KEY,
-                 EVAL_COLUMNS)
+    # Per-run report files and plots; the run's row in results/evaluations and the results plots.
+    report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
     return metrics
 
 
-def measure_cost(module: torch.nn.Module, spec: InputSpec, cfg: DictConfig,
-                 device: torch.device) -> dict:
-    """GFLOPs per view (zoo convention), params, and model-only views/s on the device."""
+def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device) -> dict:
+    """What determines a run's predictions: a run resumes only work with the same identity."""
+    csv = Path(cfg.data.csv).resolve()
+    return {
+        "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
+                  "input": model.spec, "num_classes": model.num_classes},
+        "weights": model.weights,
+        "seed": int(cfg.seed),
+        "data": {"csv": str(csv), "csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest(),
+                 "root": str(Path(cfg.data.root or ".").resolve()), "limit": cfg.data.limit,
+                 "class_names": hashlib.sha256("\n".join(manifest.class_names).encode()).hexdigest()},
+        "views": OmegaConf.to_container(cfg.views),
+        "device": device.type,
+        "precision": str(cfg.precision),
+    }
+
+
+def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSpec,
+                 cfg: DictConfig, device: torch.device) -> dict:
+    """GFLOPs per view (zoo convention) and params of ``module``; model-only views/s of
+    ``runner`` (the module as the run calls it: layout, compile) on the device."""
     result = {"gflops": None, "params_m": cost.params_m(module), "views_per_s": None}
     if cfg.cost.flops:
         result["gflops"] = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
     if cfg.cost.throughput_iters > 0:
-        example = [x.to(device) for x in spec.example(int(cfg.eval.batch_views))]
-        dtype = PRECISIONS[str(cfg.precision)]
-        with (torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()):
+        layout = torch.channels_last_3d if cfg.eval.channels_last else torch.contiguous_format
+        example = [x.to(device).contiguous(memory_format=layout)
+                   for x in spec.example(int(cfg.eval.batch_views))]
+        with autocast(device, str(cfg.precision)):
             result["views_per_s"] = cost.model_views_per_s(
-                module, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))
+                runner, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))
     return result

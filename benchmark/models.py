@@ -3,7 +3,8 @@
 A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
 URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
 the URL, else random init with a loud warning), ``pretrained`` (the same, but failing instead of
-falling back), ``random``, or a checkpoint path.
+falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
+``adapt_io``): it takes a list of pathway tensors and returns logits.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from benchmark.views import InputSpec
 log = logging.getLogger(__name__)
 
 RANDOM_INIT = "random-init"
+# What a model's forward returns (``model.output``): logits, or probabilities when the hub head
+# ends in a Softmax (X3D, R(2+1)D).
+OUTPUTS = ("logits", "probs")
 
 
 class WeightsError(RuntimeError):
@@ -106,9 +110,37 @@ def _short_sha256(path: Path) -> str:
     return digest.hexdigest()[:8]
 
 
+def _single_pathway(module: torch.nn.Module, args: tuple) -> tuple | None:
+    """Forward pre-hook: the harness passes a list of pathway tensors; one-pathway hub models
+    (Net, MViT) take the tensor itself."""
+    (x,) = args
+    return (x[0],) if isinstance(x, list) else None
+
+
+def _probs_to_logits(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    """Forward hook: log-probabilities are logits whose softmax is the head's probabilities, so the
+    harness's softmax-then-average gives exactly the hub model's own (per-position averaged)
+    probabilities instead of a softmax of probabilities."""
+    return output.log()
+
+
+def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torch.nn.Module:
+    """Make every model take a list of pathway tensors and return logits. Hooks rather than a
+    wrapper module, so parameter names (checkpoints) and counts stay the hub model's."""
+    if output not in OUTPUTS:
+        raise ValueError(f"model.output: must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    if single_pathway:
+        module.register_forward_pre_hook(_single_pathway)
+    if output == "probs":
+        module.register_forward_hook(_probs_to_logits)
+    return module
+
+
 def build_model(cfg: DictConfig) -> Model:
     """Build ``cfg.builder`` and load the weights that ``cfg.weights`` names."""
-    module = hydra.utils.instantiate(cfg.builder)
+    spec = input_spec(cfg)
+    module = adapt_io(hydra.utils.instantiate(cfg.builder), spec.alpha is None,
+                      str(cfg.get("output", "logits")))
     weights = str(cfg.weights)
     if weights in ("auto", "pretrained"):
         path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")
@@ -125,4 +157,4 @@ def build_model(cfg: DictConfig) -> Model:
     else:
         load_checkpoint(module, path)
     module.eval()
-    return Model(str(cfg.name), module, label, input_spec(cfg), int(cfg.num_classes))
+    return Model(str(cfg.name), module, label, spec, int(cfg.num_classes))

@@ -1,46 +1,75 @@
-"""Results tables under ``results/``: one row per evaluation, CSV for tools and Markdown for people.
+"""Reports: tables (CSV for tools, Markdown for people) and plots, built from finished runs.
 
-Rows are keyed by what identifies an evaluation (model, weights, dataset, device, precision,
-views), so a rerun replaces its row instead of piling up duplicates. Published numbers sit in
-their own columns beside the measured ones, never in their place.
+- ``results/evaluations.csv`` / ``.md``: one row per evaluation, keyed by what identifies it
+  (model, weights, dataset, device, precision, views), so a rerun replaces its row. Measured
+  top-1/top-5 carry a seeded 95% bootstrap interval (``+-`` in the Markdown); the published
+  numbers (pytorchvideo model zoo) sit in their own columns beside the measured ones, never in
+  their place, with the measured minus published delta.
+- Per run, in its folder: ``report.md``, ``per_class.csv``/``.md`` (worst class first),
+  ``confusions.csv``/``.md`` (most confused class pairs), and the two plots.
+- Plots (PNG, in the run folder and ``results/``): top-1 against GFLOPs per view with the zoo's
+  published points, and model-only views/s per device and precision.
+- ``results/flops.csv`` / ``.md``: every zoo model's GFLOPs and params (``make flops``).
+
+``python -m benchmark.report RUN_OR_SWEEP_DIR...`` rebuilds all of it from the runs' files
+(metrics.json, predictions.parquet, .hydra/config.yaml) without evaluating anything again.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+import fvcore
 import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
+from benchmark.manifest import ManifestError, read_class_names
+from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
 from benchmark.store import atomic_write
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views"]
 EVAL_COLUMNS = EVAL_KEY + [
-    "videos", "top1", "top5", "mean_class_accuracy", "published_top1", "published_top5",
-    "gflops", "published_gflops", "params_m", "published_params_m", "views_per_s",
-    "videos_per_s", "torch", "pytorchvideo", "av", "finished",
+    "videos",
+    "top1", "top1_ci95", "published_top1", "top1_delta",
+    "top5", "top5_ci95", "published_top5", "top5_delta",
+    "mean_class_accuracy",
+    "gflops", "published_gflops", "gflops_delta",
+    "params_m", "published_params_m", "params_delta",
+    "views_per_s", "videos_per_s", "batch_views", "channels_last", "compile",
+    "torch", "pytorchvideo", "av", "finished",
+]
+EVAL_NOTE = (
+    "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
+    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400); `*_delta` = "
+    "measured - published. GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
+    "conventions). views_per_s: model only; videos_per_s: end to end."
+)
+FLOPS_COLUMNS = [
+    "model", "input", "views", "gflops", "gflops_with_norm", "published_gflops", "gflops_delta",
+    "gflops_with_norm_delta", "flops_match", "params_m", "published_params_m", "params_delta",
+    "params_match",
 ]
 
 
-def eval_row(metrics: dict, published: dict) -> dict:
-    """A table row from a run's metrics.json (accuracies in percent, as the zoo prints them)."""
-    def pct(x):
-        return None if x is None else round(100 * x, 2)
-    return {
-        "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
-        "device": metrics["device"], "precision": metrics["precision"],
-        "views": f"{metrics['clips']}x{metrics['crops']}",
-        "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
-        "top1": pct(metrics["top1"]), "top5": pct(metrics["top5"]),
-        "mean_class_accuracy": pct(metrics["mean_class_accuracy"]),
-        "published_top1": published.get("top1"), "published_top5": published.get("top5"),
-        "gflops": _round(metrics.get("gflops")), "published_gflops": published.get("gflops"),
-        "params_m": _round(metrics.get("params_m")),
-        "published_params_m": published.get("params_m"),
-        "views_per_s": _round(metrics.get("views_per_s"), 3),
-        "videos_per_s": _round(metrics.get("videos_per_s"), 4),
-        "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
-        "av": metrics["versions"]["av"], "finished": metrics["finished"],
-    }
+class ReportError(ValueError):
+    """A folder or file that is not a finished run; the message names it."""
+
+
+# ---- rows and tables ----------------------------------------------------------------------------
+
+def _pct(x):
+    return None if x is None else round(100 * x, 2)
 
 
 def _round(x, digits=2):
@@ -50,17 +79,411 @@ def _round(x, digits=2):
     return round(x, digits) if abs(x) >= 10 ** (1 - digits) else float(f"{x:.2g}")
 
 
-def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str]) -> pd.DataFrame:
+def _delta(measured, published):
+    return None if measured is None or published is None else round(measured - published, 2)
+
+
+def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
+    """A table row from a run's metrics.json (accuracies in percent, as the zoo prints them);
+    ``ci``: ``bootstrap_ci``'s intervals, shown as their half width."""
+    ci = ci or {}
+
+    def half_width(name):
+        low, high = ci.get(name, (None, None))
+        return None if low is None else round(100 * (high - low) / 2, 2)
+
+    top1, top5 = _pct(metrics["top1"]), _pct(metrics["top5"])
+    gflops, params = _round(metrics.get("gflops")), _round(metrics.get("params_m"))
+    return {
+        "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
+        "device": metrics["device"], "precision": metrics["precision"],
+        # A deliberately broken run (views.fault) never takes a real run's row.
+        "views": f"{metrics['clips']}x{metrics['crops']}"
+                 + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
+        "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
+        "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
+        "top1_delta": _delta(top1, published.get("top1")),
+        "top5": top5, "top5_ci95": half_width("top5"), "published_top5": published.get("top5"),
+        "top5_delta": _delta(top5, published.get("top5")),
+        "mean_class_accuracy": _pct(metrics["mean_class_accuracy"]),
+        "gflops": gflops, "published_gflops": published.get("gflops"),
+        "gflops_delta": _delta(gflops, published.get("gflops")),
+        "params_m": params, "published_params_m": published.get("params_m"),
+        "params_delta": _delta(params, published.get("params_m")),
+        "views_per_s": _round(metrics.get("views_per_s"), 3),
+        "videos_per_s": _round(metrics.get("videos_per_s"), 4),
+        # How the model ran (precision is in the key): what views_per_s was measured with.
+        "batch_views": metrics.get("batch_views"), "channels_last": metrics.get("channels_last"),
+        "compile": metrics.get("compile"),
+        "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
+        "av": metrics["versions"]["av"], "finished": metrics["finished"],
+    }
+
+
+def to_markdown(table: pd.DataFrame, note: str = "") -> str:
+    """The table for people: each ``X_ci95`` column folded into ``X`` as ``value +- ci``."""
+    shown = table.copy()
+    for column in [c for c in shown.columns if c.endswith("_ci95")]:
+        base = column.removesuffix("_ci95")
+        if base in shown:
+            with_ci = shown[column].notna() & (shown[column].astype(str) != "")
+            shown[base] = shown[base].astype(object)
+            shown.loc[with_ci, base] = (shown.loc[with_ci, base].astype(str) + " +- "
+                                        + shown.loc[with_ci, column].astype(str))
+        shown = shown.drop(columns=column)
+    text = shown.astype(object).fillna("").to_markdown(index=False)
+    return (note + "\n\n" if note else "") + text + "\n"
+
+
+def write_table(stem: Path, table: pd.DataFrame, note: str = "") -> None:
+    """``stem``.csv (as is) and ``stem``.md (for reading)."""
+    atomic_write(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
+    atomic_write(stem.with_suffix(".md"), lambda p: p.write_text(to_markdown(table, note)))
+
+
+def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
+                 note: str = "") -> pd.DataFrame:
     """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md."""
     csv_path = stem.with_suffix(".csv")
     table = pd.read_csv(csv_path, dtype=str) if csv_path.exists() else pd.DataFrame(columns=columns)
     new = pd.DataFrame([{k: "" if v is None else str(v) for k, v in row.items()}], columns=columns)
     if not table.empty:
-        same = (table[key].astype(str) == new[key].iloc[0]).all(axis=1)
+        same = (table.reindex(columns=key).astype(str) == new[key].iloc[0]).all(axis=1)
         table = table[~same]
     table = pd.concat([table, new], ignore_index=True).sort_values(key, ignore_index=True)
     table = table.reindex(columns=columns)
-    atomic_write(csv_path, lambda p: table.to_csv(p, index=False))
-    atomic_write(stem.with_suffix(".md"),
-                 lambda p: p.write_text(table.fillna("").to_markdown(index=False) + "\n"))
+    write_table(stem, table, note)
     return table
+
+
+def zoo_published(conf_dir: Path = CONF_DIR) -> pd.DataFrame:
+    """The published numbers of every model config that has them (``conf/model/*.yaml``)."""
+    rows = []
+    for path in sorted((conf_dir / "model").glob("*.yaml")):
+        published = OmegaConf.load(path).get("published") or {}
+        if published:
+            rows.append({"model": path.stem, **OmegaConf.to_container(published)})
+    return pd.DataFrame(rows, columns=["model", "top1", "top5", "gflops", "params_m"])
+
+
+# ---- one run ------------------------------------------------------------------------------------
+
+def read_metrics(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ReportError(f"{run_dir / 'metrics.json'}: cannot read: {err}") from None
+
+
+def _read_run(run_dir: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """metrics.json and the (probs, labels) of predictions.parquet."""
+    metrics = read_metrics(run_dir)
+    path = run_dir / "predictions.parquet"
+    try:
+        predictions = pd.read_parquet(path, columns=["label", "probs"])
+    except (OSError, ValueError, KeyError) as err:
+        raise ReportError(f"{path}: cannot read the run's predictions: {err}") from None
+    labels = torch.tensor(predictions["label"].to_numpy(), dtype=torch.long)
+    probs = torch.tensor([list(p) for p in predictions["probs"]], dtype=torch.float32)
+    return metrics, probs.reshape(len(labels), -1 if len(labels) else 0), labels
+
+
+def _class_names(metrics: dict, num_classes: int) -> list[str]:
+    """Names from the class-name file the run used when it is still there, else ``class <id>``."""
+    names: list[str] = []
+    source = Path(str(metrics.get("class_names", "")))
+    if source.suffix == ".json" and source.is_file():
+        try:
+            names = read_class_names(source)
+        except ManifestError as err:
+            log.warning("%s", err)
+    return names + [f"class {i}" for i in range(len(names), num_classes)]
+
+
+def _named_tables(probs: torch.Tensor, labels: torch.Tensor,
+                  names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-class and confused-pair tables with class names, accuracies in percent."""
+    if len(labels) == 0:
+        return (pd.DataFrame(columns=["class_id", "class", "videos", "top1", "top5",
+                                      "most_confused_with", "confused_videos"]),
+                pd.DataFrame(columns=["true_id", "true", "predicted_id", "predicted", "videos",
+                                      "share"]))
+    per_class = per_class_accuracy(probs, labels)
+    per_class.insert(1, "class", [names[i] for i in per_class.class_id])
+    per_class["top1"], per_class["top5"] = _pcts(per_class.top1), _pcts(per_class.top5)
+    per_class.insert(6, "most_confused_with",
+                     [names[int(i)] if pd.notna(i) else "" for i in per_class.most_confused_id])
+    per_class = per_class.drop(columns="most_confused_id")
+    pairs = confused_pairs(probs, labels)
+    pairs.insert(1, "true", [names[i] for i in pairs.true_id])
+    pairs.insert(3, "predicted", [names[i] for i in pairs.predicted_id])
+    pairs["share"] = _pcts(pairs.share)
+    return per_class, pairs
+
+
+def _pcts(series: pd.Series) -> pd.Series:
+    return (100 * series.astype(float)).round(2)
+
+
+def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
+             pairs: pd.DataFrame) -> str:
+    """report.md: the run's numbers beside the published ones, its worst classes and confusions."""
+    def interval(name):
+        low, high = ci[name]
+        return "" if low is None else f"{100 * low:.2f} to {100 * high:.2f}"
+
+    def show(x):
+        return "" if x is None else str(x)
+
+    numbers = pd.DataFrame([
+        ["top-1 (%)", show(row["top1"]), interval("top1"), show(row["published_top1"]),
+         show(row["top1_delta"])],
+        ["top-5 (%)", show(row["top5"]), interval("top5"), show(row["published_top5"]),
+         show(row["top5_delta"])],
+        ["mean class accuracy (%)", show(row["mean_class_accuracy"]), "", "", ""],
+        ["GFLOPs per view", show(row["gflops"]), "", show(row["published_gflops"]),
+         show(row["gflops_delta"])],
+        ["params (M)", show(row["params_m"]), "", show(row["published_params_m"]),
+         show(row["params_delta"])],
+        ["views/s (model only)", show(row["views_per_s"]), "", "", ""],
+        ["videos/s (end to end)", show(row["videos_per_s"]), "", "", ""],
+    ], columns=["", "measured", "95% bootstrap interval", "published (zoo)", "delta"])
+    failed = metrics["videos_failed"]
+    lines = [
+        f"# {metrics['model']} on {metrics['dataset']}: {row['views']} views, "
+        f"{metrics['device']} {metrics['precision']}",
+        "",
+        f"Weights: {metrics['weights']}. Videos: {metrics['videos_evaluated']} evaluated of "
+        f"{metrics['videos_listed']} listed" + (f", {failed} failed (failures.csv)" if failed else "")
+        + f". Finished {metrics['finished']}.",
+        "",
+        numbers.to_markdown(index=False),
+        "",
+        "Interval: percentile bootstrap over the videos (1000 resamples, seed 0). GFLOPs: fvcore "
+        "conv + linear; most of the zoo's numbers also count norm layers (results/flops.md).",
+        "",
+        "## Worst classes (all in per_class.md)",
+        "",
+        per_class.head(15).to_markdown(index=False) if len(per_class) else "No videos evaluated.",
+        "",
+        "## Most confused pairs (true -> predicted top-1; all in confusions.md)",
+        "",
+        pairs.head(15).to_markdown(index=False) if len(pairs) else "No confusions.",
+        "",
+        "![top-1 against GFLOPs per view](accuracy_vs_gflops.png)",
+        "",
+        "![views per second](views_per_s.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
+               class_names: list[str] | None = None) -> dict:
+    """Write a finished run's report files from its run files; with ``results_dir``, also its
+    row in evaluations.csv/.md and the plots over all rows there. Returns the row."""
+    run_dir = Path(run_dir)
+    metrics, probs, labels = _read_run(run_dir)
+    num_classes = probs.shape[1] if len(labels) else 0
+    names = list(class_names or _class_names(metrics, num_classes))
+    names += [f"class {i}" for i in range(len(names), num_classes)]
+    ci = bootstrap_ci(probs, labels)
+    row = eval_row(metrics, published, ci)
+    per_class, pairs = _named_tables(probs, labels, names)
+    write_table(run_dir / "per_class", per_class,
+                "Top-1/top-5 accuracy per class in %, worst first; most_confused_with: the class "
+                "its videos are most often predicted as (top-1).")
+    write_table(run_dir / "confusions", pairs,
+                "Most frequent mistakes: true class -> top-1 prediction; share: % of the true "
+                "class's videos.")
+    zoo = zoo_published()
+    rows = pd.DataFrame([row])
+    plot_accuracy_vs_gflops(rows, zoo, run_dir / "accuracy_vs_gflops.png")
+    plot_views_per_s(rows, run_dir / "views_per_s.png")
+    atomic_write(run_dir / "report.md",
+                 lambda p: p.write_text(_summary(metrics, row, ci, per_class, pairs)))
+    if results_dir is not None:
+        table = upsert_table(Path(results_dir) / "evaluations", row, EVAL_KEY, EVAL_COLUMNS,
+                             EVAL_NOTE)
+        plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
+        plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
+    return row
+
+
+# ---- plots --------------------------------------------------------------------------------------
+# matplotlib's object API (Figure, no pyplot): PNGs render with the Agg canvas and no GUI backend
+# or global state is touched.
+
+def _numbers(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    table = table.copy()
+    for column in columns:
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def plot_accuracy_vs_gflops(rows: pd.DataFrame, zoo: pd.DataFrame, path: Path) -> None:
+    """Top-1 against GFLOPs per view (log scale): the zoo's published points (hollow circles, one
+    colour per model) and the measured runs (filled squares in their model's colour, with their
+    95% interval), a dotted line joining a run to its model's published point."""
+    rows = _numbers(rows, ["top1", "top1_ci95", "gflops"]).dropna(subset=["top1", "gflops"])
+    rows = rows[rows.gflops > 0]
+    zoo = _numbers(zoo, ["top1", "gflops"]).dropna(subset=["top1", "gflops"])
+    colours = {m: f"C{i % 10}" for i, m in enumerate(zoo.model)}
+    markers = {m: "ovD^"[i // 10 % 4] for i, m in enumerate(zoo.model)}
+    fig = Figure(figsize=(11, 6.5), layout="constrained")
+    ax = fig.subplots()
+    for z in zoo.itertuples():
+        ax.scatter(z.gflops, z.top1, s=70, marker=markers[z.model], facecolors="none",
+                   edgecolors=colours[z.model], linewidths=1.5, label=f"{z.model} (published)")
+    for r in rows.itertuples():
+        colour = colours.get(r.model, "black")
+        ax.errorbar(r.gflops, r.top1, yerr=0 if pd.isna(r.top1_ci95) else r.top1_ci95, fmt="s",
+                    color=colour, capsize=3, label=f"{r.model}: {r.dataset}, {r.views} views, "
+                                                   f"{r.device} {r.precision}, {r.weights}")
+        same = zoo[zoo.model == r.model]
+        if len(same):
+            ax.plot([r.gflops, same.gflops.iloc[0]], [r.top1, same.top1.iloc[0]], ":",
+                    color=colour, linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per view (fvcore; 1 multiply-add = 1 flop; log scale)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title("Top-1 accuracy against cost per view\n"
+                 "hollow: published (pytorchvideo zoo, Kinetics-400); filled squares: measured "
+                 "runs, bars: 95% bootstrap interval", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    fig.savefig(path, dpi=120)
+
+
+def plot_views_per_s(rows: pd.DataFrame, path: Path) -> None:
+    """Model-only throughput, one bar per model, device and precision, coloured by device."""
+    rows = _numbers(rows, ["views_per_s"]).dropna(subset=["views_per_s"])
+    rows = rows.sort_values("views_per_s")
+    fig = Figure(figsize=(9, 1.5 + 0.45 * max(len(rows), 1)), layout="constrained")
+    ax = fig.subplots()
+    if rows.empty:
+        ax.text(0.5, 0.5, "no throughput measured (cost.throughput_iters=0)", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        colours = {d: f"C{i}" for i, d in enumerate(sorted(rows.device.unique()))}
+        labels = [f"{r.model} · {r.precision} · {r.views} · {r.dataset}" for r in rows.itertuples()]
+        bars = ax.barh(labels, rows.views_per_s, color=[colours[d] for d in rows.device])
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in rows.views_per_s], padding=3, fontsize=8)
+        if rows.views_per_s.max() / rows.views_per_s.min() > 100:
+            ax.set_xscale("log")
+        ax.legend(handles=[bars[list(rows.device).index(d)] for d in colours],
+                  labels=[f"device: {d}" for d in colours], loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        ax.set_xlabel("views per second (model only, after a warm-up pass)")
+        ax.grid(True, axis="x", alpha=0.3)
+    ax.set_title("Model-only throughput per device and precision (model · precision · views · "
+                 "data)", fontsize=10)
+    fig.savefig(path, dpi=120)
+
+
+# ---- FLOPs table (make flops) -------------------------------------------------------------------
+
+def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
+              published: dict) -> dict:
+    """One model's measured GFLOPs (both conventions) and params beside the zoo's numbers."""
+    gflops, with_norm = round(counts["gflops"], 2), round(counts["gflops_with_norm"], 2)
+    params = round(params_m, 2)
+    pub_g, pub_p = published.get("gflops"), published.get("params_m")
+    if pub_g is None:
+        match = ""
+    elif gflops == round(pub_g, 2):
+        match = "yes: conv + linear"
+    elif with_norm == round(pub_g, 2):
+        match = "yes: with norm layers"
+    else:
+        match = "no"
+    frames = f"{spec.num_frames}x{spec.crop_size}x{spec.crop_size}"
+    if spec.alpha:
+        frames += f" (slow {spec.num_frames // spec.alpha})"
+    return {
+        "model": name, "input": frames, "views": views,
+        "gflops": gflops, "gflops_with_norm": with_norm, "published_gflops": pub_g,
+        "gflops_delta": _delta(gflops, pub_g), "gflops_with_norm_delta": _delta(with_norm, pub_g),
+        "flops_match": match, "params_m": params, "published_params_m": pub_p,
+        "params_delta": _delta(params, pub_p),
+        "params_match": "" if pub_p is None else ("yes" if params == round(pub_p, 2) else "no"),
+    }
+
+
+def write_flops_table(rows: list[dict], stem: Path) -> pd.DataFrame:
+    """results/flops.csv and .md, with how the numbers were made."""
+    table = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
+    note = (
+        "GFLOPs per view at batch 1 on each model's test input (input: frames x crop x crop), "
+        "counted with fvcore (1 multiply-add = 1 flop), and parameters in millions, beside the "
+        "pytorchvideo model zoo's published numbers (delta = measured - published). "
+        "`gflops`: conv + linear (+ attention matmuls). `gflops_with_norm`: plus the norm layers "
+        "as fvcore counts them in training mode (5 flops per element). The zoo's table mixes the "
+        "two: slowfast_r50 8x8 and slow_r50 8x8 match conv + linear, every other entry matches "
+        "the count with norm layers (fvcore's training-mode estimate), which is also why "
+        "slowfast_r101's 127.20 is not its conv + linear 125.91. `flops_match` says which "
+        "one a row matches; the evaluations table's GFLOPs are conv + linear.\n\n"
+        f"Measured by `make flops` (python -m benchmark.flops), torch {torch.__version__}, "
+        f"fvcore {fvcore.__version__}, "
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}."
+    )
+    write_table(stem, table, note)
+    return table
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+def find_runs(folders: list[Path]) -> list[Path]:
+    """Finished runs (folders holding metrics.json) given as themselves or under a sweep folder."""
+    runs: list[Path] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise ReportError(f"{folder}: no such folder")
+        found = [folder] if (folder / "metrics.json").is_file() else sorted(
+            p.parent for p in folder.rglob("metrics.json"))
+        if not found:
+            raise ReportError(f"{folder}: no finished run in it (no metrics.json)")
+        runs += [r for r in found if r not in runs]
+    return runs
+
+
+def run_published(run_dir: Path, model: str) -> dict:
+    """The published numbers the run was configured with (.hydra/config.yaml), else the zoo's."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if saved.is_file():
+        published = OmegaConf.load(saved).get("model", {}).get("published")
+        return OmegaConf.to_container(published) if published else {}
+    zoo = zoo_published().set_index("model")
+    return zoo.loc[model].dropna().to_dict() if model in zoo.index else {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.report",
+        description="Rebuild the tables and plots of finished runs from their files "
+                    "(metrics.json, predictions.parquet, .hydra/config.yaml); evaluates nothing.")
+    parser.add_argument("folders", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR",
+                        help="a run folder (holding metrics.json) or a folder of runs (a sweep)")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"),
+                        help="where evaluations.csv/.md and the cross-run plots go (default: "
+                             "results)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rows = []
+        for run in find_runs(args.folders):
+            published = run_published(run, read_metrics(run)["model"])
+            rows.append(report_run(run, published, args.results_dir))
+            log.info("%s: report.md, per_class.md, confusions.md, plots", run)
+    except ReportError as err:
+        sys.exit(f"error: {err}")
+    shown = ["model", "weights", "dataset", "device", "precision", "views", "videos", "top1",
+             "top1_ci95", "published_top1", "top5", "top5_ci95", "published_top5", "gflops",
+             "views_per_s"]
+    print(to_markdown(pd.DataFrame(rows)[shown]))
+    print(f"table: {args.results_dir / 'evaluations.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,22 +1,37 @@
-"""The run's files: predictions.parquet, failures.csv and metrics.json, written atomically.
+"""The run's files, written as the work is done so that an interrupted run loses nothing.
 
-Every file is written to a temporary name in the same folder and renamed into place, so a
-crash never leaves a half-written file that a later reader trusts.
+Results go to ``<run_dir>/parts/part-NNNNNN.parquet`` in small batches (atomically: a temporary
+file renamed into place, so a crash never leaves a half-written part that a later run trusts).
+``progress.json`` holds the run's fingerprint (a hash of what determines its predictions: model,
+weights, data, views, device, precision). A new run with the same fingerprint picks up an
+unfinished run's parts and skips those videos; a run with another fingerprint never does.
+At the end the parts become predictions.parquet, failures.csv and metrics.json.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
+import logging
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+log = logging.getLogger(__name__)
+
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
 FAILURE_COLUMNS = ["video_id", "path", "reason"]
+PART_COLUMNS = PREDICTION_COLUMNS + ["reason"]  # reason set: a failure; else a prediction
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> Path:
@@ -24,6 +39,7 @@ def atomic_write(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
     try:
         write(Path(tmp))
         os.replace(tmp, path)
@@ -33,31 +49,151 @@ def atomic_write(path: Path, write) -> Path:
     return path
 
 
-@dataclass
-class RunStore:
-    """Predictions and failures of one run, kept in order and written to ``run_dir``."""
+def fingerprint(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    run_dir: Path
-    predictions: list[dict] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)
+
+def check_writable(folder: Path, needed_bytes: int = 0) -> None:
+    """Fail before any work if ``folder`` cannot take the run's files."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise OSError(f"{folder}: cannot write there: {err.strerror or err}") from None
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise OSError(f"{folder}: {free / 2**20:.0f} MiB free, the run needs about "
+                      f"{needed_bytes / 2**20:.0f} MiB")
+
+
+def _read_progress(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "progress.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class ResumeError(RuntimeError):
+    """The run dir holds unfinished work of another configuration."""
+
+
+def find_unfinished(run_dir: Path, search: list[str], identity: dict) -> Path | None:
+    """The newest unfinished run with ``identity``'s fingerprint: ``run_dir`` itself, else one
+    under the ``search`` glob patterns. Unfinished runs of other configs are named, never used."""
+    wanted = fingerprint(identity)
+    found = {Path(p).parent for pattern in search for p in glob.glob(str(Path(pattern) / "progress.json"))}
+    others = []
+    for candidate in [run_dir] + sorted(found - {run_dir}, key=lambda p: p.stat().st_mtime, reverse=True):
+        progress = _read_progress(candidate)
+        if progress is None or progress.get("finished"):
+            continue
+        if progress.get("fingerprint") == wanted:
+            return candidate
+        changed = sorted(k for k, v in identity.items() if progress.get("identity", {}).get(k) != v)
+        if candidate == run_dir:
+            raise ResumeError(f"{run_dir} holds an unfinished run of another config ({', '.join(changed)} "
+                              "differ): choose another hydra.run.dir, or delete its parts/ to start over")
+        others.append(f"{candidate} ({', '.join(changed)} differ)")
+    if others:
+        log.info("not resuming unfinished runs of other configs: %s", "; ".join(others))
+    return None
+
+
+class RunStore:
+    """Predictions and failures of one run, flushed to parts every ``flush_every`` videos or
+    ``flush_seconds`` seconds, whichever comes first."""
+
+    def __init__(self, run_dir: Path, identity: dict, flush_every: int = 20,
+                 flush_seconds: float = 60.0, rank: int = 0):
+        self.run_dir, self.parts, self.rank = run_dir, run_dir / "parts", rank
+        # As stored in progress.json (JSON types), so it compares equal to a stored one.
+        self.identity = json.loads(json.dumps(identity, sort_keys=True, default=str))
+        self.print = fingerprint(self.identity)
+        self.flush_every, self.flush_seconds = flush_every, flush_seconds
+        self.rows: list[dict] = []  # everything so far, loaded parts included
+        self.pending: list[dict] = []
+        self.last_flush = time.monotonic()
+        self.resumed_from: Path | None = None
+
+    def resume(self, search: list[str]) -> set[str]:
+        """Load the parts of an unfinished run with the same fingerprint; return its video ids."""
+        source = find_unfinished(self.run_dir, search, self.identity)
+        if source != self.run_dir:  # a fresh start here: parts of a finished run go
+            shutil.rmtree(self.parts, ignore_errors=True)
+        if source is not None:
+            frames = [pd.read_parquet(p) for p in sorted((source / "parts").glob("part-*.parquet"))]
+            if frames:
+                done = pd.concat(frames, ignore_index=True).drop_duplicates("video_id")
+                self.rows = done.to_dict("records")
+                self.resumed_from = source
+                if source != self.run_dir:  # keep this run self-contained
+                    self.pending = list(self.rows)
+        self._write_progress(finished=False)
+        if self.pending:
+            self.flush()
+        return {row["video_id"] for row in self.rows}
 
     def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
         top = probs.topk(min(5, probs.numel())).indices.tolist()
-        self.predictions.append({"video_id": video_id, "path": str(path), "label": label,
-                                 "top5": top, "probs": probs.float().tolist()})
+        self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
+                   "probs": probs.float().tolist(), "reason": None})
 
     def add_failure(self, video_id: str, path, reason: str) -> None:
-        self.failures.append({"video_id": video_id, "path": str(path or ""), "reason": reason})
+        self._add({"video_id": video_id, "path": str(path or ""), "label": None, "top5": None,
+                   "probs": None, "reason": reason})
+
+    def _add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.pending.append(row)
+        if (len(self.pending) >= self.flush_every
+                or time.monotonic() - self.last_flush >= self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            index = len(list(self.parts.glob(f"part-r{self.rank}-*.parquet")))
+            frame = pd.DataFrame(self.pending, columns=PART_COLUMNS)
+            atomic_write(self.parts / f"part-r{self.rank}-{index:06d}.parquet",
+                         lambda p: frame.to_parquet(p, index=False))
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+    def extend(self, rows: list[dict]) -> None:
+        """Rows another rank evaluated (already in its own parts)."""
+        self.rows.extend(rows)
+
+    @property
+    def predictions(self) -> list[dict]:
+        return [r for r in self.rows if r["reason"] is None or pd.isna(r["reason"])]
+
+    @property
+    def failures(self) -> list[dict]:
+        return [r for r in self.rows if isinstance(r["reason"], str)]
 
     def probs_and_labels(self) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = torch.tensor([p["probs"] for p in self.predictions]).reshape(len(self.predictions), -1)
-        labels = torch.tensor([p["label"] for p in self.predictions], dtype=torch.long)
+        rows = self.predictions
+        probs = torch.tensor([list(r["probs"]) for r in rows]) if rows else torch.empty(0, 0)
+        labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
         return probs, labels
 
-    def write(self, metrics: dict) -> None:
-        frame = pd.DataFrame(self.predictions, columns=PREDICTION_COLUMNS)
+    def finish(self, metrics: dict, order: list[str]) -> None:
+        """Write the final files, rows in manifest ``order``, and mark the run finished."""
+        self.flush()
+        rank = {video_id: i for i, video_id in enumerate(order)}
+        unique = {r["video_id"]: r for r in reversed(self.rows)}  # the first of any repeats
+        rows = sorted(unique.values(), key=lambda r: rank.get(r["video_id"], len(rank)))
+        frame = pd.DataFrame([r for r in rows if not isinstance(r["reason"], str)],
+                             columns=PREDICTION_COLUMNS).astype({"label": "int64"})
         atomic_write(self.run_dir / "predictions.parquet", lambda p: frame.to_parquet(p, index=False))
-        failures = pd.DataFrame(self.failures, columns=FAILURE_COLUMNS)
+        failures = pd.DataFrame([r for r in rows if isinstance(r["reason"], str)],
+                                columns=FAILURE_COLUMNS)
         atomic_write(self.run_dir / "failures.csv", lambda p: failures.to_csv(p, index=False))
         atomic_write(self.run_dir / "metrics.json",
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
+        self._write_progress(finished=True)
+
+    def _write_progress(self, finished: bool) -> None:
+        state = {"fingerprint": self.print, "identity": self.identity, "finished": finished}
+        atomic_write(self.run_dir / "progress.json",
+                     lambda p: p.write_text(json.dumps(state, indent=2, default=str) + "\n"))

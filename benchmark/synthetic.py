@@ -1,15 +1,17 @@
 """Generated action videos: the offline sample set and the tests' corpus.
 
 Kinetics cannot be downloaded here, so the harness makes its own labelled videos with PyAV. Each
-video shows one object doing one motion (its class) over a textured background. The motion happens
-in a random time window and at a random horizontal position, so a single centre clip can miss it
-while 10 clips x 3 crops catch it. The set is written in the official Kinetics-400 layout (CSV,
-``<root>/<label>/<id>_<start>_<end>.mp4``, ``kinetics_classnames.json``) and read back through the
-same manifest code as a real copy.
+video shows a red object doing one motion (its class) over a textured background, and a blue
+distractor doing a random one. The motions happen in random time windows and at random horizontal
+positions, so in a wide frame a single centre clip often misses the action while 10 clips x 3
+crops catch it (the toy set, ``conf/data/toy.yaml``, is built for that). A set is written in the
+official Kinetics-400 layout (CSV, ``<root>/<label>/<id>_<start>_<end>.mp4``,
+``kinetics_classnames.json``) and read back through the same manifest code as a real copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -42,6 +44,7 @@ class ActionSetSpec:
     width: int = 340
     height: int = 256
     action_fraction: float = 0.4  # share of the video during which the action happens
+    distractor: bool = True  # a blue object doing a random action of the set
     seed: int = 0
     split: str = "validate"
 
@@ -54,6 +57,9 @@ def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx26
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt
+        # One encoder thread: x264's output depends on its thread count, and a generated set
+        # must be the same bytes on every machine (the regression baseline is measured on it).
+        stream.thread_count = 1
         stream.options = {"crf": "18"} if options is None and codec == "libx264" else (options or {})
         for array in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
@@ -64,8 +70,11 @@ def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx26
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth random texture: distracting, but static so it carries no motion class."""
-    coarse = rng.integers(40, 200, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
+    """A smooth random texture: distracting, but static so it carries no motion class.
+
+    Every channel is drawn alike, so swapping red and blue leaves its statistics unchanged.
+    """
+    coarse = rng.integers(70, 170, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.float32)
     ys = np.linspace(0, coarse.shape[0] - 1.001, height)
     xs = np.linspace(0, coarse.shape[1] - 1.001, width)
     y0, x0 = ys.astype(int), xs.astype(int)
@@ -75,54 +84,83 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return (top * (1 - fy) + bottom * fy).astype(np.uint8)
 
 
-def render_action(action: str, spec: ActionSetSpec, rng: np.random.Generator) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 of one object performing ``action`` in a random window."""
-    n = max(int(round(spec.seconds * spec.fps)), 1)
-    h, w = spec.height, spec.width
-    background = _background(rng, h, w)
-    colour = rng.integers(0, 256, size=3).astype(np.uint8)
-    colour[rng.integers(0, 3)] = 255  # keep it visible against the mid-grey texture
-    size = h // 5
-    cx = rng.uniform(size * 1.5, w - size * 1.5)
-    cy = h / 2 + rng.uniform(-h / 8, h / 8)
-    span = max(int(n * spec.action_fraction), 2)
-    start = int(rng.integers(0, n - span + 1))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    frames = np.empty((n, h, w, 3), dtype=np.uint8)
-    travel = h / 3
-    for t in range(n):
-        p = min(max((t - start) / (span - 1), 0.0), 1.0)  # 0 before, 1 after the action
+@dataclass(frozen=True)
+class _Mover:
+    """One object: its action, colour, place, and the frames [start, start + span) it acts in."""
+
+    action: str
+    colour: np.ndarray
+    cx: float
+    cy: float
+    start: int
+    span: int
+
+    def mask(self, t: int, size: float, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        """Pixels the object covers in frame ``t``: still before and after its window."""
+        p = min(max((t - self.start) / max(self.span - 1, 1), 0.0), 1.0)
+        travel = 4 * size / 3
         dx = dy = 0.0
         angle, radius = 0.0, size / 2
-        if action == "moving left":
+        if self.action == "moving left":
             dx = travel / 2 - p * travel
-        elif action == "moving right":
+        elif self.action == "moving right":
             dx = -travel / 2 + p * travel
-        elif action == "moving up":
+        elif self.action == "moving up":
             dy = travel / 2 - p * travel
-        elif action == "moving down":
+        elif self.action == "moving down":
             dy = -travel / 2 + p * travel
-        elif action == "rotating clockwise":
+        elif self.action == "rotating clockwise":
             angle = p * np.pi  # image y points down: increasing angle turns clockwise
-        elif action == "rotating anticlockwise":
+        elif self.action == "rotating anticlockwise":
             angle = -p * np.pi
-        elif action == "growing":
+        elif self.action == "growing":
             radius = size * (0.25 + 0.75 * p)
-        elif action == "shrinking":
+        elif self.action == "shrinking":
             radius = size * (1.0 - 0.75 * p)
-        else:
-            raise ValueError(f"unknown action {action!r}; choose from {ACTIONS}")
-        u, v = xx - (cx + dx), yy - (cy + dy)
-        if action.startswith("rotating"):
+        u, v = xx - (self.cx + dx), yy - (self.cy + dy)
+        if self.action.startswith("rotating"):
             along = u * np.cos(angle) + v * np.sin(angle)
             across = -u * np.sin(angle) + v * np.cos(angle)
             # A bar with a knob at one end, so a half turn is not a symmetry.
-            mask = ((np.abs(along) < size) & (np.abs(across) < size / 5)) | (
+            return ((np.abs(along) < size) & (np.abs(across) < size / 4)) | (
                 (along - size) ** 2 + across**2 < (size / 3) ** 2)
-        else:
-            mask = u**2 + v**2 < radius**2
+        return u**2 + v**2 < radius**2
+
+
+def _mover(action: str, dominant: int, spec: ActionSetSpec, n: int, size: float,
+           rng: np.random.Generator) -> _Mover:
+    """An object doing ``action`` at a random place and time; ``dominant`` is its strong channel."""
+    colour = rng.integers(0, 90, size=3).astype(np.uint8)
+    colour[dominant] = rng.integers(200, 256)
+    cx = rng.uniform(size * 1.5, spec.width - size * 1.5)
+    cy = spec.height / 2 + rng.uniform(-spec.height / 8, spec.height / 8)
+    span = min(max(int(n * spec.action_fraction), 2), n)
+    return _Mover(action, colour, cx, cy, int(rng.integers(0, n - span + 1)), span)
+
+
+def render_action(action: str, spec: ActionSetSpec, rng: np.random.Generator) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of a red object performing ``action`` in a random window.
+
+    With ``spec.distractor`` a blue object of the same kinds does a random action of the set at
+    its own place and time: only colour tells which object's action is the label, so a model
+    that learned the set depends on colour, motion direction, time and place alike.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; choose from {ACTIONS}")
+    n = max(int(round(spec.seconds * spec.fps)), 1)
+    h, w = spec.height, spec.width
+    size = min(h, w) / 4
+    background = _background(rng, h, w)
+    movers = [_mover(action, 0, spec, n, size, rng)]
+    if spec.distractor:
+        other = ACTIONS[int(rng.integers(0, spec.classes))]
+        movers.insert(0, _mover(other, 2, spec, n, size, rng))  # drawn first: the actor is on top
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    frames = np.empty((n, h, w, 3), dtype=np.uint8)
+    for t in range(n):
         frame = background.copy()
-        frame[mask] = colour
+        for mover in movers:
+            frame[mover.mask(t, size, yy, xx)] = mover.colour
         frames[t] = frame
     return frames
 
@@ -130,6 +168,11 @@ def render_action(action: str, spec: ActionSetSpec, rng: np.random.Generator) ->
 def video_name(index: int) -> tuple[str, int, int]:
     """(youtube_id, time_start, time_end) in the official CSV's terms for video ``index``."""
     return f"gen{index:07d}", 0, 10
+
+
+def _stamp(spec: ActionSetSpec) -> dict:
+    """What a cached set was made from: the spec and this file's code (an edit regenerates)."""
+    return {**asdict(spec), "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
 
 
 def ensure_action_set(root: Path, spec: ActionSetSpec) -> Path:
@@ -141,7 +184,7 @@ def ensure_action_set(root: Path, spec: ActionSetSpec) -> Path:
     root = Path(root)
     csv_path = root / f"{spec.split}.csv"
     stamp = root / "spec.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == asdict(spec) and csv_path.exists():
+    if stamp.exists() and json.loads(stamp.read_text()) == _stamp(spec) and csv_path.exists():
         return csv_path
     if not 1 <= spec.classes <= len(ACTIONS):
         raise ValueError(f"synthetic.classes must be in 1..{len(ACTIONS)}, got {spec.classes}")
@@ -162,7 +205,7 @@ def ensure_action_set(root: Path, spec: ActionSetSpec) -> Path:
     # Same format as the model card's kinetics_classnames.json: quoted name -> id.
     (tmp / "kinetics_classnames.json").write_text(
         json.dumps({f'"{name}"': i for i, name in enumerate(sorted(actions))}, indent=1))
-    (tmp / stamp.name).write_text(json.dumps(asdict(spec)))
+    (tmp / stamp.name).write_text(json.dumps(_stamp(spec)))
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)

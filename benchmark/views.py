@@ -5,19 +5,24 @@ Two stages, so frames can stay uint8 until they reach the model's device:
   ``ConstantClipsPerVideoSampler``, the frames ``EncodedVideo.get_clip`` would return for each
   clip (pts in [start, end)), then ``UniformTemporalSubsample``; uint8 (clips, C, T, H, W).
 - ``make_views`` (on the device): /255, normalise, ``ShortSideScale``, ``UniformCropVideo`` per
-  crop, pathway packing. Same operations in the same order as the model card, so the views equal
-  the reference pipeline's (tests/test_views.py holds them to 1e-5).
+  crop, pathway packing. The model card's operations, ordered to touch fewer pixels (see
+  ``make_views``); the views equal the reference pipeline's within float rounding
+  (tests/test_views.py holds them to 1e-5).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 from pytorchvideo.data.utils import secs_to_pts
-from pytorchvideo.transforms import UniformCropVideo
-from pytorchvideo.transforms.functional import short_side_scale, uniform_temporal_subsample
+from pytorchvideo.transforms.functional import (
+    short_side_scale,
+    uniform_crop,
+    uniform_temporal_subsample,
+)
 
 from benchmark.decode import DecodedVideo
 
@@ -74,41 +79,111 @@ def clip_frame_indices(video: DecodedVideo, start: Fraction, end: Fraction) -> l
     return [i for i, p in enumerate(video.pts) if lo <= p < hi]
 
 
-def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int,
-                 spacing: str = "to_end") -> torch.Tensor:
-    """uint8 (clips, C, num_frames, H, W): each clip's frames, temporally subsampled."""
+# Deliberate pipeline bugs (``views.fault``), so tests can show the regression check catches them.
+FAULTS = ("reverse_frames", "centre_crop_only", "clips_from_start", "bgr")
+
+
+def cut_clips(video: DecodedVideo, spec: InputSpec, starts: list[Fraction]) -> torch.Tensor:
+    """uint8 (len(starts), C, num_frames, H, W): the clips starting at ``starts`` (seconds)."""
     picks = []
-    for start in clip_starts(video.duration, spec.clip_duration, clips, spacing):
+    for start in starts:
         indices = clip_frame_indices(video, start, start + spec.clip_duration)
         if not indices:
             raise ValueError(f"no frame in the clip [{float(start):.3f}s, "
                              f"{float(start + spec.clip_duration):.3f}s)")
         picks.extend(uniform_temporal_subsample(torch.tensor(indices), spec.num_frames, 0).tolist())
     frames = video.rgb(picks)  # (clips * T, H, W, C)
-    return frames.view(clips, spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+    return frames.view(len(starts), spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+
+
+def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, spacing: str = "to_end",
+                 fault: str | None = None) -> torch.Tensor:
+    """uint8 (clips, C, num_frames, H, W): each clip's frames, temporally subsampled."""
+    starts = clip_starts(video.duration, spec.clip_duration, clips, spacing)
+    if fault == "clips_from_start":
+        starts = [Fraction(0)] * clips
+    frames = cut_clips(video, spec, starts)
+    if fault == "reverse_frames":
+        frames = frames.flip(2)
+    if fault == "bgr":
+        frames = frames.flip(1)
+    return frames
+
+
+def slow_indices(t: int, alpha: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """PackPathway's slow-pathway frames: linspace(0, T - 1, T // alpha), truncated."""
+    return torch.linspace(0, t - 1, t // alpha).long().to(device)
 
 
 def pack_pathways(frames: torch.Tensor, alpha: int | None) -> list[torch.Tensor]:
     """SlowFast's PackPathway on a batch (N, C, T, H, W); a single pathway when alpha is None."""
     if alpha is None:
         return [frames]
-    t = frames.shape[2]
-    slow = torch.index_select(frames, 2, torch.linspace(0, t - 1, t // alpha).long().to(frames.device))
-    return [slow, frames]
+    return [torch.index_select(frames, 2, slow_indices(frames.shape[2], alpha, frames.device)),
+            frames]
 
 
-def make_views(clips: torch.Tensor, spec: InputSpec, crops: int) -> list[torch.Tensor]:
-    """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W)."""
+def scaled_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """(H, W) after ``ShortSideScale(side)``: pytorchvideo's formula, float rounding included
+    (so a long side that comes out one pixel short is still scaled, as the reference does)."""
+    if w < h:
+        return int(math.floor((float(h) / w) * side)), side
+    return side, int(math.floor((float(w) / h) * side))
+
+
+def normalise_(views: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """In place: /255 then ``NormalizeVideo(mean, std)``, as one multiply-add per value.
+
+    In a channels-last batch the channel is the fastest axis, so per-channel factors would give
+    3-long inner loops; each row of W pixels x C channels is one run instead, with the factors
+    tiled along it, which vectorises.
+    """
+    std64 = torch.tensor(std, dtype=torch.float64)
+    scale = (1 / (255 * std64)).float().to(views.device)
+    shift = (-torch.tensor(mean, dtype=torch.float64) / std64).float().to(views.device)
+    n, c, t, h, w = views.shape
+    if c > 1 and views.is_contiguous(memory_format=torch.channels_last_3d):
+        rows = views.permute(0, 2, 3, 4, 1).view(n * t * h, w * c)
+        torch.addcmul(shift.repeat(w), rows, scale.repeat(w), out=rows)
+    else:
+        torch.addcmul(shift.view(c, 1, 1, 1), views, scale.view(c, 1, 1, 1), out=views)
+
+
+def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
+               memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+    """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W).
+
+    The card's steps in an order that touches fewer pixels; the values equal within float
+    rounding (bilinear weights sum to 1, so scaling commutes with the affine normalisation):
+    - ``ShortSideScale`` first, and not at all when the frames already have the scaled size
+      (bilinear at scale 1 is the identity: Kinetics copies resized to short side 256);
+    - crops are ``uniform_crop`` slices copied once into the views; /255 + ``NormalizeVideo``
+      run in place on the views (when scaling, on the float frames instead, which for 3 crops
+      hold fewer pixels than the crops do);
+    - the slow pathway is built from the frames it picks, not copied from the fast one.
+    ``memory_format``: the views' layout (channels_last_3d for a channels-last model).
+    """
     n, c, t, h, w = clips.shape
-    x = clips.float() / 255.0
-    mean = torch.tensor(spec.mean, device=x.device).view(1, c, 1, 1, 1)
-    std = torch.tensor(spec.std, device=x.device).view(1, c, 1, 1, 1)
-    # NormalizeVideo's formula, batched over the clips.
-    x = (x - mean) / std
-    # short_side_scale takes (C, T, H, W); folding the clips into C scales each plane the same way.
-    x = short_side_scale(x.reshape(n * c, t, h, w), spec.side_size)
-    x = x.view(n, c, t, *x.shape[-2:])
-    crop = UniformCropVideo(spec.crop_size)
-    views = [crop({"video": x[i], "aug_index": k})["video"]
-             for i in range(n) for k in CROP_INDICES[crops]]
-    return pack_pathways(torch.stack(views), spec.alpha)
+    size = scaled_size(h, w, spec.side_size)
+    frames = clips
+    if size != (h, w):
+        # short_side_scale takes (C, T, H, W); folding the clips into C scales each plane alike.
+        frames = short_side_scale(clips.float().reshape(n * c, t, h, w), spec.side_size)
+        frames = frames.view(n, c, t, *size)
+        normalise_(frames, spec.mean, spec.std)
+    indices = (1,) * crops if fault == "centre_crop_only" else CROP_INDICES[crops]
+
+    def crops_of(x: torch.Tensor) -> torch.Tensor:
+        views = torch.empty((n * len(indices), c, x.shape[2], spec.crop_size, spec.crop_size),
+                            device=x.device, memory_format=memory_format)
+        for i in range(n):
+            for j, k in enumerate(indices):
+                views[i * len(indices) + j].copy_(uniform_crop(x[i], spec.crop_size, k))
+        if x.dtype == torch.uint8:
+            normalise_(views, spec.mean, spec.std)
+        return views
+
+    fast = crops_of(frames)
+    if spec.alpha is None:
+        return [fast]
+    return [crops_of(frames.index_select(2, slow_indices(t, spec.alpha, frames.device))), fast]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from benchmark.models import build_model
 from benchmark.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
 from benchmark.views import InputSpec
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = str(REPO / "conf")
 
 # The tiny model's test input: 8 frames, 32 px, alpha 4 (conf/model/slowfast_tiny.yaml).
 TINY_SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=32,
@@ -63,3 +66,29 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.pyth"
     torch.save({"model_state": module.state_dict()}, path)
     return path
+
+
+def run_eval(*overrides, check=True):
+    """The real entry point, ``python -m benchmark.eval``, in a subprocess."""
+    result = subprocess.run([sys.executable, "-m", "benchmark.eval", *overrides], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope="session")
+def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
+    """A finished run of the CLI over the generated set plus one listed video not on disk:
+    (folder, overrides, CompletedProcess); the run dir is folder / "out"."""
+    tmp = tmp_path_factory.mktemp("run")
+    csv = tmp / "val.csv"
+    csv.write_text((action_set / "validate.csv").read_text() + '"moving left",notthere,0,10,validate\n')
+    overrides = [
+        "model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
+        "data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
+        f"data.class_names={action_set / 'kinetics_classnames.json'}", "views.clips=4",
+        "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
+    ]
+    result = run_eval(*overrides)
+    return tmp, overrides, result

@@ -86,3 +86,17 @@ def test_slowfast_r50_matches_zoo():
     x = [torch.randn(1, 3, 8, 256, 256), torch.randn(1, 3, 32, 256, 256)]
     assert round(gflops_per_view(model, x), 2) == 65.71
     assert round(params_m(model), 2) == 34.57
+
+
+def test_flop_counts_with_norm_adds_fvcores_training_mode_norm_count():
+    from benchmark.cost import flop_counts
+
+    model, x = Plain(), [torch.randn(1, 3, 2, 4, 4)]
+    bn = model.seq[1]
+    stats = bn.running_mean.clone(), bn.running_var.clone()
+    counts = flop_counts(model, x)
+    compute = (4 * 2 * 4 * 4) * (3 * 3 * 3 * 3) + (4 * 2 * 4 * 4) * 5  # conv + linear, as above
+    assert counts["gflops"] * 1e9 == pytest.approx(compute)
+    # Batch norm over 4 x 2 x 4 x 4 elements at fvcore's training-mode 5 flops each (with affine).
+    assert counts["gflops_with_norm"] * 1e9 == pytest.approx(compute + 5 * 128)
+    assert torch.equal(bn.running_mean, stats[0]) and torch.equal(bn.running_var, stats[1])

@@ -1,9 +1,6 @@
 """End to end: the real entry point on generated videos with a tiny SlowFast."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,33 +9,9 @@ import torch
 from benchmark.models import build_model
 from benchmark.reference import reference_views
 
-from conftest import TINY_SPEC, compose_eval
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run_eval(*overrides, check=True):
-    result = subprocess.run([sys.executable, "-m", "benchmark.eval", *overrides], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stderr[-3000:])
-    return result
-
-
-@pytest.fixture(scope="module")
-def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
-    """A run over the generated set plus one listed video that is not on disk."""
-    tmp = tmp_path_factory.mktemp("run")
-    csv = tmp / "val.csv"
-    csv.write_text((action_set / "validate.csv").read_text() + '"moving left",notthere,0,10,validate\n')
-    overrides = [
-        "model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
-        "data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
-        f"data.class_names={action_set / 'kinetics_classnames.json'}", "views.clips=4",
-        "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
-    ]
-    result = run_eval(*overrides)
-    return tmp, overrides, result
+# kinetics_run (a finished run of the real CLI) is a session fixture in conftest, shared with
+# test_report.py; REPO and run_eval stay importable from here.
+from conftest import REPO, TINY_SPEC, compose_eval, run_eval  # noqa: F401
 
 
 def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_set):

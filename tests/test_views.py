@@ -51,3 +51,56 @@ def test_crops_differ_and_follow_the_long_side(videos):
         one = make_views(clips, TINY_SPEC, 1)[1]
         assert not torch.equal(three[0], three[2])
         torch.testing.assert_close(one[0], three[1])
+
+
+@pytest.mark.parametrize("fault", ["reverse_frames", "bgr", "clips_from_start", "centre_crop_only"])
+def test_each_fault_breaks_the_views_it_names(videos, fault):
+    """views.fault: the deliberate pipeline bugs the regression check must catch."""
+    decoded = decode_video(videos["landscape"])
+    good = sample_clips(decoded, TINY_SPEC, 4)
+    bad = sample_clips(decoded, TINY_SPEC, 4, fault=fault)
+    expected = {"reverse_frames": good.flip(2), "bgr": good.flip(1),
+                "clips_from_start": good[:1].expand_as(good), "centre_crop_only": good}[fault]
+    assert torch.equal(bad, expected) and (fault == "centre_crop_only") == torch.equal(bad, good)
+    views = make_views(bad, TINY_SPEC, 3, fault=fault)[1]
+    good_views = make_views(bad, TINY_SPEC, 3)[1]
+    centre_only = fault == "centre_crop_only"
+    assert torch.equal(views[0::3], good_views[1::3] if centre_only else good_views[0::3])
+
+
+@pytest.fixture(scope="module")
+def native_video(tmp_path_factory):
+    """Frames already at the scaled size (short side 32 = TINY_SPEC.side_size): no scaling."""
+    from conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("native") / "native.mp4", 44, 32, 2.0, seed=4)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("name", ["landscape", "portrait", "native"])
+def test_views_in_either_layout_equal_the_reference(videos, native_video, name, layout):
+    """The reordered float work (scale first or not at all, crop, then normalise in place) gives
+    the reference's views in both layouts, with and without short-side scaling."""
+    path = native_video if name == "native" else videos[name]
+    views = make_views(sample_clips(decode_video(path), TINY_SPEC, 3), TINY_SPEC, 3,
+                       memory_format=layout)
+    assert all(v.is_contiguous(memory_format=layout) for v in views)
+    reference = list(reference_views(path, TINY_SPEC, 3, 3))
+    for ours, theirs in zip(views, map(torch.cat, zip(*reference))):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_scaled_size_follows_pytorchvideo_rounding():
+    """A long side whose float arithmetic comes out just short is one pixel shorter, as in
+    pytorchvideo's short_side_scale, so the harness scales exactly where the reference does."""
+    from pytorchvideo.transforms.functional import short_side_scale
+
+    from benchmark.views import scaled_size
+
+    for h, w, side in [(256, 340, 256), (32, 44, 32), (240, 320, 256), (300, 171, 256),
+                       (28, 61, 224)]:
+        expected = short_side_scale(torch.zeros(1, 1, h, w), side).shape[-2:]
+        assert scaled_size(h, w, side) == tuple(expected)
+    assert scaled_size(28, 61, 224) == (224, 487)  # 61 * 224 / 28 is 488, the float 487.99...
+    assert scaled_size(256, 340, 256) == (256, 340)  # a resized Kinetics frame: not scaled
+

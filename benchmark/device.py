@@ -1,0 +1,93 @@
+"""How the model runs on its device (``conf/device/``, ``precision``, ``compile``, ``eval.*``).
+
+Precision support, the channels-last layout, torch.compile, keeping freed memory for reuse on
+the CPU, and timing that waits for the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import sys
+import time
+
+import torch
+
+# precision -> the autocast dtype around the model (fp32: no autocast).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision`` on ``device``; nothing for fp32."""
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def precision_problem(precision: str, device: torch.device) -> str | None:
+    """Why ``precision`` cannot run natively on ``device`` (one line naming the key), or None.
+
+    Autocast would still run bf16/fp16 on a CPU without the instructions, but emulated and slower
+    than fp32, which is never what a user asking for speed wants.
+    """
+    if device.type == "cpu":
+        # torch's own CPU feature probes (what inductor uses to pick bf16/fp16 kernels).
+        if precision == "bf16" and not (torch.cpu._is_avx512_bf16_supported()
+                                         or torch.cpu._is_amx_tile_supported()):
+            return ("precision=bf16: this CPU has no bfloat16 instructions (AVX512-BF16 or AMX), "
+                    "so bf16 would be emulated and slower than fp32; use precision=fp32")
+        if precision == "fp16" and not torch.cpu._is_amx_fp16_supported():
+            return ("precision=fp16: this CPU has no float16 matrix instructions (AMX-FP16); use "
+                    "precision=fp32, or bf16 where the CPU has it")
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        return f"precision=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16"
+    return None
+
+
+def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: bool,
+                  compile: bool) -> torch.nn.Module:
+    """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:
+    oneDNN and cuDNN run 3D convolutions faster on NDHWC) and compiled (``compile``).
+
+    Returns the module to call; with ``compile`` it wraps ``module``, which stays the one to
+    count FLOPs and parameters on.
+    """
+    module = module.to(device).eval()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last_3d)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed view shapes: time cuDNN's algorithms once
+    return torch.compile(module) if compile else module
+
+
+def reuse_freed_memory() -> bool:
+    """Keep freed memory in the process (glibc malloc) instead of returning large blocks to the
+    operating system at every free (``eval.reuse_memory``).
+
+    Each view batch and each activation of a forward pass is a fresh block of up to tens of MB;
+    by default glibc gives large blocks (over 128 kB, a threshold that adapts up to 32 MB) their
+    own mappings and unmaps them when freed, so each pass page faults through all of it again
+    (about 200,000 faults per slowfast_r50 view, measured here). PyTorch's
+    CPU tuning guide swaps in jemalloc/tcmalloc with LD_PRELOAD for this; glibc's own switches do
+    the same from inside the process. Returns False where there is no glibc (nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: leave the allocator alone
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it means something."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the device has finished its queued work."""
+    synchronize(device)
+    return time.perf_counter()

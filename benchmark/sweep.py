@@ -1,0 +1,79 @@
+"""Sweeps: one combined table for a Hydra multirun, written when the sweep ends.
+
+``python -m benchmark.eval -m model=slowfast_r50,slowfast_r101 device=cpu,cuda`` runs every
+combination; this callback then reads each job's dir (status.json, metrics.json, .hydra/config.yaml)
+so it works the same whichever launcher ran the jobs (local, SLURM), and writes sweep.csv/.md in
+the sweep dir and under ``results/sweeps/``. Jobs skipped because their device is not on the
+machine are rows that say so; any failed job makes the sweep exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.store import atomic_write
+
+log = logging.getLogger(__name__)
+
+SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "status", "reason",
+                 "top1", "top5", "gflops", "params_m", "views_per_s", "videos_per_s"]
+
+
+def _job_row(job_dir: Path) -> dict:
+    config = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    name = str(config.model.name)
+    depth = re.search(r"_r(\d+)", name)
+    row = {"job": job_dir.name, "model": name, "depth": depth.group(1) if depth else "",
+           "device": str(config.device.type), "precision": str(config.precision),
+           "views": f"{config.views.clips}x{config.views.crops}"}
+    try:
+        status = json.loads((job_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        status = {"status": "failed", "reason": "the job ended without a status (crashed?)"}
+    row.update(status)
+    if status["status"] == "ok":
+        metrics = json.loads((job_dir / "metrics.json").read_text())
+        row["device"] = metrics["device"]  # device=auto: what it resolved to
+        for key in ("top1", "top5"):
+            row[key] = None if metrics[key] is None else round(100 * metrics[key], 2)
+        for key in ("gflops", "params_m", "views_per_s", "videos_per_s"):
+            row[key] = None if metrics[key] is None else float(f"{metrics[key]:.4g}")
+    return row
+
+
+def sweep_table(sweep_dir: Path) -> pd.DataFrame:
+    """A row per job dir (numbered subfolders holding a .hydra config) of ``sweep_dir``."""
+    jobs = sorted((d for d in sweep_dir.iterdir() if (d / ".hydra" / "config.yaml").exists()),
+                  key=lambda d: (len(d.name), d.name))
+    return pd.DataFrame([_job_row(d) for d in jobs], columns=SWEEP_COLUMNS)
+
+
+def write_table(table: pd.DataFrame, stem: Path) -> None:
+    atomic_write(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
+    atomic_write(stem.with_suffix(".md"),
+                 lambda p: p.write_text(table.fillna("").to_markdown(index=False) + "\n"))
+
+
+class SweepTable(Callback):
+    """Hydra callback (conf/eval.yaml, hydra.callbacks) writing the sweep's table at its end."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        table = sweep_table(sweep_dir)
+        write_table(table, sweep_dir / "sweep")
+        name = "_".join(sweep_dir.parts[-2:])  # multirun/DATE/TIME -> DATE_TIME
+        write_table(table, Path(config.results_dir) / "sweeps" / name)
+        print(table.fillna("").to_markdown(index=False))
+        print(f"sweep table: {sweep_dir / 'sweep.md'}")
+        failed = table[table.status == "failed"]
+        if len(failed):
+            raise SystemExit(f"error: {len(failed)} of {len(table)} sweep jobs failed: "
+                             + "; ".join(f"job {r.job}: {r.reason}" for r in failed.itertuples()))

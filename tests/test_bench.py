@@ -1,0 +1,58 @@
+"""End to end: ``python -m benchmark.bench`` with a tiny model on small generated videos."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    overrides = [
+        "model=slowfast_tiny", "views.clips=2", "precision=fp32", "device=cpu",
+        "bench.videos=2", "bench.rss_videos=3", "bench.matmul_size=256",
+        "data.synthetic.videos_per_class=1", "data.synthetic.classes=3",
+        "data.synthetic.seconds=2.5", "data.synthetic.width=112", "data.synthetic.height=64",
+        f"cache_dir={tmp / 'cache'}", f"results_dir={tmp / 'results'}",
+        f"hydra.run.dir={tmp / 'out'}",
+    ]
+    result = subprocess.run([sys.executable, "-m", "benchmark.bench", *overrides], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp, result
+
+
+def test_bench_times_both_pipelines_and_they_agree(bench_run):
+    tmp, result = bench_run
+    bench = json.loads((tmp / "out" / "bench.json").read_text())
+    for key in ("data_speedup", "model_speedup", "total_speedup", "model_peak_fraction"):
+        assert bench[key] > 0
+    for name in ("reference", "harness"):
+        side = bench[name]
+        assert side["videos"] == 2 and side["views_per_video"] == 6  # 2 clips x 3 crops
+        assert side["data_s"] > 0 and side["total_s"] > side["model_s"] > 0
+        assert side["gmacs_per_s"] > 0 and side["peak_rss_mb"] > 0
+    assert bench["reference"]["precision"] == "fp32" and bench["reference"]["batch_views"] == 1
+    assert bench["matmul_gmacs_per_s"]["fp32"] > 0
+    # Same weights, same videos: the harness predicts what the model card's pipeline does.
+    assert bench["agreement"]["top1_agree"] == 1.0
+    assert bench["agreement"]["max_abs_prob_diff"] < 1e-4
+    assert "data_speedup" in result.stdout
+
+
+def test_bench_rss_check_and_tables(bench_run):
+    tmp, _ = bench_run
+    rss = json.loads((tmp / "out" / "bench.json").read_text())["rss_check"]
+    assert rss["videos"] == 3 and len(rss["per_video"]) == 3
+    assert rss["rss_first_mb"] > 0 and rss["rss_last_mb"] > 0
+    table = pd.read_csv(tmp / "results" / "bench-cpu.csv")
+    assert sorted(table.pipeline) == ["harness", "harness (RSS check)", "reference"]
+    harness = table[table.pipeline == "harness"].iloc[0]
+    assert harness.total_speedup > 0 and harness.precision == "fp32"
+    assert "| reference" in (tmp / "results" / "bench-cpu.md").read_text()

@@ -1,0 +1,133 @@
+"""The fast model path (channels-last, view batches, bf16, memory reuse) predicts as the plain one."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.decode import decode_video
+from benchmark.device import precision_problem, prepare_model
+from benchmark.evaluate import predict_video
+from benchmark.models import build_model
+from benchmark.views import sample_clips
+
+from conftest import compose_eval
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint):
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
+                       f"model.weights={tiny_checkpoint}")
+    return build_model(cfg.model)
+
+
+@pytest.fixture(scope="module")
+def clips(videos, tiny):
+    """The test videos' 4 clips each (landscape, portrait, and one shorter than a clip)."""
+    return [sample_clips(decode_video(path), tiny.spec, 4) for path in videos.values()]
+
+
+@pytest.fixture(scope="module")
+def plain(tiny, clips):
+    """The plain path: fp32, NCDHW, one clip's 3 views per forward."""
+    return [predict_video(tiny.module, c, tiny.spec, 3, 3, CPU, "fp32") for c in clips]
+
+
+@pytest.mark.parametrize("channels_last, batch_views", [(True, 1), (True, 12), (False, 5)])
+def test_fast_fp32_path_predicts_as_the_plain_path(tiny, clips, plain, channels_last,
+                                                   batch_views):
+    runner = prepare_model(tiny.module, CPU, channels_last, compile=False)
+    try:
+        for c, expected in zip(clips, plain):
+            probs = predict_video(runner, c, tiny.spec, 3, batch_views, CPU, "fp32",
+                                  channels_last=channels_last)
+            assert probs.topk(4).indices.tolist() == expected.topk(4).indices.tolist()
+            torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)
+    finally:
+        tiny.module.to(memory_format=torch.contiguous_format)
+
+
+@pytest.mark.skipif(precision_problem("bf16", CPU) is not None, reason="no bf16 on this CPU")
+def test_bf16_keeps_the_top1(tiny, clips, plain):
+    """bf16 keeps 8 mantissa bits: the same top-1 and probabilities within 1e-3 (2e-5 measured
+    on the tiny model here; documented in the README)."""
+    runner = prepare_model(tiny.module, CPU, True, compile=False)
+    try:
+        for c, expected in zip(clips, plain):
+            probs = predict_video(runner, c, tiny.spec, 3, 3, CPU, "bf16", channels_last=True)
+            assert probs.argmax() == expected.argmax()
+            torch.testing.assert_close(probs, expected, atol=1e-3, rtol=0)
+    finally:
+        tiny.module.to(memory_format=torch.contiguous_format)
+
+
+def test_timings_split_views_and_model(tiny, clips):
+    timings = {}
+    predict_video(tiny.module, clips[0], tiny.spec, 3, 3, CPU, "fp32", timings=timings)
+    assert set(timings) == {"views_s", "model_s"} and all(t > 0 for t in timings.values())
+
+
+def test_precision_without_cpu_support_is_one_line_naming_the_key(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)
+    for precision in ("bf16", "fp16"):
+        message = precision_problem(precision, CPU)
+        assert message.startswith(f"precision={precision}: ") and "\n" not in message
+        assert "precision=fp32" in message  # says what to do
+    assert precision_problem("fp32", CPU) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_reuse_freed_memory_stops_the_page_faults():
+    """Freed 64 MB blocks are reused: once warm, allocating one page faults almost nowhere."""
+    script = textwrap.dedent("""
+        import resource, sys, torch
+        from benchmark.device import reuse_freed_memory
+        if sys.argv[1] == "reuse":
+            assert reuse_freed_memory()
+        for _ in range(3):
+            torch.ones(16 * 2**20)  # 64 MB, allocated and freed
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        torch.ones(16 * 2**20)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    """)
+    faults = {mode: int(subprocess.run([sys.executable, "-c", script, mode], check=True,
+                                       capture_output=True, text=True).stdout)
+              for mode in ("default", "reuse")}
+    assert faults["default"] > 10_000  # 16,384 pages of 4 kB
+    assert faults["reuse"] < 1_000
+
+
+def test_eval_records_how_the_model_ran(tmp_path):
+    """The real entry point with the fast settings: metrics.json and the table say what ran."""
+    from test_eval_cli import run_eval
+
+    precision = "bf16" if precision_problem("bf16", CPU) is None else "fp32"
+    run_eval("model=slowfast_tiny", "views=1x1", "cost.flops=false", "cost.throughput_iters=1",
+             f"precision={precision}", "eval.batch_views=1", "eval.channels_last=true",
+             "device=cpu", f"cache_dir={tmp_path / 'cache'}",
+             f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'out'}")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["precision"], metrics["batch_views"], metrics["channels_last"],
+            metrics["compile"]) == (precision, 1, True, False)
+    assert metrics["views_per_s"] > 0
+    row = pd.read_csv(tmp_path / "results" / "evaluations.csv").iloc[0]
+    assert (row.precision, row.batch_views, bool(row.channels_last)) == (precision, 1, True)
+
+
+@pytest.mark.skipif(precision_problem("fp16", CPU) is None, reason="this CPU has fp16")
+def test_eval_refuses_a_precision_the_cpu_lacks(tmp_path):
+    from test_eval_cli import run_eval
+
+    result = run_eval("model=slowfast_tiny", "precision=fp16", "device=cpu",
+                      f"cache_dir={tmp_path}", f"results_dir={tmp_path}",
+                      f"hydra.run.dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert "error: precision=fp16: this CPU has no float16" in result.stderr

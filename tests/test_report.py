@@ -1,0 +1,239 @@
+"""Reports: tables and plots from finished runs, the report CLI, the FLOPs table, the model zoo."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import matplotlib.image
+import pandas as pd
+import pytest
+import torch
+
+from benchmark import flops
+from benchmark.decode import decode_video
+from benchmark.evaluate import SettingsError, check_settings
+from benchmark.models import build_model
+from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, eval_row, main, report_run,
+                              to_markdown, upsert_table, zoo_published)
+from benchmark.views import make_views, sample_clips
+
+from conftest import REPO, compose_eval
+
+REPORT_FILES = ["report.md", "per_class.csv", "per_class.md", "confusions.csv", "confusions.md",
+                "accuracy_vs_gflops.png", "views_per_s.png"]
+PUBLISHED = {"top1": 76.94, "top5": 92.69, "gflops": 65.71, "params_m": 34.57}
+
+
+def metrics_json(**changes) -> dict:
+    metrics = {
+        "model": "slowfast_r50", "weights": "official", "dataset": "kinetics400", "device": "cpu",
+        "precision": "fp32", "clips": 10, "crops": 3, "videos_listed": 9, "videos_evaluated": 8,
+        "videos_failed": 1, "top1": 0.5, "top5": 0.875, "mean_class_accuracy": 0.5,
+        "class_names": "", "gflops": 65.7084, "params_m": 34.566488, "views_per_s": 0.41,
+        "videos_per_s": 0.0123, "versions": {"torch": "2", "pytorchvideo": "0.1.5", "av": "18"},
+        "finished": "2025-01-01T00:00:00+00:00",
+    }
+    return {**metrics, **changes}
+
+
+def is_png(path: Path) -> bool:
+    image = matplotlib.image.imread(path)
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100
+
+
+@pytest.fixture
+def hand_run(tmp_path) -> Path:
+    """A finished run made by hand: 8 videos of 3 named classes, predictions chosen so the
+    per-class and confusion tables are known."""
+    run = tmp_path / "run"
+    run.mkdir()
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({'"abseiling"': 0, '"bowling"': 1, '"cooking egg"': 2}))
+    # (label, top-1 prediction): abseiling 2/3 right, bowling 0/2 (both -> cooking egg),
+    # cooking egg 2/3 right (one -> abseiling).
+    pairs = [(0, 0), (0, 0), (0, 1), (1, 2), (1, 2), (2, 2), (2, 2), (2, 0)]
+    rows = []
+    for i, (label, predicted) in enumerate(pairs):
+        probs = [0.2, 0.2, 0.2]
+        probs[predicted] = 0.6
+        rows.append({"video_id": f"v{i}", "path": f"/v{i}.mp4", "label": label,
+                     "top5": [predicted], "probs": probs})
+    pd.DataFrame(rows).to_parquet(run / "predictions.parquet", index=False)
+    (run / "metrics.json").write_text(json.dumps(metrics_json(class_names=str(names))))
+    return run
+
+
+def test_eval_row_puts_published_and_delta_beside_measured():
+    row = eval_row(metrics_json(), PUBLISHED, {"top1": (0.4, 0.6), "top5": (0.75, 1.0)})
+    assert (row["top1"], row["top1_ci95"], row["published_top1"], row["top1_delta"]) == (
+        50.0, 10.0, 76.94, -26.94)
+    assert (row["top5"], row["top5_ci95"], row["top5_delta"]) == (87.5, 12.5, -5.19)
+    assert (row["gflops"], row["gflops_delta"], row["params_m"], row["params_delta"]) == (
+        65.71, 0.0, 34.57, 0.0)
+    bare = eval_row(metrics_json(top1=None, top5=None, gflops=None), {})
+    assert bare["top1_ci95"] is None and bare["top1_delta"] is None and bare["gflops_delta"] is None
+    markdown = to_markdown(pd.DataFrame([row])[["model", "top1", "top1_ci95", "published_top1"]])
+    assert "| 50.0 +- 10.0 |" in markdown and "top1_ci95" not in markdown
+
+
+def test_upsert_keeps_one_row_per_key_and_old_tables_gain_the_new_columns(tmp_path):
+    stem = tmp_path / "evaluations"
+    old = eval_row(metrics_json(), PUBLISHED)
+    pd.DataFrame([{k: old[k] for k in EVAL_KEY + ["videos", "top1"]}]).to_csv(
+        stem.with_suffix(".csv"), index=False)  # a table from before this report existed
+    upsert_table(stem, eval_row(metrics_json(top1=0.25), PUBLISHED), EVAL_KEY, EVAL_COLUMNS)
+    upsert_table(stem, eval_row(metrics_json(precision="bf16"), PUBLISHED), EVAL_KEY,
+                 EVAL_COLUMNS)
+    table = pd.read_csv(stem.with_suffix(".csv"))
+    assert list(table.columns) == EVAL_COLUMNS
+    assert table.precision.tolist() == ["bf16", "fp32"] and table.top1.tolist() == [50.0, 25.0]
+    assert table.top1_delta.tolist() == [-26.94, -51.94]
+
+
+def test_report_files_from_a_hand_built_run(hand_run, tmp_path):
+    results = tmp_path / "results"
+    report_run(hand_run, PUBLISHED, results)
+    per_class = pd.read_csv(hand_run / "per_class.csv")
+    assert per_class["class"].tolist() == ["bowling", "abseiling", "cooking egg"]  # worst first
+    assert per_class.top1.tolist() == [0.0, 66.67, 66.67]
+    assert per_class.videos.tolist() == [2, 3, 3]
+    assert per_class.most_confused_with.tolist() == ["cooking egg", "bowling", "abseiling"]
+    confusions = pd.read_csv(hand_run / "confusions.csv")
+    assert list(zip(confusions["true"], confusions.predicted, confusions.videos,
+                    confusions.share)) == [("bowling", "cooking egg", 2, 100.0),
+                                           ("abseiling", "bowling", 1, 33.33),
+                                           ("cooking egg", "abseiling", 1, 33.33)]
+    report = (hand_run / "report.md").read_text()
+    assert "| top-1 (%)" in report and "76.94" in report and "-26.94" in report
+    assert "bowling" in report and "1 failed (failures.csv)" in report
+    table = pd.read_csv(results / "evaluations.csv")
+    assert len(table) == 1 and table.top1[0] == 50.0 and table.published_top1[0] == 76.94
+    assert 0 < table.top1_ci95[0] <= 50  # 8 videos: a wide interval, but an interval
+    assert " +- " in (results / "evaluations.md").read_text()
+    for name in REPORT_FILES:
+        assert (hand_run / name).stat().st_size > 0
+    for folder in (hand_run, results):
+        assert is_png(folder / "accuracy_vs_gflops.png") and is_png(folder / "views_per_s.png")
+
+
+def test_evaluate_writes_the_run_report(kinetics_run):
+    tmp, _, _ = kinetics_run
+    for name in REPORT_FILES:
+        assert (tmp / "out" / name).stat().st_size > 0, name
+    per_class = pd.read_csv(tmp / "out" / "per_class.csv")
+    # Class names from the run's class-name file; every evaluated video counted once.
+    assert set(per_class["class"]) <= {"moving left", "moving right", "moving up", "moving down"}
+    assert per_class.videos.sum() == 4
+    table = pd.read_csv(tmp / "results" / "evaluations.csv")
+    assert {"top1_ci95", "top1_delta", "published_top1"} <= set(table.columns)
+
+
+def test_report_cli_rebuilds_runs_and_sweeps_without_evaluating(kinetics_run, tmp_path):
+    tmp, _, _ = kinetics_run
+    sweep = tmp_path / "sweep"
+    for i in range(2):
+        run = sweep / str(i)
+        shutil.copytree(tmp / "out", run)
+        for name in REPORT_FILES:
+            (run / name).unlink()
+    # The second run in another precision (its own table row), the first with published
+    # numbers in its saved config: the rebuilt row puts them beside the measured ones.
+    metrics = json.loads((sweep / "1" / "metrics.json").read_text())
+    (sweep / "1" / "metrics.json").write_text(json.dumps({**metrics, "precision": "bf16"}))
+    saved = sweep / "0" / ".hydra" / "config.yaml"
+    cfg = saved.read_text().replace("published: {}", "published:\n    top1: 50.0\n    gflops: 0.01")
+    saved.write_text(cfg)
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+
+    result = subprocess.run([sys.executable, "-m", "benchmark.report", str(sweep),
+                             "--results-dir", str(tmp_path / "results")], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(p.read_bytes() == data for p, data in before.items())  # run files untouched
+    for run in (sweep / "0", sweep / "1"):
+        for name in REPORT_FILES:
+            assert (run / name).stat().st_size > 0, (run, name)
+    table = pd.read_csv(tmp_path / "results" / "evaluations.csv").set_index("precision")
+    assert len(table) == 2
+    assert table.top1["fp32"] == pytest.approx(round(100 * metrics["top1"], 2))
+    assert table.published_top1["fp32"] == 50.0
+    assert table.top1_delta["fp32"] == pytest.approx(round(100 * metrics["top1"] - 50, 2))
+    assert pd.isna(table.published_top1["bf16"])
+    assert is_png(tmp_path / "results" / "accuracy_vs_gflops.png")
+    assert "slowfast_tiny" in result.stdout
+
+
+def test_report_cli_errors_name_the_folder_or_file(tmp_path, hand_run):
+    with pytest.raises(SystemExit, match=f"error: {tmp_path / 'nope'}: no such folder"):
+        main([str(tmp_path / "nope")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="empty: no finished run in it"):
+        main([str(tmp_path / "empty")])
+    (hand_run / "predictions.parquet").write_bytes(b"not parquet")
+    with pytest.raises(SystemExit, match="predictions.parquet: cannot read the run's predictions"):
+        main([str(hand_run), "--results-dir", str(tmp_path / "results")])
+
+
+# ---- the model zoo --------------------------------------------------------------------------
+
+ZOO = zoo_published().model.tolist()  # the model configs with published numbers
+
+
+def test_zoo_has_the_pytorchvideo_kinetics_models():
+    assert set(ZOO) >= {
+        "slowfast_r50", "slowfast_r101", "slowfast_r50_4x16", "slowfast_16x8_r101_50_50",
+        "slow_r50", "slow_r50_4x16", "c2d_r50", "i3d_r50", "csn_r101", "r2plus1d_r50", "x3d_xs",
+        "x3d_s", "x3d_m", "x3d_l", "mvit_base_16x4"}
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_configs_compose_with_their_official_views(name):
+    cfg = compose_eval(f"model={name}")
+    hydra.utils.get_method(cfg.model.builder._target_)  # the builder exists in pytorchvideo
+    assert set(cfg.model.published) == {"top1", "top5", "gflops", "params_m"}
+    assert cfg.model.checkpoint_url.startswith("https://dl.fbaipublicfiles.com/pytorchvideo/")
+    views = (cfg.views.clips, cfg.views.crops)
+    assert views == ((5, 1) if name == "mvit_base_16x4" else (10, 3))
+    assert (cfg.model.input.alpha is None) == (not name.startswith("slowfast"))
+    check_settings(cfg)
+    if name == "mvit_base_16x4":  # the command line still chooses
+        assert compose_eval(f"model={name}", "views=10x3").views.crops == 3
+
+
+def test_unknown_model_output_is_a_settings_error():
+    with pytest.raises(SettingsError, match="model.output: must be one of logits, probs"):
+        check_settings(compose_eval("model=x3d_xs", "model.output=prob"))
+
+
+def test_single_pathway_probability_head_model_on_real_views(videos):
+    """x3d_xs takes a tensor and its hub head ends in Softmax: through the harness it takes the
+    views' list and returns logits whose softmax is exactly the hub model's own output."""
+    torch.manual_seed(0)
+    cfg = compose_eval("model=x3d_xs", "model.weights=random")
+    model = build_model(cfg.model)
+    hub = hydra.utils.instantiate(cfg.model.builder).eval()
+    hub.load_state_dict(model.module.state_dict())  # same names: the adaptation adds none
+    clips = sample_clips(decode_video(videos["landscape"]), model.spec, 1)
+    views = make_views(clips, model.spec, 1)
+    assert len(views) == 1 and views[0].shape == (1, 3, 4, 182, 182)
+    with torch.inference_mode():
+        probs = model.module(list(views)).softmax(-1)
+        expected = hub(views[0])
+    torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-5)
+    assert probs.shape == (1, 400)
+
+
+def test_make_flops_matches_the_zoo_for_small_models(tmp_path):
+    """`make flops` on the two smallest models: params to 0.01 M, GFLOPs in the zoo's convention."""
+    flops.main(["--models", "x3d_xs", "x3d_s", "--results-dir", str(tmp_path)])
+    table = pd.read_csv(tmp_path / "flops.csv").set_index("model")
+    assert table.params_m.tolist() == [3.79, 3.79] and (table.params_match == "yes").all()
+    assert table.gflops_with_norm.tolist() == [0.91, 2.96]
+    assert table.published_gflops.tolist() == [0.91, 2.96]
+    assert (table.flops_match == "yes: with norm layers").all()
+    assert table.gflops["x3d_xs"] == 0.84 and table.gflops_delta["x3d_xs"] == -0.07
+    assert table.input["x3d_s"] == "13x182x182" and table.views["x3d_s"] == "10x3"
+    assert "fvcore" in (tmp_path / "flops.md").read_text()

@@ -1,0 +1,78 @@
+"""Generated action sets: deterministic, the label in the red object's motion, cached on disk."""
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmark.manifest import read_manifest
+from benchmark.synthetic import ACTIONS, ActionSetSpec, ensure_action_set, render_action
+
+SPEC = ActionSetSpec(seconds=2.0, width=80, height=32, action_fraction=0.3)
+
+
+def mask(frames: np.ndarray, channel: int) -> np.ndarray:
+    """Pixels of the object whose strong channel is ``channel`` (the texture never gets there)."""
+    others = [c for c in range(3) if c != channel]
+    return (frames[..., channel] >= 200) & (frames[..., others] < 90).all(-1)
+
+
+def centroid(pixels: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(pixels)
+    return np.array([xs.mean(), ys.mean()])
+
+
+def test_a_seed_fixes_the_video():
+    first = render_action("growing", SPEC, np.random.default_rng(1))
+    assert np.array_equal(first, render_action("growing", SPEC, np.random.default_rng(1)))
+    assert not np.array_equal(first, render_action("growing", SPEC, np.random.default_rng(2)))
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_the_red_object_does_the_action_in_a_minority_window(action):
+    frames = render_action(action, SPEC, np.random.default_rng(5))
+    red = mask(frames, 0)
+    n = len(frames)
+    moving = [t for t in range(1, n) if (red[t] != red[t - 1]).any()]
+    assert moving and moving[-1] - moving[0] + 1 <= SPEC.action_fraction * n
+    before, middle, after = red[moving[0] - 1], red[moving[len(moving) // 2]], red[moving[-1]]
+    (x0, y0), (x1, y1) = centroid(before), centroid(after)
+    expected = {
+        "moving left": x1 < x0 - 2, "moving right": x1 > x0 + 2,
+        "moving up": y1 < y0 - 2, "moving down": y1 > y0 + 2,
+        "growing": after.sum() > 4 * before.sum(), "shrinking": before.sum() > 4 * after.sum(),
+        # The bar starts level with its knob on the right; image y points down, so a
+        # clockwise quarter turn brings the knob (and the centroid) below its start.
+        "rotating clockwise": centroid(middle)[1] > y0 + 1,
+        "rotating anticlockwise": centroid(middle)[1] < y0 - 1,
+    }
+    assert expected[action]
+
+
+def test_the_blue_distractor_moves_and_can_be_left_out():
+    frames = render_action("moving left", SPEC, np.random.default_rng(3))
+    blue = mask(frames, 2)
+    assert blue.any(axis=(1, 2)).all() and (blue[1:] != blue[:-1]).any()
+    plain = render_action("moving left", ActionSetSpec(**{**SPEC.__dict__, "distractor": False}),
+                          np.random.default_rng(3))
+    assert not mask(plain, 2).any()
+
+
+def test_a_set_is_written_in_the_kinetics_layout_and_cached(tmp_path):
+    spec = ActionSetSpec(videos_per_class=2, classes=3, seconds=1.0, width=48, height=32, seed=4)
+    csv = ensure_action_set(tmp_path / "set", spec)
+    manifest = read_manifest(csv, tmp_path / "set", tmp_path / "set" / "kinetics_classnames.json")
+    assert [v.label_name for v in manifest.videos] == list(ACTIONS[:3]) * 2
+    assert all(v.path is not None for v in manifest.videos)
+    assert manifest.class_names == sorted(ACTIONS[:3])
+    stamp = (tmp_path / "set" / "spec.json").stat().st_mtime_ns
+    ensure_action_set(tmp_path / "set", spec)  # identical: reused
+    assert (tmp_path / "set" / "spec.json").stat().st_mtime_ns == stamp
+    first = manifest.videos[0].path.read_bytes()
+    # Made again elsewhere, byte for byte the same (the regression baseline is measured on it).
+    ensure_action_set(tmp_path / "again", spec)
+    again = tmp_path / "again" / manifest.videos[0].path.relative_to(tmp_path / "set")
+    assert again.read_bytes() == first
+    ensure_action_set(tmp_path / "set", ActionSetSpec(**{**spec.__dict__, "seed": 5}))
+    assert manifest.videos[0].path.read_bytes() != first
+    assert json.loads((tmp_path / "set" / "spec.json").read_text())["seed"] == 5

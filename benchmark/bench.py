@@ -75,8 +75,8 @@ BENCH_KEY = ["model", "device", "pipeline", "precision", "batch_views", "channel
 BENCH_COLUMNS = BENCH_KEY + [
     "videos", "views_per_video", "data_s", "model_s", "total_s", "views_per_s",
     "gmacs_per_s", "matmul_gmacs_per_s", "peak_fraction", "peak_rss_mb", "rss_first_mb",
-    "rss_last_mb", "data_speedup", "model_speedup", "total_speedup", "weights", "threads",
-    "load_avg", "torch", "finished",
+    "rss_last_mb", "data_speedup", "model_speedup", "total_speedup", "others_cpu", "weights",
+    "threads", "torch", "finished",
 ]
 BENCH_NOTE = (
     "`make bench` (python -m benchmark.bench): seconds per video (means), 10 s 340x256 generated "
@@ -87,8 +87,8 @@ BENCH_NOTE = (
     "and after the pipelines). peak_rss_mb: the "
     "largest per-video high-water mark of the main process; rss_first/last_mb: main process + "
     "loader workers after the first and the last video. *_speedup = reference / harness, same "
-    "run. load_avg: the machine's 1-minute load at the start and the end (other work on it "
-    "slows both pipelines)."
+    "run. others_cpu: the share of the machine's CPU time other processes took while the "
+    "pipeline ran (they slow it, unevenly: compare quiet runs)."
 )
 
 
@@ -121,6 +121,25 @@ def tree_rss_mb() -> float:
             info = process.memory_full_info()
             total += getattr(info, "pss", info.rss)
     return total / 2**20
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds used so far on the whole machine, and by this process and its children."""
+    machine = psutil.cpu_times()
+    busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+    me = psutil.Process()
+    times = me.cpu_times()
+    ours = times.user + times.system + times.children_user + times.children_system
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            ours += sum(child.cpu_times()[:2])
+    return busy, ours
+
+
+def others_share(start: tuple[float, float], wall_s: float) -> float:
+    """The share of the machine's CPU capacity other processes used since ``start``."""
+    busy, ours = cpu_seconds()
+    return max(0.0, (busy - start[0]) - (ours - start[1])) / (wall_s * psutil.cpu_count())
 
 
 # ---- the two pipelines ----------------------------------------------------------------------
@@ -237,7 +256,6 @@ def table_row(name: str, summary: dict, settings: dict, speedups: dict, meta: di
         **{k: rounded(v) if isinstance(v, float) else v for k, v in summary.items()},
         **{k: rounded(v, 2) for k, v in speedups.items()},
         "weights": meta["weights"], "threads": meta["threads"],
-        "load_avg": f"{meta['load_start']:.2f} -> {meta['load_end']:.2f}",
         "torch": torch.__version__, "finished": meta["finished"],
     }
 
@@ -292,7 +310,9 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
 
     # 1. The reference, with the process as a pytorchvideo user has it (default allocator).
     warm_up(module, spec, 1, device, "fp32", channels_last=False)
+    cpu, start = cpu_seconds(), time.perf_counter()
     ref_rows, ref_probs = run_reference(module, videos, spec, clips, crops, spacing, device)
+    ref_others = others_share(cpu, time.perf_counter() - start)
     log.info("reference: %.1f s per video", pd.DataFrame(ref_rows).total_s.mean())
     matmul_samples.append(matmul_now())
 
@@ -303,13 +323,16 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"])
     warmup_s = warm_up(runner, spec, min(settings["batch_views"], clips * crops), device,
                        settings["precision"], settings["channels_last"])
+    cpu, start = cpu_seconds(), time.perf_counter()
     ours_rows, ours_probs = run_harness(runner, videos, spec, cfg, device)
+    ours_others = others_share(cpu, time.perf_counter() - start)
     log.info("harness: %.1f s per video", pd.DataFrame(ours_rows).total_s.mean())
     matmul_samples.append(matmul_now())
     matmul = {p: max(sample[p] for sample in matmul_samples) for p in precisions}
 
-    reference = summarise(ref_rows, gflops, matmul["fp32"])
-    harness = summarise(ours_rows, gflops, matmul.get(str(cfg.precision), matmul["fp32"]))
+    reference = {**summarise(ref_rows, gflops, matmul["fp32"]), "others_cpu": ref_others}
+    harness = {**summarise(ours_rows, gflops, matmul[str(cfg.precision)]),
+               "others_cpu": ours_others}
     speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
                 for k in ("data", "model", "total")}
     rss = rss_check_in_fresh_process(cfg, manifest.videos[: int(cfg.bench.rss_videos)], device)
@@ -407,7 +430,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(f"error: {err}")
     table = pd.DataFrame([{"pipeline": name, **{k: result[name][k] for k in (
         "precision", "batch_views", "channels_last", "data_s", "model_s", "total_s",
-        "views_per_s", "gmacs_per_s", "peak_fraction", "peak_rss_mb")}}
+        "views_per_s", "gmacs_per_s", "peak_fraction", "peak_rss_mb", "others_cpu")}}
         for name in ("reference", "harness")])
     print(table.to_markdown(index=False, floatfmt=".3g"))
     print(", ".join(f"{k} {result[k]:.2f}" for k in (

@@ -44,14 +44,13 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from benchmark import cost  # noqa: E402
+from benchmark.decode import decode_threads  # noqa: E402
 from benchmark.device import (  # noqa: E402
     PRECISIONS,
-    autocast,
     clock,
     prepare_model,
     precision_problem,
     reuse_freed_memory,
-    synchronize,
 )
 from benchmark.evaluate import (  # noqa: E402
     SettingsError,
@@ -146,80 +145,87 @@ def others_share(start: tuple[float, float], wall_s: float) -> float:
 
 def run_reference(module: torch.nn.Module, videos: list[Video], spec: InputSpec, clips: int,
                   crops: int, spacing: str, device: torch.device
-                  ) -> tuple[list[dict], list[torch.Tensor]]:
-    """Per-video timings and mean softmax of the model card's pipeline."""
+                  ) -> tuple[list[dict], list[torch.Tensor], float]:
+    """Per-video timings and mean softmax of the model card's pipeline, and the seconds of its
+    untimed warm-up: the first video's first clip through the whole pipeline (codec set-up,
+    oneDNN's kernel choice), as ``run_harness`` warms up."""
+    start = time.perf_counter()
+    reference_video(module, videos[0].path, spec, 1, crops, spacing, device)
+    warmup_s = time.perf_counter() - start
     rows, predictions = [], []
     for video in videos:
         reset_peak_rss()
-        data = model_s = 0.0
-        probs = []
         start = time.perf_counter()
-        views = reference_views(video.path, spec, clips, crops, spacing)
-        with torch.no_grad():
-            while True:
-                tick = time.perf_counter()
-                view = next(views, None)
-                if view is not None:
-                    view = [x.to(device) for x in view]  # as the card does
-                data += time.perf_counter() - tick
-                if view is None:
-                    break
-                tick = time.perf_counter()
-                probs.append(module(view).softmax(dim=-1)[0].cpu())
-                model_s += clock(device) - tick
+        data, model_s, probs = reference_video(module, video.path, spec, clips, crops, spacing,
+                                               device)
         rows.append(video_row(video, len(probs), data, model_s, time.perf_counter() - start))
         predictions.append(torch.stack(probs).mean(0))
-    return rows, predictions
+    return rows, predictions, warmup_s
+
+
+def reference_video(module: torch.nn.Module, path: Path, spec: InputSpec, clips: int, crops: int,
+                    spacing: str, device: torch.device
+                    ) -> tuple[float, float, list[torch.Tensor]]:
+    """(data seconds, model seconds, each view's softmax) of one video through the reference."""
+    data = model_s = 0.0
+    probs = []
+    views = reference_views(path, spec, clips, crops, spacing)
+    with torch.no_grad():
+        while True:
+            tick = time.perf_counter()
+            view = next(views, None)
+            if view is not None:
+                view = [x.to(device) for x in view]  # as the card does
+            data += time.perf_counter() - tick
+            if view is None:
+                return data, model_s, probs
+            tick = time.perf_counter()
+            probs.append(module(view).softmax(dim=-1)[0].cpu())
+            model_s += clock(device) - tick
 
 
 def run_harness(runner: torch.nn.Module, videos: list[Video], spec: InputSpec, cfg: DictConfig,
-                device: torch.device) -> tuple[list[dict], list[torch.Tensor]]:
+                device: torch.device) -> tuple[list[dict], list[torch.Tensor], float]:
     """Per-video timings and mean softmax of the harness's path: the loader and predict_video
-    as ``evaluate`` runs them. A video's total is the wall time from asking the loader for it
-    to its probabilities, so decoding that overlapped the previous video's model is not in it."""
+    as ``evaluate`` runs them, and the seconds of the untimed warm-up (the first video's first
+    clip through the same loader and predict_video: codec set-up, kernel choice, compiling,
+    the allocator's first growth; after it the timings are those of a long run's steady state).
+    A video's total is the wall time from asking the loader for it to its probabilities, so
+    decoding that overlapped the previous video's model is not in it; its data seconds are
+    the worker's decoding (slowed by whatever ran beside it) plus the view building."""
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
     loader = DataLoader(
-        VideoClipsDataset(videos, list(range(len(videos))), spec, clips, str(cfg.views.spacing),
-                          cfg.data.decode_threads, cfg.data.decode_timeout_s),
+        VideoClipsDataset(videos, [0, *range(len(videos))], spec, clips, str(cfg.views.spacing),
+                          decode_threads(cfg.data.decode_threads, int(cfg.data.workers),
+                                         device.type), cfg.data.decode_timeout_s),
         batch_size=None, num_workers=int(cfg.data.workers), pin_memory=device.type == "cuda")
-    rows, predictions = [], []
-    reset_peak_rss()
+    settings = (int(cfg.eval.batch_views), device, str(cfg.precision), bool(cfg.eval.channels_last))
+    rows, predictions, warmup_s = [], [], None
     start = time.perf_counter()
     for item in loader:
         video = videos[item.index]
         if item.failure is not None:
             raise RuntimeError(f"{video.path}: {item.failure}")
-        timings: dict[str, float] = {}
-        probs = predict_video(runner, item.clips, spec, crops, int(cfg.eval.batch_views), device,
-                              str(cfg.precision), bool(cfg.eval.channels_last), timings)
-        now = time.perf_counter()
-        rows.append({**video_row(video, clips * crops, item.seconds + timings["views_s"],
-                                 timings["model_s"], now - start),
-                     "decode_s": item.seconds, "views_s": timings["views_s"]})
-        predictions.append(probs)
+        if warmup_s is None:
+            predict_video(runner, item.clips[:1], spec, crops, *settings)
+            warmup_s = time.perf_counter() - start
+        else:
+            timings: dict[str, float] = {}
+            probs = predict_video(runner, item.clips, spec, crops, *settings, timings=timings)
+            now = time.perf_counter()
+            rows.append({**video_row(video, clips * crops, item.seconds + timings["views_s"],
+                                     timings["model_s"], now - start),
+                         "decode_s": item.seconds, "views_s": timings["views_s"]})
+            predictions.append(probs)
         reset_peak_rss()
         start = time.perf_counter()
-    return rows, predictions
+    return rows, predictions, warmup_s
 
 
 def video_row(video: Video, views: int, data_s: float, model_s: float, total_s: float) -> dict:
     return {"video_id": video.video_id, "views": views, "data_s": data_s, "model_s": model_s,
             "total_s": total_s, "views_per_s": views / total_s, "peak_rss_mb": peak_rss_mb(),
             "rss_mb": tree_rss_mb()}
-
-
-def warm_up(runner: torch.nn.Module, spec: InputSpec, batch: int, device: torch.device,
-            precision: str, channels_last: bool) -> float:
-    """One forward pass at the timed shape, so one-off setup (oneDNN kernel selection,
-    torch.compile) is not charged to the first video; returns its seconds."""
-    example = [x.to(device) for x in spec.example(batch)]
-    if channels_last:
-        example = [x.contiguous(memory_format=torch.channels_last_3d) for x in example]
-    start = time.perf_counter()
-    with torch.inference_mode(), autocast(device, precision):
-        runner(example)
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 # ---- summary --------------------------------------------------------------------------------
@@ -309,9 +315,9 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
              ", ".join(f"{k} {v:.1f}" for k, v in matmul_samples[0].items()))
 
     # 1. The reference, with the process as a pytorchvideo user has it (default allocator).
-    warm_up(module, spec, 1, device, "fp32", channels_last=False)
     cpu, start = cpu_seconds(), time.perf_counter()
-    ref_rows, ref_probs = run_reference(module, videos, spec, clips, crops, spacing, device)
+    ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops,
+                                                      spacing, device)
     ref_others = others_share(cpu, time.perf_counter() - start)
     log.info("reference: %.1f s per video", pd.DataFrame(ref_rows).total_s.mean())
     matmul_samples.append(matmul_now())
@@ -321,10 +327,8 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"])
-    warmup_s = warm_up(runner, spec, min(settings["batch_views"], clips * crops), device,
-                       settings["precision"], settings["channels_last"])
     cpu, start = cpu_seconds(), time.perf_counter()
-    ours_rows, ours_probs = run_harness(runner, videos, spec, cfg, device)
+    ours_rows, ours_probs, warmup_s = run_harness(runner, videos, spec, cfg, device)
     ours_others = others_share(cpu, time.perf_counter() - start)
     log.info("harness: %.1f s per video", pd.DataFrame(ours_rows).total_s.mean())
     matmul_samples.append(matmul_now())
@@ -353,9 +357,10 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         "device_name": device_name(device), "threads": meta["threads"],
         "gflops_per_view": gflops, "matmul_gmacs_per_s": matmul, "matmul_size": size,
         "matmul_samples": matmul_samples,
-        "reference": {**REFERENCE_SETTINGS, **reference},
+        "reference": {**REFERENCE_SETTINGS, "warmup_s": ref_warmup_s, **reference},
         "harness": {**settings, "workers": int(cfg.data.workers),
-                    "decode_threads": cfg.data.decode_threads,
+                    "decode_threads": decode_threads(cfg.data.decode_threads,
+                                                     int(cfg.data.workers), device.type),
                     "reuse_memory": bool(cfg.eval.reuse_memory), "warmup_s": warmup_s, **harness},
         "agreement": agreement(ref_probs, ours_probs),
         "rss_check": rss,
@@ -400,7 +405,7 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
     runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
     gflops = cost.gflops_per_view(model.module, [x.to(device) for x in model.spec.example(1)])
     before = tree_rss_mb()
-    rows, _ = run_harness(runner, videos, model.spec, cfg, device)
+    rows, _, _ = run_harness(runner, videos, model.spec, cfg, device)
     summary = summarise(rows, gflops, None)
     return {"model": model.name, "weights": model.weights, "videos": len(rows),
             "rss_before_mb": before, "rss_first_mb": summary["rss_first_mb"],

@@ -61,15 +61,19 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
-def threads_per_decoder(setting: int | str) -> int:
-    """FFmpeg threads for one decoder (``data.decode_threads``): ``auto`` shares this process's
-    cores among the DataLoader workers decoding at once, so they do not oversubscribe them; a
-    number is used as is (0: FFmpeg chooses, one thread per core for every decoder)."""
+def decode_threads(setting: int | str, workers: int, device_type: str) -> int:
+    """FFmpeg threads per decoder (``data.decode_threads``), so that the cores are not
+    oversubscribed. ``auto``: with ``workers`` loader workers decoding beside the model, a CPU
+    run's model already keeps every core busy, so one each; a GPU run's main process needs about
+    one core, and the workers share the others; with no workers the main process decodes between
+    model passes, on every core. A number is used as is (0: FFmpeg chooses, a thread per core)."""
     if setting != "auto":
         return int(setting)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    worker = torch.utils.data.get_worker_info()  # None in the main process (data.workers=0)
-    return max(1, (cores or 1) // (worker.num_workers if worker else 1))
+    cores = cores or 1
+    if workers == 0:
+        return cores
+    return 1 if device_type == "cpu" else max(1, (cores - 1) // workers)
 
 
 def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:

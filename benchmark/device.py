@@ -66,9 +66,9 @@ def reuse_freed_memory() -> bool:
     Each view batch and each activation of a forward pass is a fresh block of up to tens of MB;
     by default glibc gives large blocks (over 128 kB, a threshold that adapts up to 32 MB) their
     own mappings and unmaps them when freed, so each pass page faults through all of it again
-    (about 200,000 faults per slowfast_r50 view, measured here). PyTorch's
-    CPU tuning guide swaps in jemalloc/tcmalloc with LD_PRELOAD for this; glibc's own switches do
-    the same from inside the process. Returns False where there is no glibc (nothing changes).
+    (about 200,000 faults per slowfast_r50 view, measured here). PyTorch's CPU tuning guide
+    swaps in jemalloc/tcmalloc with LD_PRELOAD for this; glibc's own switches do the same from
+    inside the process. Returns False where there is no glibc (nothing changes).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed
-from benchmark.decode import DecodeError, decode_video, threads_per_decoder, time_limit
+from benchmark.decode import DecodeError, decode_threads, decode_video, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
@@ -73,7 +73,7 @@ class VideoClipsDataset(Dataset):
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
-                 spacing: str, decode_threads: int | str, decode_timeout_s: float | None,
+                 spacing: str, decode_threads: int, decode_timeout_s: float | None,
                  fault: str | None = None):
         self.videos, self.indices, self.spec, self.clips = videos, indices, spec, clips
         self.spacing, self.decode_threads, self.fault = spacing, decode_threads, fault
@@ -90,7 +90,7 @@ class VideoClipsDataset(Dataset):
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
-                decoded = decode_video(video.path, threads_per_decoder(self.decode_threads))
+                decoded = decode_video(video.path, self.decode_threads)
                 clips = sample_clips(decoded, self.spec, self.clips, self.spacing, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
         except (DecodeError, ValueError) as err:
@@ -223,7 +223,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     todo = distributed.shard(todo, ranks)
     loader = DataLoader(
         VideoClipsDataset(manifest.videos, todo, spec, clips, str(cfg.views.spacing),
-                          cfg.data.decode_threads, cfg.data.decode_timeout_s,
+                          decode_threads(cfg.data.decode_threads, int(cfg.data.workers),
+                                         device.type), cfg.data.decode_timeout_s,
                           cfg.views.get("fault")),
         batch_size=None, num_workers=int(cfg.data.workers), pin_memory=device.type == "cuda")
     start, evaluated_now = time.perf_counter(), 0

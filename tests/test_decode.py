@@ -1,10 +1,9 @@
 import os
 
 import pytest
-import torch
 from pytorchvideo.data.encoded_video import EncodedVideo
 
-from benchmark.decode import DecodeError, decode_video, threads_per_decoder
+from benchmark.decode import DecodeError, decode_threads, decode_video
 
 
 def test_decodes_every_frame_once_with_pytorchvideos_duration(videos):
@@ -30,17 +29,9 @@ def test_unreadable_files_give_a_reason(tmp_path, content, reason):
         decode_video(path)
 
 
-class _Threads(torch.utils.data.Dataset):
-    def __len__(self):
-        return 4
-
-    def __getitem__(self, item):
-        return threads_per_decoder("auto")
-
-
-def test_auto_decode_threads_share_the_cores_among_the_workers():
+def test_auto_decode_threads_leave_the_cores_to_the_model():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert threads_per_decoder("auto") == cores  # data.workers=0: the main process decodes
-    assert threads_per_decoder(3) == 3 and threads_per_decoder("0") == 0
-    loader = torch.utils.data.DataLoader(_Threads(), batch_size=None, num_workers=2)
-    assert set(loader) == {max(1, cores // 2)}
+    assert decode_threads("auto", 0, "cpu") == cores  # the main process decodes between passes
+    assert decode_threads("auto", 1, "cpu") == 1  # the model's threads take every core
+    assert decode_threads("auto", 2, "cuda") == max(1, (cores - 1) // 2)
+    assert decode_threads(3, 2, "cpu") == 3 and decode_threads("0", 1, "cpu") == 0

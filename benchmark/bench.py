@@ -6,14 +6,16 @@ and the same weights (one module for both):
 1. ``reference``: the model card's 10x3 pipeline as a pytorchvideo user writes it
    (``benchmark.reference``: ``EncodedVideo.get_clip`` per clip, the card's transforms,
    ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW, ``torch.no_grad``;
-2. ``harness``: the harness's own path (a loader worker decodes once and cuts uint8 clips, the
-   views are built on the device, ``predict_video``) with the settings in ``conf/bench.yaml``
-   (the same keys as ``conf/eval.yaml``: precision, compile, eval.batch_views, ...).
+2. ``harness``: the harness's own path (loader workers decode once and cut uint8 clips, the
+   views are built on the device, ``predict``) with the settings in ``conf/bench.yaml`` (the
+   same keys as ``conf/eval.yaml``: precision, compile, eval.batch_views, ...), over
+   ``bench.harness_videos`` videos (cycling through the reference's).
 
 Per video it records data seconds (decoding + building views), model seconds, total seconds,
-views/s and RSS; for the model, the achieved GMAC/s (fvcore GFLOPs per view x views / model
-seconds) against the device's matrix-product GMAC/s measured in the same run. Then the RSS check:
-the harness over ``bench.rss_videos`` videos with a tiny model, RSS at the start and the end.
+views/s, the share of the time the model waited for data, and RSS; for the model, the achieved
+GMAC/s (fvcore GFLOPs per view x views / model seconds) against the device's matrix-product
+GMAC/s measured in the same run. Then the RSS check: the harness over ``bench.rss_videos`` videos
+with a tiny model, RSS after the first and after the last.
 Writes ``bench.json`` into the run dir and updates ``results/bench-<device>.csv`` / ``.md``.
 """
 
@@ -41,12 +43,12 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from benchmark import cost  # noqa: E402
 from benchmark.decode import decode_threads  # noqa: E402
 from benchmark.device import (  # noqa: E402
     PRECISIONS,
+    Stopwatch,
     clock,
     prepare_model,
     precision_problem,
@@ -54,11 +56,14 @@ from benchmark.device import (  # noqa: E402
 )
 from benchmark.evaluate import (  # noqa: E402
     SettingsError,
-    VideoClipsDataset,
+    batch_views_for,
     check_settings,
-    predict_video,
+    loader_workers,
+    on_device,
+    predict,
     resolve_device,
     versions,
+    video_loader,
 )
 from benchmark.manifest import ManifestError, Video, load_dataset  # noqa: E402
 from benchmark.models import WeightsError, build_model  # noqa: E402
@@ -70,24 +75,28 @@ log = logging.getLogger("benchmark")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-BENCH_KEY = ["model", "device", "pipeline", "precision", "batch_views", "channels_last", "compile"]
+BENCH_KEY = ["model", "device", "pipeline", "precision", "batch_views", "channels_last", "compile",
+             "workers"]
 BENCH_COLUMNS = BENCH_KEY + [
     "videos", "views_per_video", "data_s", "model_s", "total_s", "views_per_s",
-    "gmacs_per_s", "matmul_gmacs_per_s", "peak_fraction", "peak_rss_mb", "rss_first_mb",
-    "rss_last_mb", "data_speedup", "model_speedup", "total_speedup", "others_cpu", "weights",
-    "threads", "torch", "finished",
+    "data_wait_fraction", "gmacs_per_s", "matmul_gmacs_per_s", "peak_fraction", "peak_rss_mb",
+    "rss_first_mb", "rss_last_mb", "data_speedup", "model_speedup", "total_speedup",
+    "others_cpu", "weights", "device_name", "torch", "finished",
 ]
 BENCH_NOTE = (
     "`make bench` (python -m benchmark.bench): seconds per video (means), 10 s 340x256 generated "
-    "videos, 10x3 views. reference: the model card's pipeline (EncodedVideo.get_clip per clip, "
-    "batch 1, fp32, NCDHW); harness: this package's path. data_s: decoding + building views; "
-    "gmacs_per_s: fvcore GFLOPs per view x views / model_s; peak_fraction: that over a 2048^3 "
+    "videos (the harness may cycle through them: `videos`), 10x3 views. reference: the model "
+    "card's pipeline (EncodedVideo.get_clip per clip, batch 1, fp32, NCDHW); harness: this "
+    "package's path (decoding in `workers` loader processes overlaps the model). data_s: "
+    "decoding + building views; model_s: forward passes (CUDA events on a GPU); total_s: wall "
+    "time / videos; data_wait_fraction: share of the wall time the model loop waited for the "
+    "loader; gmacs_per_s: fvcore GFLOPs per view x views / model_s; peak_fraction: that over a "
     "matrix product in the row's precision, measured in the same run (best of before, between "
-    "and after the pipelines). peak_rss_mb: the "
-    "largest per-video high-water mark of the main process; rss_first/last_mb: main process + "
-    "loader workers after the first and the last video. *_speedup = reference / harness, same "
-    "run. others_cpu: the share of the machine's CPU time other processes took while the "
-    "pipeline ran (they slow it, unevenly: compare quiet runs)."
+    "and after the pipelines; bench.matmul_size). peak_rss_mb: the main process's high-water "
+    "mark; rss_first/last_mb: main process + loader workers after the first and the last "
+    "video. *_speedup = reference / harness, same run. others_cpu: the share of the machine's "
+    "CPU time other processes took while the pipeline ran (they slow it, unevenly: compare "
+    "quiet runs)."
 )
 
 
@@ -184,42 +193,74 @@ def reference_video(module: torch.nn.Module, path: Path, spec: InputSpec, clips:
             model_s += clock(device) - tick
 
 
-def run_harness(runner: torch.nn.Module, videos: list[Video], spec: InputSpec, cfg: DictConfig,
-                device: torch.device) -> tuple[list[dict], list[torch.Tensor], float]:
-    """Per-video timings and mean softmax of the harness's path: the loader and predict_video
-    as ``evaluate`` runs them, and the seconds of the untimed warm-up (the first video's first
-    clip through the same loader and predict_video: codec set-up, kernel choice, compiling,
-    the allocator's first growth; after it the timings are those of a long run's steady state).
-    A video's total is the wall time from asking the loader for it to its probabilities, so
-    decoding that overlapped the previous video's model is not in it; its data seconds are
-    the worker's decoding (slowed by whatever ran beside it) plus the view building."""
+def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: InputSpec,
+                cfg: DictConfig, device: torch.device, gflops: float
+                ) -> tuple[dict, list[torch.Tensor]]:
+    """The harness's path over ``count`` videos (cycling through ``videos``): its summary and
+    each video's mean softmax.
+
+    The loader, ``on_device`` and ``predict`` as ``evaluate`` runs them. Untimed warm-up first:
+    one full view batch of the first video through the same path (codec set-up, kernel choice,
+    compiling, the allocator's first growth), so the timings are a long run's steady state.
+    Decoding overlaps the model, so a video's total is the run's wall time over its videos;
+    data seconds are the workers' decoding (slowed by whatever ran beside it) plus building the
+    views; ``data_wait_fraction`` is the share of the wall time the model loop waited for the
+    loader (on a GPU: time the device had nothing to do).
+    """
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
-    loader = DataLoader(
-        VideoClipsDataset(videos, [0, *range(len(videos))], spec, clips, str(cfg.views.spacing),
-                          decode_threads(cfg.data.decode_threads, int(cfg.data.workers),
-                                         device.type), cfg.data.decode_timeout_s),
-        batch_size=None, num_workers=int(cfg.data.workers), pin_memory=device.type == "cuda")
-    settings = (int(cfg.eval.batch_views), device, str(cfg.precision), bool(cfg.eval.channels_last))
-    rows, predictions, warmup_s = [], [], None
+    batch_views = batch_views_for(cfg.eval.batch_views, device.type)
+    order = [i % len(videos) for i in range(count)]
+    loader = video_loader(videos, [0, *order], spec, cfg, device)
+    items = iter(on_device(loader, device))
+    settings = (spec, crops, batch_views, device, str(cfg.precision), bool(cfg.eval.channels_last))
+
+    first = next(items)
+    if first.failure is not None:
+        raise RuntimeError(f"{videos[0].path}: {first.failure}")
     start = time.perf_counter()
-    for item in loader:
-        video = videos[item.index]
-        if item.failure is not None:
-            raise RuntimeError(f"{video.path}: {item.failure}")
-        if warmup_s is None:
-            predict_video(runner, item.clips[:1], spec, crops, *settings)
-            warmup_s = time.perf_counter() - start
-        else:
-            timings: dict[str, float] = {}
-            probs = predict_video(runner, item.clips, spec, crops, *settings, timings=timings)
-            now = time.perf_counter()
-            rows.append({**video_row(video, clips * crops, item.seconds + timings["views_s"],
-                                     timings["model_s"], now - start),
-                         "decode_s": item.seconds, "views_s": timings["views_s"]})
-            predictions.append(probs)
-        reset_peak_rss()
-        start = time.perf_counter()
-    return rows, predictions, warmup_s
+    need = -(-batch_views // crops)  # clips for one full batch
+    warm = first.clips.repeat(-(-need // first.clips.shape[0]), 1, 1, 1, 1)[:need]
+    for _ in predict(runner, [("warm-up", warm)], *settings):
+        pass
+    warmup_s = clock(device) - start
+
+    decode_s, waited = [], 0.0
+    rss: list[dict] = []  # memory after the first and the last video
+
+    def loaded():
+        nonlocal waited
+        for position in range(count):
+            tick = time.perf_counter()
+            item = next(items)
+            waited += time.perf_counter() - tick
+            if item.failure is not None:
+                raise RuntimeError(f"{videos[item.index].path}: {item.failure}")
+            decode_s.append(item.seconds)
+            yield position, item.clips
+
+    stopwatch = Stopwatch(device)
+    predictions = []
+    reset_peak_rss()
+    start = time.perf_counter()
+    for position, probs in predict(runner, loaded(), *settings, stopwatch=stopwatch):
+        predictions.append(probs)
+        # Memory of the main process and the workers after the first and the last video
+        # (reading every worker's memory map costs milliseconds: not after each one).
+        if position in (0, count - 1):
+            rss.append({"video": position + 1, "rss_mb": tree_rss_mb()})
+    wall = time.perf_counter() - start
+    seconds = stopwatch.totals()
+    views = count * clips * crops
+    summary = summarise(count, views, sum(decode_s) + seconds["views"], seconds["model"], wall,
+                        gflops)
+    summary.update({
+        "peak_rss_mb": peak_rss_mb(), "rss_first_mb": rss[0]["rss_mb"],
+        "rss_last_mb": rss[-1]["rss_mb"], "data_wait_fraction": waited / wall,
+        "decode_s": sum(decode_s) / count, "views_s": seconds["views"] / count,
+        "warmup_s": warmup_s, "distinct_videos": len(set(order)),
+        "rss_samples": rss,
+    })
+    return summary, predictions
 
 
 def video_row(video: Video, views: int, data_s: float, model_s: float, total_s: float) -> dict:
@@ -230,20 +271,24 @@ def video_row(video: Video, views: int, data_s: float, model_s: float, total_s: 
 
 # ---- summary --------------------------------------------------------------------------------
 
-def summarise(rows: list[dict], gflops: float, matmul: float | None) -> dict:
-    """Means per video, and the model's GMAC/s over all of them against the matrix product."""
-    frame = pd.DataFrame(rows)
-    views, model_s = frame.views.sum(), frame.model_s.sum()
-    gmacs = gflops * views / model_s
+def summarise(videos: int, views: int, data_s: float, model_s: float, wall_s: float,
+              gflops: float) -> dict:
+    """Seconds per video, views/s, and the model's GMAC/s (fvcore GFLOPs x views / seconds)."""
     return {
-        "videos": len(frame), "views_per_video": float(frame.views.mean()),
-        "data_s": float(frame.data_s.mean()), "model_s": float(frame.model_s.mean()),
-        "total_s": float(frame.total_s.mean()), "views_per_s": float(views / frame.total_s.sum()),
-        "gmacs_per_s": gmacs, "matmul_gmacs_per_s": matmul,
-        "peak_fraction": gmacs / matmul if matmul else None,
-        "peak_rss_mb": float(frame.peak_rss_mb.max()), "rss_first_mb": float(frame.rss_mb.iloc[0]),
-        "rss_last_mb": float(frame.rss_mb.iloc[-1]),
+        "videos": videos, "views_per_video": views / videos, "data_s": data_s / videos,
+        "model_s": model_s / videos, "total_s": wall_s / videos, "views_per_s": views / wall_s,
+        "gmacs_per_s": gflops * views / model_s,
     }
+
+
+def summarise_reference(rows: list[dict], gflops: float) -> dict:
+    """The reference's per-video rows summed up (it runs one video after another)."""
+    frame = pd.DataFrame(rows)
+    return {**summarise(len(frame), int(frame.views.sum()), frame.data_s.sum(),
+                        frame.model_s.sum(), frame.total_s.sum(), gflops),
+            "peak_rss_mb": float(frame.peak_rss_mb.max()),
+            "rss_first_mb": float(frame.rss_mb.iloc[0]),
+            "rss_last_mb": float(frame.rss_mb.iloc[-1])}
 
 
 def agreement(reference: list[torch.Tensor], harness: list[torch.Tensor]) -> dict:
@@ -261,20 +306,24 @@ def table_row(name: str, summary: dict, settings: dict, speedups: dict, meta: di
         "model": meta["model"], "device": meta["device"], "pipeline": name, **settings,
         **{k: rounded(v) if isinstance(v, float) else v for k, v in summary.items()},
         **{k: rounded(v, 2) for k, v in speedups.items()},
-        "weights": meta["weights"], "threads": meta["threads"],
+        "weights": meta["weights"], "device_name": meta["device_name"],
         "torch": torch.__version__, "finished": meta["finished"],
     }
 
 
 # ---- the benchmark --------------------------------------------------------------------------
 
-def harness_settings(cfg: DictConfig) -> dict:
-    return {"precision": str(cfg.precision), "batch_views": int(cfg.eval.batch_views),
-            "channels_last": bool(cfg.eval.channels_last), "compile": bool(cfg.compile)}
+def harness_settings(cfg: DictConfig, device: torch.device) -> dict:
+    workers = loader_workers(cfg.data.workers, device.type)
+    return {"precision": str(cfg.precision),
+            "batch_views": batch_views_for(cfg.eval.batch_views, device.type),
+            "channels_last": bool(cfg.eval.channels_last), "compile": bool(cfg.compile),
+            "workers": workers,
+            "decode_threads": decode_threads(cfg.data.decode_threads, workers, device.type)}
 
 
 REFERENCE_SETTINGS = {"precision": "fp32", "batch_views": 1, "channels_last": False,
-                      "compile": False}
+                      "compile": False, "workers": 0, "decode_threads": 0}
 
 
 def bench(cfg: DictConfig, run_dir: Path) -> dict:
@@ -318,35 +367,40 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     cpu, start = cpu_seconds(), time.perf_counter()
     ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops,
                                                       spacing, device)
-    ref_others = others_share(cpu, time.perf_counter() - start)
-    log.info("reference: %.1f s per video", pd.DataFrame(ref_rows).total_s.mean())
+    reference = {**summarise_reference(ref_rows, gflops),
+                 "others_cpu": others_share(cpu, time.perf_counter() - start)}
+    log.info("reference: %.2f s per video", reference["total_s"])
     matmul_samples.append(matmul_now())
 
-    # 2. The harness with its settings.
-    settings = harness_settings(cfg)
+    # 2. The harness with its settings, over bench.harness_videos (cycling through the
+    # reference's videos; default: the same ones).
+    settings = harness_settings(cfg, device)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"])
     cpu, start = cpu_seconds(), time.perf_counter()
-    ours_rows, ours_probs, warmup_s = run_harness(runner, videos, spec, cfg, device)
-    ours_others = others_share(cpu, time.perf_counter() - start)
-    log.info("harness: %.1f s per video", pd.DataFrame(ours_rows).total_s.mean())
+    count = int(cfg.bench.harness_videos or len(videos))
+    harness, ours_probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
+    harness["others_cpu"] = others_share(cpu, time.perf_counter() - start)
+    log.info("harness: %.3f s per video, %.1f views/s, waited for data %.1f%% of the time",
+             harness["total_s"], harness["views_per_s"], 100 * harness["data_wait_fraction"])
     matmul_samples.append(matmul_now())
     matmul = {p: max(sample[p] for sample in matmul_samples) for p in precisions}
+    for side, precision in ((reference, "fp32"), (harness, str(cfg.precision))):
+        side["matmul_gmacs_per_s"] = matmul[precision]
+        side["peak_fraction"] = side["gmacs_per_s"] / matmul[precision]
 
-    reference = {**summarise(ref_rows, gflops, matmul["fp32"]), "others_cpu": ref_others}
-    harness = {**summarise(ours_rows, gflops, matmul[str(cfg.precision)]),
-               "others_cpu": ours_others}
     speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
                 for k in ("data", "model", "total")}
     rss = rss_check_in_fresh_process(cfg, manifest.videos[: int(cfg.bench.rss_videos)], device)
     if rss:
         log.info("RSS check (%s, %d videos): %.0f MB before, %.0f MB after the first video, "
                  "%.0f MB after the last", rss["model"], rss["videos"], rss["rss_before_mb"],
-                 rss["rss_first_mb"], rss["rss_last_mb"])
+                 rss["summary"]["rss_first_mb"], rss["summary"]["rss_last_mb"])
 
     meta = {"model": model.name, "device": device.type, "weights": model.weights,
-            "threads": torch.get_num_threads(), "load_start": load_start,
+            "device_name": device_name(device), "threads": torch.get_num_threads(),
+            "load_start": load_start,
             "load_end": os.getloadavg()[0],
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     result = {
@@ -354,18 +408,16 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         "model_peak_fraction": harness["peak_fraction"],
         "model_peak_fraction_vs_fp32_matmul": harness["gmacs_per_s"] / matmul["fp32"],
         "model": model.name, "weights": model.weights, "device": device.type,
-        "device_name": device_name(device), "threads": meta["threads"],
+        "device_name": meta["device_name"], "threads": meta["threads"],
         "gflops_per_view": gflops, "matmul_gmacs_per_s": matmul, "matmul_size": size,
         "matmul_samples": matmul_samples,
         "reference": {**REFERENCE_SETTINGS, "warmup_s": ref_warmup_s, **reference},
-        "harness": {**settings, "workers": int(cfg.data.workers),
-                    "decode_threads": decode_threads(cfg.data.decode_threads,
-                                                     int(cfg.data.workers), device.type),
-                    "reuse_memory": bool(cfg.eval.reuse_memory), "warmup_s": warmup_s, **harness},
-        "agreement": agreement(ref_probs, ours_probs),
+        "harness": {**settings, "reuse_memory": bool(cfg.eval.reuse_memory), **harness},
+        # The harness's first videos are the reference's videos.
+        "agreement": agreement(ref_probs, ours_probs[: len(ref_probs)]),
         "rss_check": rss,
         "load_average": {"start": load_start, "end": meta["load_end"]},
-        "per_video": {"reference": ref_rows, "harness": ours_rows},
+        "reference_per_video": ref_rows,
         "versions": versions(), "finished": meta["finished"],
     }
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
@@ -405,14 +457,9 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
     runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
     gflops = cost.gflops_per_view(model.module, [x.to(device) for x in model.spec.example(1)])
     before = tree_rss_mb()
-    rows, _, _ = run_harness(runner, videos, model.spec, cfg, device)
-    summary = summarise(rows, gflops, None)
-    return {"model": model.name, "weights": model.weights, "videos": len(rows),
-            "rss_before_mb": before, "rss_first_mb": summary["rss_first_mb"],
-            "rss_last_mb": summary["rss_last_mb"],
-            "peak_rss_first_mb": rows[0]["peak_rss_mb"], "peak_rss_last_mb": rows[-1]["peak_rss_mb"],
-            "summary": summary, "per_video": [{k: r[k] for k in ("rss_mb", "peak_rss_mb")}
-                                              for r in rows]}
+    summary, _ = run_harness(runner, videos, len(videos), model.spec, cfg, device, gflops)
+    return {"model": model.name, "weights": model.weights, "videos": len(videos),
+            "rss_before_mb": before, "summary": summary}
 
 
 def device_name(device: torch.device) -> str:
@@ -433,17 +480,18 @@ def main(cfg: DictConfig) -> None:
     except (ManifestError, WeightsError, SettingsError, OSError) as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")
-    table = pd.DataFrame([{"pipeline": name, **{k: result[name][k] for k in (
+    table = pd.DataFrame([{"pipeline": name, **{k: result[name].get(k) for k in (
         "precision", "batch_views", "channels_last", "data_s", "model_s", "total_s",
-        "views_per_s", "gmacs_per_s", "peak_fraction", "peak_rss_mb", "others_cpu")}}
-        for name in ("reference", "harness")])
+        "views_per_s", "data_wait_fraction", "gmacs_per_s", "peak_fraction", "peak_rss_mb",
+        "others_cpu")}} for name in ("reference", "harness")])
     print(table.to_markdown(index=False, floatfmt=".3g"))
     print(", ".join(f"{k} {result[k]:.2f}" for k in (
         "data_speedup", "model_speedup", "total_speedup", "model_peak_fraction")))
     if result["rss_check"]:
         rss = result["rss_check"]
-        print(f"RSS check ({rss['model']}, {rss['videos']} videos): {rss['rss_first_mb']:.0f} MB "
-              f"after the first video, {rss['rss_last_mb']:.0f} MB after the last")
+        print(f"RSS check ({rss['model']}, {rss['videos']} videos): "
+              f"{rss['summary']['rss_first_mb']:.0f} MB after the first video, "
+              f"{rss['summary']['rss_last_mb']:.0f} MB after the last")
     table_path = Path(cfg.results_dir) / f"bench-{result['device']}.md"
     print(f"run files: {run_dir}\ntable: {table_path}")
 

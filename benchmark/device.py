@@ -10,6 +10,8 @@ import contextlib
 import ctypes
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Iterator
 
 import torch
 
@@ -91,3 +93,38 @@ def clock(device: torch.device) -> float:
     """``time.perf_counter()`` once the device has finished its queued work."""
     synchronize(device)
     return time.perf_counter()
+
+
+class Stopwatch:
+    """Seconds of device work per name, without making the device wait.
+
+    On a GPU a clock read around a kernel launch measures the launch, and synchronising to read
+    it would stall the pipeline it measures; CUDA events record on the stream instead and are
+    read once, at the end. On a CPU the work is done when the call returns: the clock.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.events: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if self.device.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            yield
+            end.record()
+            self.events.append((name, start, end))
+        else:
+            start = time.perf_counter()
+            yield
+            self.seconds[name] += time.perf_counter() - start
+
+    def totals(self) -> dict[str, float]:
+        """Seconds per name so far (waits for the device's queued work)."""
+        synchronize(self.device)
+        for name, start, end in self.events:
+            self.seconds[name] += start.elapsed_time(end) / 1000
+        self.events.clear()
+        return dict(self.seconds)

@@ -7,10 +7,13 @@ A video that cannot be read is recorded in failures.csv with its reason and the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import platform
 import time
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +30,8 @@ from benchmark.decode import DecodeError, decode_threads, decode_video, time_lim
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
+    Stopwatch,
     autocast,
-    clock,
     precision_problem,
     prepare_model,
     reuse_freed_memory,
@@ -114,7 +117,10 @@ def check_settings(cfg: DictConfig) -> None:
          f"{spec.crop_size} is larger than the scaled short side {spec.side_size}"),
         (cfg.data.limit is None or cfg.data.limit >= 0, "data.limit",
          f"must be >= 0 or null, got {cfg.data.limit}"),
-        (cfg.eval.batch_views >= 1, "eval.batch_views", f"must be >= 1, got {cfg.eval.batch_views}"),
+        (cfg.eval.batch_views == "auto" or int(cfg.eval.batch_views) >= 1, "eval.batch_views",
+         f"must be auto or >= 1, got {cfg.eval.batch_views}"),
+        (cfg.data.workers == "auto" or int(cfg.data.workers) >= 0, "data.workers",
+         f"must be auto or >= 0, got {cfg.data.workers}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
         (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
@@ -135,36 +141,156 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
 
 
-def predict_video(model: torch.nn.Module, clips: torch.Tensor, spec: InputSpec, crops: int,
-                  batch_views: int, device: torch.device, precision: str,
-                  channels_last: bool = False, timings: dict | None = None,
-                  fault: str | None = None) -> torch.Tensor:
-    """Mean softmax over the video's clips x crops views.
+def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tensor]],
+            spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
+            channels_last: bool = False, fault: str | None = None,
+            stopwatch: Stopwatch | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
+    """Each video's mean softmax over its clips x crops views, in the order the videos come.
 
-    The uint8 clips go to the device (asynchronously from pinned memory) and the views are built
-    there, fp32 as the reference builds them (autocast casts them at the first layer), in the
-    model's layout. ``timings``: adds the seconds spent building views (``views_s``) and in the
-    model (``model_s``); only then does the loop wait for the device between the two.
+    ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
+    as the reference builds them (autocast casts them at the first layer), in the model's
+    layout, for as many clips as fill a batch; the model runs ``batch_views`` views at a time,
+    and a batch may hold the last views of one video and the first of the next, so the device
+    always gets full batches. A video comes out (float32, on the CPU) once its last view has
+    run. ``stopwatch``: times ``views`` (building them) and ``model`` (the forward passes).
     """
-    clips = clips.to(device, non_blocking=True)
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-    total = None
-    # One autocast region per video: it casts each weight to bf16/fp16 once, not once per batch.
-    with torch.inference_mode(), autocast(device, precision):
-        # Views are built for as many clips as fill a batch, then fed batch_views at a time.
-        for chunk in clips.split(max(1, -(-batch_views // crops))):
-            start = clock(device) if timings is not None else 0.0
-            views = make_views(chunk, spec, crops, fault, memory_format=layout)
-            built = clock(device) if timings is not None else 0.0
-            for batch in zip(*(pathway.split(batch_views) for pathway in views)):
-                logits = model(list(batch))  # a fresh list every call: the model mutates it
-                probs = logits.float().softmax(dim=-1).sum(dim=0)
-                total = probs if total is None else total + probs
-            if timings is not None:
-                done = clock(device)
-                timings["views_s"] = timings.get("views_s", 0.0) + built - start
-                timings["model_s"] = timings.get("model_s", 0.0) + done - built
-    return (total / (clips.shape[0] * crops)).cpu()
+    clips_per_build = max(1, -(-batch_views // crops))
+    timed = stopwatch or (lambda name: contextlib.nullcontext())
+    pending: list[tuple[list[torch.Tensor], Hashable]] = []  # built views not yet run, per video
+    queued = 0  # views in ``pending``
+    sums: dict[Hashable, torch.Tensor] = {}
+    left: dict[Hashable, int] = {}  # views of each video still to run
+    total: dict[Hashable, int] = {}
+    # Finished videos, their means on their way to the CPU: (key, probs, copy done or None).
+    finished: list[tuple[Hashable, torch.Tensor, torch.cuda.Event | None]] = []
+
+    def run(size: int) -> None:
+        """Run the first ``size`` pending views as one batch; queue the videos it finishes."""
+        nonlocal queued
+        parts, owners = [], []  # per part: pathways, (video, views)
+        while size:
+            views, key = pending[0]
+            n = min(size, views[0].shape[0])
+            parts.append([v[:n] for v in views])
+            owners.append((key, n))
+            if n == views[0].shape[0]:
+                pending.pop(0)
+            else:
+                pending[0] = ([v[n:] for v in views], key)
+            size -= n
+            queued -= n
+        batch = [p[0] if len(parts) == 1 else torch.cat(p).contiguous(memory_format=layout)
+                 for p in zip(*parts)]
+        with timed("model"), autocast(device, precision):
+            probs = model(batch).float().softmax(dim=-1)  # a fresh list: the model mutates it
+        for (key, n), share in zip(owners, probs.split([n for _, n in owners])):
+            sums[key] = share.sum(dim=0) + sums.get(key, 0)
+            left[key] -= n
+            if not left[key]:
+                del left[key]
+                mean = (sums.pop(key) / total.pop(key)).to("cpu", non_blocking=True)
+                copied = None
+                if device.type == "cuda":
+                    copied = torch.cuda.Event()
+                    copied.record()
+                finished.append((key, mean, copied))
+
+    def hand_over(count: int) -> Iterator[tuple[Hashable, torch.Tensor]]:
+        """The first ``count`` finished videos, once their means are on the CPU."""
+        for key, mean, copied in finished[:count]:
+            if copied is not None:
+                copied.synchronize()
+            yield key, mean
+        del finished[:count]
+
+    with torch.inference_mode():
+        for key, clips in videos:
+            clips = clips.to(device, non_blocking=True)
+            total[key] = left[key] = clips.shape[0] * crops
+            for chunk in clips.split(clips_per_build):
+                with timed("views"):
+                    views = make_views(chunk, spec, crops, fault, memory_format=layout)
+                pending.append((views, key))
+                queued += views[0].shape[0]
+                while queued >= batch_views:
+                    earlier = len(finished)
+                    run(batch_views)
+                    # The videos earlier batches finished, handed over while this batch runs:
+                    # waiting for the result of the batch just queued would leave a GPU idle
+                    # until the next one is launched.
+                    yield from hand_over(earlier)
+        if queued:
+            run(queued)
+        yield from hand_over(len(finished))
+
+
+def on_device(items: Iterable[LoadedVideo], device: torch.device) -> Iterator[LoadedVideo]:
+    """The loader's items with their clips on ``device``.
+
+    On CUDA the next item's clips (pinned by the loader) are copied on a side stream while the
+    current one is computed, so the transfer overlaps the model; the compute stream waits for
+    the copy before it touches them.
+    """
+    if device.type != "cuda":
+        yield from items
+        return
+    copies = torch.cuda.Stream(device)
+    ahead: tuple[LoadedVideo, torch.cuda.Event] | None = None
+    for item in items:
+        if item.clips is not None:
+            with torch.cuda.stream(copies):
+                item.clips = item.clips.to(device, non_blocking=True)
+        copied = copies.record_event()
+        if ahead is not None:
+            yield ready(*ahead)
+        ahead = item, copied
+    if ahead is not None:
+        yield ready(*ahead)
+
+
+def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
+    """``item`` once the compute stream has waited for its copy; its memory, allocated on the
+    copy stream, is marked as used by the compute stream (so the allocator keeps it till then)."""
+    if item.clips is not None:
+        stream = torch.cuda.current_stream(item.clips.device)
+        stream.wait_event(copied)
+        item.clips.record_stream(stream)
+    return item
+
+
+def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
+                 device: torch.device) -> DataLoader:
+    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order;
+    on CUDA the clips come pinned, so their copy to the GPU can run asynchronously."""
+    workers = loader_workers(cfg.data.workers, device.type)
+    dataset = VideoClipsDataset(
+        videos, indices, spec, int(cfg.views.clips), str(cfg.views.spacing),
+        decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
+        cfg.views.get("fault"))
+    return DataLoader(dataset, batch_size=None, num_workers=workers,
+                      pin_memory=device.type == "cuda")
+
+
+def loader_workers(setting: int | str, device_type: str) -> int:
+    """``data.workers``; ``auto``: on a CPU one (the model keeps every core busy, one worker
+    decodes the next video meanwhile); on a GPU one per core but the main process's (that is
+    what it takes to decode 30+ videos a second, README: Speed)."""
+    if setting != "auto":
+        return int(setting)
+    if device_type == "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 2) - 1)
+
+
+def batch_views_for(setting: int | str, device_type: str) -> int:
+    """``eval.batch_views``; ``auto``: 3 on a CPU (a clip's 3 crops: larger batches run no
+    faster there and each view is 31 MB of fp32), 60 on a GPU (two videos' 10x3: enough to fill
+    the device, README: Speed)."""
+    if setting != "auto":
+        return int(setting)
+    return 3 if device_type == "cpu" else 60
 
 
 def versions() -> dict[str, str]:
@@ -221,29 +347,33 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         log.info("resuming %s: %d of %d videos already done, %d to go", store.resumed_from,
                  len(manifest.videos) - len(todo), len(manifest.videos), len(todo))
     todo = distributed.shard(todo, ranks)
-    loader = DataLoader(
-        VideoClipsDataset(manifest.videos, todo, spec, clips, str(cfg.views.spacing),
-                          decode_threads(cfg.data.decode_threads, int(cfg.data.workers),
-                                         device.type), cfg.data.decode_timeout_s,
-                          cfg.views.get("fault")),
-        batch_size=None, num_workers=int(cfg.data.workers), pin_memory=device.type == "cuda")
+    batch_views = batch_views_for(cfg.eval.batch_views, device.type)
+    loader = video_loader(manifest.videos, todo, spec, cfg, device)
     start, evaluated_now = time.perf_counter(), 0
-    progress = Progress(loader, len(todo), model.name)  # videos, videos/s, ETA, running top-1
-    for item in progress:
-        video = manifest.videos[item.index]
-        if item.failure is not None:
+
+    def loaded(progress: Progress) -> Iterator[tuple[int, torch.Tensor]]:
+        """The videos that decoded; the others go to failures.csv (or stop a strict run)."""
+        for item in on_device(loader, device):
+            if item.failure is None:
+                yield item.index, item.clips
+                continue
+            video = manifest.videos[item.index]
             log.warning("%s: %s", video.path or video.video_id, item.failure)
             store.add_failure(video.video_id, video.path, item.failure)
+            progress.update(None)
             if cfg.strict:
                 store.flush()
                 raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
-            continue
-        probs = predict_video(runner, item.clips, spec, crops, int(cfg.eval.batch_views), device,
-                              str(cfg.precision), bool(cfg.eval.channels_last),
-                              fault=cfg.views.get("fault"))
-        store.add_prediction(video.video_id, video.path, video.label, probs)
-        progress.record(int(probs.argmax()) == video.label)
-        evaluated_now += 1
+
+    # videos, videos/s, ETA, running top-1
+    with Progress(len(todo), model.name) as progress:
+        for index, probs in predict(runner, loaded(progress), spec, crops, batch_views, device,
+                                    str(cfg.precision), bool(cfg.eval.channels_last),
+                                    cfg.views.get("fault")):
+            video = manifest.videos[index]
+            store.add_prediction(video.video_id, video.path, video.label, probs)
+            progress.update(int(probs.argmax()) == video.label)
+            evaluated_now += 1
     seconds = time.perf_counter() - start
     store.flush()
     shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
@@ -258,7 +388,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     metrics = {
         "model": model.name, "weights": model.weights, "dataset": manifest.name,
         "device": device.type, "precision": str(cfg.precision),
-        "batch_views": int(cfg.eval.batch_views), "channels_last": bool(cfg.eval.channels_last),
+        "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
         "compile": bool(cfg.compile), "clips": clips, "crops": crops,
         "spacing": str(cfg.views.spacing), "fault": cfg.views.get("fault"),
         "processes": ranks.world,
@@ -307,7 +437,7 @@ def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSp
     if cfg.cost.throughput_iters > 0:
         layout = torch.channels_last_3d if cfg.eval.channels_last else torch.contiguous_format
         example = [x.to(device).contiguous(memory_format=layout)
-                   for x in spec.example(int(cfg.eval.batch_views))]
+                   for x in spec.example(batch_views_for(cfg.eval.batch_views, device.type))]
         with autocast(device, str(cfg.precision)):
             result["views_per_s"] = cost.model_views_per_s(
                 runner, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -18,34 +17,41 @@ log = logging.getLogger(__name__)
 
 
 class Progress:
-    """Wraps the loader: ``for item in progress: ...; progress.record(hit)`` per evaluated video."""
+    """``with Progress(...) as progress: ... progress.update(hit)`` per finished video.
 
-    def __init__(self, items: Iterable, total: int, desc: str, log_every_s: float = 60.0,
+    ``hit``: whether its top-1 prediction was right; None for a video that failed. Videos are
+    counted when they finish, not when they are loaded: with view batches spanning videos the
+    two differ by a few.
+    """
+
+    def __init__(self, total: int, desc: str, log_every_s: float = 60.0,
                  terminal: bool | None = None):
-        self.items, self.total, self.desc, self.log_every_s = items, total, desc, log_every_s
+        self.total, self.desc, self.log_every_s = total, desc, log_every_s
         self.terminal = sys.stderr.isatty() if terminal is None else terminal
         self.done = self.evaluated = self.hits = 0
 
-    def __iter__(self) -> Iterator:
-        start = last_log = time.perf_counter()
-        with tqdm(total=self.total, unit="video", desc=self.desc, disable=not self.terminal,
-                  dynamic_ncols=True) as self._bar:
-            for item in self.items:
-                yield item
-                self.done += 1
-                self._bar.update(1)
-                now = time.perf_counter()
-                if not self.terminal and now - last_log >= self.log_every_s:
-                    log.info("%s", self.line(now - start))
-                    last_log = now
-        if not self.terminal:
-            log.info("%s", self.line(time.perf_counter() - start))
+    def __enter__(self) -> Progress:
+        self.start = self.last_log = time.perf_counter()
+        self.bar = tqdm(total=self.total, unit="video", desc=self.desc,
+                        disable=not self.terminal, dynamic_ncols=True)
+        return self
 
-    def record(self, hit: bool) -> None:
-        """One evaluated video and whether its top-1 prediction was right."""
-        self.evaluated += 1
-        self.hits += int(hit)
-        self._bar.set_postfix_str(f"top-1 {self.top1_text()}", refresh=False)
+    def update(self, hit: bool | None) -> None:
+        self.done += 1
+        if hit is not None:
+            self.evaluated += 1
+            self.hits += int(hit)
+            self.bar.set_postfix_str(f"top-1 {self.top1_text()}", refresh=False)
+        self.bar.update(1)
+        now = time.perf_counter()
+        if not self.terminal and now - self.last_log >= self.log_every_s and self.done < self.total:
+            log.info("%s", self.line(now - self.start))
+            self.last_log = now
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+        if not self.terminal:  # the closing line, once
+            log.info("%s", self.line(time.perf_counter() - self.start))
 
     def top1_text(self) -> str:
         return f"{100 * self.hits / self.evaluated:.1f}%" if self.evaluated else "-"

@@ -16,7 +16,7 @@ def bench_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
     overrides = [
         "model=slowfast_tiny", "views.clips=2", "precision=fp32", "device=cpu",
-        "bench.videos=2", "bench.rss_videos=3", "bench.matmul_size=256",
+        "bench.videos=2", "bench.harness_videos=5", "bench.rss_videos=3", "bench.matmul_size=256",
         "data.synthetic.videos_per_class=1", "data.synthetic.classes=3",
         "data.synthetic.seconds=2.5", "data.synthetic.width=112", "data.synthetic.height=64",
         f"cache_dir={tmp / 'cache'}", f"results_dir={tmp / 'results'}",
@@ -33,11 +33,15 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
     bench = json.loads((tmp / "out" / "bench.json").read_text())
     for key in ("data_speedup", "model_speedup", "total_speedup", "model_peak_fraction"):
         assert bench[key] > 0
+    # The harness cycles through the reference's 2 videos 2.5 times.
+    assert bench["harness"]["videos"] == 5 and bench["harness"]["distinct_videos"] == 2
     for name in ("reference", "harness"):
         side = bench[name]
-        assert side["videos"] == 2 and side["views_per_video"] == 6  # 2 clips x 3 crops
+        assert side["videos"] == (2 if name == "reference" else 5)
+        assert side["views_per_video"] == 6  # 2 clips x 3 crops
         assert side["data_s"] > 0 and side["total_s"] > side["model_s"] > 0
-        assert side["gmacs_per_s"] > 0 and side["peak_rss_mb"] > 0
+        assert side["gmacs_per_s"] > 0 and side["peak_rss_mb"] > 0 and side["peak_fraction"] > 0
+    assert 0 <= bench["harness"]["data_wait_fraction"] < 1
     assert bench["reference"]["precision"] == "fp32" and bench["reference"]["batch_views"] == 1
     assert bench["matmul_gmacs_per_s"]["fp32"] > 0
     # Same weights, same videos: the harness predicts what the model card's pipeline does.
@@ -49,8 +53,10 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
 def test_bench_rss_check_and_tables(bench_run):
     tmp, _ = bench_run
     rss = json.loads((tmp / "out" / "bench.json").read_text())["rss_check"]
-    assert rss["videos"] == 3 and len(rss["per_video"]) == 3
-    assert rss["rss_first_mb"] > 0 and rss["rss_last_mb"] > 0
+    assert rss["videos"] == 3 and rss["summary"]["videos"] == 3
+    samples = rss["summary"]["rss_samples"]  # after the first video and after the last
+    assert samples[0]["video"] == 1 and samples[-1]["video"] == 3
+    assert all(s["rss_mb"] > 0 for s in samples)
     table = pd.read_csv(tmp / "results" / "bench-cpu.csv")
     assert sorted(table.pipeline) == ["harness", "harness (RSS check)", "reference"]
     harness = table[table.pipeline == "harness"].iloc[0]

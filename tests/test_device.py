@@ -10,14 +10,21 @@ import pytest
 import torch
 
 from benchmark.decode import decode_video
-from benchmark.device import precision_problem, prepare_model
-from benchmark.evaluate import predict_video
+from benchmark.device import Stopwatch, precision_problem, prepare_model
+from benchmark.evaluate import batch_views_for, loader_workers, predict
 from benchmark.models import build_model
 from benchmark.views import sample_clips
 
 from conftest import compose_eval
 
 CPU = torch.device("cpu")
+
+
+def predict_video(model, clips, spec, crops, batch_views, device, precision, **kwargs):
+    """One video's mean softmax through ``predict``."""
+    [(key, probs)] = predict(model, [("video", clips)], spec, crops, batch_views, device,
+                             precision, **kwargs)
+    return probs
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +74,27 @@ def test_bf16_keeps_the_top1(tiny, clips, plain):
         tiny.module.to(memory_format=torch.contiguous_format)
 
 
-def test_timings_split_views_and_model(tiny, clips):
-    timings = {}
-    predict_video(tiny.module, clips[0], tiny.spec, 3, 3, CPU, "fp32", timings=timings)
-    assert set(timings) == {"views_s", "model_s"} and all(t > 0 for t in timings.values())
+@pytest.mark.parametrize("batch_views", [5, 7, 100])
+def test_batches_spanning_videos_predict_as_one_video_at_a_time(tiny, clips, plain, batch_views):
+    """12 views a video in batches of 5 or 7 (each batch after the first ends one video and
+    starts the next) or all 36 in one: the same per-video results, in the videos' order."""
+    results = list(predict(tiny.module, enumerate(clips), tiny.spec, 3, batch_views, CPU, "fp32"))
+    assert [key for key, _ in results] == [0, 1, 2]
+    for (_, probs), expected in zip(results, plain):
+        torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
+
+
+def test_stopwatch_times_views_and_model(tiny, clips):
+    stopwatch = Stopwatch(CPU)
+    list(predict(tiny.module, enumerate(clips), tiny.spec, 3, 3, CPU, "fp32", stopwatch=stopwatch))
+    seconds = stopwatch.totals()
+    assert set(seconds) == {"views", "model"} and all(t > 0 for t in seconds.values())
+
+
+def test_auto_settings_follow_the_device():
+    assert (batch_views_for("auto", "cpu"), loader_workers("auto", "cpu")) == (3, 1)
+    assert batch_views_for("auto", "cuda") == 60 and loader_workers("auto", "cuda") >= 1
+    assert (batch_views_for(8, "cuda"), loader_workers(0, "cuda")) == (8, 0)
 
 
 def test_precision_without_cpu_support_is_one_line_naming_the_key(monkeypatch):

@@ -1,0 +1,87 @@
+"""The CUDA path (pinned clips copied ahead on a side stream, views built on the GPU, bf16)
+predicts as the CPU path. Skipped without a GPU; run on one with ``make test``."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.decode import decode_video
+from benchmark.device import Stopwatch, prepare_model
+from benchmark.evaluate import LoadedVideo, on_device, predict
+from benchmark.models import build_model
+from benchmark.views import sample_clips
+
+from conftest import compose_eval, run_eval
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CPU, GPU = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_checkpoint):
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
+                       f"model.weights={tiny_checkpoint}")
+    return build_model(cfg.model)
+
+
+@pytest.fixture(scope="module")
+def clips(videos, tiny):
+    return [sample_clips(decode_video(path), tiny.spec, 4) for path in videos.values()]
+
+
+@pytest.fixture(scope="module")
+def cpu_probs(tiny, clips):
+    """The plain CPU path: fp32, NCDHW, one clip's 3 views per forward."""
+    return [p for _, p in predict(tiny.module.to(CPU), enumerate(clips), tiny.spec, 3, 3, CPU,
+                                  "fp32")]
+
+
+def gpu_probs(tiny, clips, precision, batch_views=7, stopwatch=None):
+    """The CUDA path as ``evaluate`` runs it: pinned clips, copied ahead, views on the GPU."""
+    runner = prepare_model(tiny.module, GPU, channels_last=True, compile=False)
+    items = [LoadedVideo(i, c.pin_memory()) for i, c in enumerate(clips)]
+    videos = ((item.index, item.clips) for item in on_device(items, GPU))
+    try:
+        return [p for _, p in predict(runner, videos, tiny.spec, 3, batch_views, GPU, precision,
+                                      channels_last=True, stopwatch=stopwatch)]
+    finally:
+        tiny.module.to(CPU, memory_format=torch.contiguous_format)
+
+
+def test_cuda_fp32_equals_the_cpu_path(tiny, clips, cpu_probs):
+    torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions keep 10 mantissa bits
+    try:
+        for probs, expected in zip(gpu_probs(tiny, clips, "fp32"), cpu_probs):
+            assert probs.device == CPU
+            assert probs.topk(4).indices.tolist() == expected.topk(4).indices.tolist()
+            torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def test_cuda_bf16_keeps_the_top1(tiny, clips, cpu_probs):
+    for probs, expected in zip(gpu_probs(tiny, clips, "bf16"), cpu_probs):
+        assert probs.argmax() == expected.argmax()
+        torch.testing.assert_close(probs, expected, atol=1e-2, rtol=0)
+
+
+def test_stopwatch_reads_cuda_events(tiny, clips):
+    stopwatch = Stopwatch(GPU)
+    gpu_probs(tiny, clips, "bf16", stopwatch=stopwatch)
+    seconds = stopwatch.totals()
+    assert set(seconds) == {"views", "model"} and all(t > 0 for t in seconds.values())
+
+
+def test_eval_on_cuda_in_bf16(tmp_path, action_set, tiny_checkpoint):
+    """The real entry point on the GPU: loader workers, pinned memory, bf16, recorded."""
+    run_eval("model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
+             "data=kinetics400", f"data.csv={action_set / 'validate.csv'}",
+             f"data.root={action_set}", f"data.class_names={action_set / 'kinetics_classnames.json'}",
+             "views.clips=4", "device=cuda", "precision=bf16", "data.workers=2",
+             f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'out'}")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["device"], metrics["precision"], metrics["batch_views"]) == ("cuda", "bf16", 60)
+    assert metrics["videos_evaluated"] == 4 and metrics["videos_failed"] == 0
+    assert pd.read_csv(tmp_path / "results" / "evaluations.csv").device[0] == "cuda"

@@ -14,7 +14,8 @@ from hydra import compose, initialize_config_dir
 import benchmark  # noqa: F401  (registers the torchvision alias before pytorchvideo)
 from benchmark.models import build_model
 from benchmark.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
-from benchmark.views import InputSpec
+from benchmark.decode import decode_video
+from benchmark.views import InputSpec, sample_clips
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = str(REPO / "conf")
@@ -92,3 +93,17 @@ def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
     ]
     result = run_eval(*overrides)
     return tmp, overrides, result
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    """The tiny SlowFast with the checkpoint's weights (a test that moves it puts it back)."""
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
+                       f"model.weights={tiny_checkpoint}")
+    return build_model(cfg.model)
+
+
+@pytest.fixture(scope="session")
+def tiny_clips(videos, tiny_model):
+    """The test videos' 4 clips each (landscape, portrait, and one shorter than a clip)."""
+    return [sample_clips(decode_video(path), tiny_model.spec, 4) for path in videos.values()]

@@ -7,53 +7,38 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.decode import decode_video
 from benchmark.device import Stopwatch, prepare_model
 from benchmark.evaluate import LoadedVideo, on_device, predict
-from benchmark.models import build_model
-from benchmark.views import sample_clips
 
-from conftest import compose_eval, run_eval
+from conftest import run_eval
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_checkpoint):
-    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
-                       f"model.weights={tiny_checkpoint}")
-    return build_model(cfg.model)
-
-
-@pytest.fixture(scope="module")
-def clips(videos, tiny):
-    return [sample_clips(decode_video(path), tiny.spec, 4) for path in videos.values()]
-
-
-@pytest.fixture(scope="module")
-def cpu_probs(tiny, clips):
+def cpu_probs(tiny_model, tiny_clips):
     """The plain CPU path: fp32, NCDHW, one clip's 3 views per forward."""
-    return [p for _, p in predict(tiny.module.to(CPU), enumerate(clips), tiny.spec, 3, 3, CPU,
-                                  "fp32")]
+    return [p for _, p in predict(tiny_model.module.to(CPU), enumerate(tiny_clips),
+                                  tiny_model.spec, 3, 3, CPU, "fp32")]
 
 
-def gpu_probs(tiny, clips, precision, batch_views=7, stopwatch=None):
+def gpu_probs(tiny_model, clips, precision, batch_views=7, stopwatch=None):
     """The CUDA path as ``evaluate`` runs it: pinned clips, copied ahead, views on the GPU."""
-    runner = prepare_model(tiny.module, GPU, channels_last=True, compile=False)
+    runner = prepare_model(tiny_model.module, GPU, channels_last=True, compile=False)
     items = [LoadedVideo(i, c.pin_memory()) for i, c in enumerate(clips)]
     videos = ((item.index, item.clips) for item in on_device(items, GPU))
     try:
-        return [p for _, p in predict(runner, videos, tiny.spec, 3, batch_views, GPU, precision,
-                                      channels_last=True, stopwatch=stopwatch)]
+        return [p for _, p in predict(runner, videos, tiny_model.spec, 3, batch_views, GPU,
+                                      precision, channels_last=True, stopwatch=stopwatch)]
     finally:
-        tiny.module.to(CPU, memory_format=torch.contiguous_format)
+        tiny_model.module.to(CPU, memory_format=torch.contiguous_format)
 
 
-def test_cuda_fp32_equals_the_cpu_path(tiny, clips, cpu_probs):
+def test_cuda_fp32_equals_the_cpu_path(tiny_model, tiny_clips, cpu_probs):
     torch.backends.cudnn.allow_tf32 = False  # TF32 convolutions keep 10 mantissa bits
     try:
-        for probs, expected in zip(gpu_probs(tiny, clips, "fp32"), cpu_probs):
+        for probs, expected in zip(gpu_probs(tiny_model, tiny_clips, "fp32"), cpu_probs):
             assert probs.device == CPU
             assert probs.topk(4).indices.tolist() == expected.topk(4).indices.tolist()
             torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)
@@ -61,15 +46,15 @@ def test_cuda_fp32_equals_the_cpu_path(tiny, clips, cpu_probs):
         torch.backends.cudnn.allow_tf32 = True
 
 
-def test_cuda_bf16_keeps_the_top1(tiny, clips, cpu_probs):
-    for probs, expected in zip(gpu_probs(tiny, clips, "bf16"), cpu_probs):
+def test_cuda_bf16_keeps_the_top1(tiny_model, tiny_clips, cpu_probs):
+    for probs, expected in zip(gpu_probs(tiny_model, tiny_clips, "bf16"), cpu_probs):
         assert probs.argmax() == expected.argmax()
         torch.testing.assert_close(probs, expected, atol=1e-2, rtol=0)
 
 
-def test_stopwatch_reads_cuda_events(tiny, clips):
+def test_stopwatch_reads_cuda_events(tiny_model, tiny_clips):
     stopwatch = Stopwatch(GPU)
-    gpu_probs(tiny, clips, "bf16", stopwatch=stopwatch)
+    gpu_probs(tiny_model, tiny_clips, "bf16", stopwatch=stopwatch)
     seconds = stopwatch.totals()
     assert set(seconds) == {"views", "model"} and all(t > 0 for t in seconds.values())
 

@@ -9,13 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.decode import decode_video
 from benchmark.device import Stopwatch, precision_problem, prepare_model
 from benchmark.evaluate import batch_views_for, loader_workers, predict
-from benchmark.models import build_model
-from benchmark.views import sample_clips
-
-from conftest import compose_eval
 
 CPU = torch.device("cpu")
 
@@ -28,65 +23,56 @@ def predict_video(model, clips, spec, crops, batch_views, device, precision, **k
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_checkpoint):
-    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
-                       f"model.weights={tiny_checkpoint}")
-    return build_model(cfg.model)
-
-
-@pytest.fixture(scope="module")
-def clips(videos, tiny):
-    """The test videos' 4 clips each (landscape, portrait, and one shorter than a clip)."""
-    return [sample_clips(decode_video(path), tiny.spec, 4) for path in videos.values()]
-
-
-@pytest.fixture(scope="module")
-def plain(tiny, clips):
+def plain(tiny_model, tiny_clips):
     """The plain path: fp32, NCDHW, one clip's 3 views per forward."""
-    return [predict_video(tiny.module, c, tiny.spec, 3, 3, CPU, "fp32") for c in clips]
+    return [predict_video(tiny_model.module, c, tiny_model.spec, 3, 3, CPU, "fp32")
+            for c in tiny_clips]
 
 
 @pytest.mark.parametrize("channels_last, batch_views", [(True, 1), (True, 12), (False, 5)])
-def test_fast_fp32_path_predicts_as_the_plain_path(tiny, clips, plain, channels_last,
+def test_fast_fp32_path_predicts_as_the_plain_path(tiny_model, tiny_clips, plain, channels_last,
                                                    batch_views):
-    runner = prepare_model(tiny.module, CPU, channels_last, compile=False)
+    runner = prepare_model(tiny_model.module, CPU, channels_last, compile=False)
     try:
-        for c, expected in zip(clips, plain):
-            probs = predict_video(runner, c, tiny.spec, 3, batch_views, CPU, "fp32",
+        for c, expected in zip(tiny_clips, plain):
+            probs = predict_video(runner, c, tiny_model.spec, 3, batch_views, CPU, "fp32",
                                   channels_last=channels_last)
             assert probs.topk(4).indices.tolist() == expected.topk(4).indices.tolist()
             torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)
     finally:
-        tiny.module.to(memory_format=torch.contiguous_format)
+        tiny_model.module.to(memory_format=torch.contiguous_format)
 
 
 @pytest.mark.skipif(precision_problem("bf16", CPU) is not None, reason="no bf16 on this CPU")
-def test_bf16_keeps_the_top1(tiny, clips, plain):
+def test_bf16_keeps_the_top1(tiny_model, tiny_clips, plain):
     """bf16 keeps 8 mantissa bits: the same top-1 and probabilities within 1e-3 (2e-5 measured
-    on the tiny model here; documented in the README)."""
-    runner = prepare_model(tiny.module, CPU, True, compile=False)
+    on the tiny_model model here; documented in the README)."""
+    runner = prepare_model(tiny_model.module, CPU, True, compile=False)
     try:
-        for c, expected in zip(clips, plain):
-            probs = predict_video(runner, c, tiny.spec, 3, 3, CPU, "bf16", channels_last=True)
+        for c, expected in zip(tiny_clips, plain):
+            probs = predict_video(runner, c, tiny_model.spec, 3, 3, CPU, "bf16", channels_last=True)
             assert probs.argmax() == expected.argmax()
             torch.testing.assert_close(probs, expected, atol=1e-3, rtol=0)
     finally:
-        tiny.module.to(memory_format=torch.contiguous_format)
+        tiny_model.module.to(memory_format=torch.contiguous_format)
 
 
 @pytest.mark.parametrize("batch_views", [5, 7, 100])
-def test_batches_spanning_videos_predict_as_one_video_at_a_time(tiny, clips, plain, batch_views):
+def test_batches_spanning_videos_predict_as_one_video_at_a_time(tiny_model, tiny_clips, plain,
+                                                                 batch_views):
     """12 views a video in batches of 5 or 7 (each batch after the first ends one video and
     starts the next) or all 36 in one: the same per-video results, in the videos' order."""
-    results = list(predict(tiny.module, enumerate(clips), tiny.spec, 3, batch_views, CPU, "fp32"))
+    results = list(predict(tiny_model.module, enumerate(tiny_clips), tiny_model.spec, 3,
+                           batch_views, CPU, "fp32"))
     assert [key for key, _ in results] == [0, 1, 2]
     for (_, probs), expected in zip(results, plain):
         torch.testing.assert_close(probs, expected, atol=1e-5, rtol=0)
 
 
-def test_stopwatch_times_views_and_model(tiny, clips):
+def test_stopwatch_times_views_and_model(tiny_model, tiny_clips):
     stopwatch = Stopwatch(CPU)
-    list(predict(tiny.module, enumerate(clips), tiny.spec, 3, 3, CPU, "fp32", stopwatch=stopwatch))
+    list(predict(tiny_model.module, enumerate(tiny_clips), tiny_model.spec, 3, 3, CPU, "fp32",
+                 stopwatch=stopwatch))
     seconds = stopwatch.totals()
     assert set(seconds) == {"views", "model"} and all(t > 0 for t in seconds.values())
 

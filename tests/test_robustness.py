@@ -20,38 +20,43 @@ from conftest import make_video
 from test_eval_cli import REPO, run_eval
 
 
-def write_vfr(path: Path) -> Path:
-    """Frame intervals alternating 20 ms and 50 ms."""
+def encode_all(path: Path, codec: str, rate: int, frames, time_base: Fraction | None = None,
+               **stream_settings) -> Path:
+    """Encode ``frames`` (PyAV frames with their pts set) into a new ``path``."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        frames = render_action("moving right", ActionSetSpec(seconds=2, width=96, height=64),
-                               np.random.default_rng(5))
-        t = 0
-        for i, array in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-            frame.pts, frame.time_base = t, Fraction(1, 1000)
-            t += 20 if i % 2 else 50
+        stream = container.add_stream(codec, rate=rate)
+        for name, value in stream_settings.items():
+            setattr(stream, name, value)
+        if time_base is not None:
+            stream.codec_context.time_base = time_base
+        for frame in [*frames, None]:  # None flushes the encoder
             for packet in stream.encode(frame):
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     return path
+
+
+def write_vfr(path: Path) -> Path:
+    """Frame intervals alternating 20 ms and 50 ms."""
+    arrays = render_action("moving right", ActionSetSpec(seconds=2, width=96, height=64),
+                           np.random.default_rng(5))
+    frames, t = [], 0
+    for i, array in enumerate(arrays):
+        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        frame.pts, frame.time_base = t, Fraction(1, 1000)
+        frames.append(frame)
+        t += 20 if i % 2 else 50
+    return encode_all(path, "libx264", 30, frames, width=96, height=64, pix_fmt="yuv420p",
+                      time_base=Fraction(1, 1000))
 
 
 def write_audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=44100)
-        for i in range(20):
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = 44100, i * 1024
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    frames = []
+    for i in range(20):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts = 44100, i * 1024
+        frames.append(frame)
+    return encode_all(path, "aac", 44100, frames)
 
 
 def set_rotation_90(path: Path) -> Path:

@@ -47,6 +47,12 @@ sweep: install
 bench: install
 	$(PY) -m benchmark.bench $(ARGS)
 
+# Where a model's forward pass spends its time: results/profiles/ (README: "Speed").
+# ARGS="--device cuda --precision bf16 --batch 60" on a GPU.
+.PHONY: profile
+profile: install
+	$(PY) -m benchmark.profile $(ARGS)
+
 # Every zoo model's GFLOPs per view and params beside the published numbers: results/flops.csv/.md
 flops: install
 	$(PY) -m benchmark.flops

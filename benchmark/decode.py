@@ -61,6 +61,13 @@ def time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, previous)
 
 
+def process_cores() -> int:
+    """The CPU cores this process may use: its affinity, shared with the other processes that
+    torchrun or SLURM started on this machine (``LOCAL_WORLD_SIZE``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
 def decode_threads(setting: int | str, workers: int, device_type: str) -> int:
     """FFmpeg threads per decoder (``data.decode_threads``), so that the cores are not
     oversubscribed. ``auto``: with ``workers`` loader workers decoding beside the model, a CPU
@@ -69,8 +76,7 @@ def decode_threads(setting: int | str, workers: int, device_type: str) -> int:
     model passes, on every core. A number is used as is (0: FFmpeg chooses, a thread per core)."""
     if setting != "auto":
         return int(setting)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    cores = cores or 1
+    cores = process_cores()
     if workers == 0:
         return cores
     return 1 if device_type == "cpu" else max(1, (cores - 1) // workers)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import platform
 import time
 from collections.abc import Hashable, Iterable, Iterator
@@ -26,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed
-from benchmark.decode import DecodeError, decode_threads, decode_video, time_limit
+from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
@@ -274,14 +273,11 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
 
 def loader_workers(setting: int | str, device_type: str) -> int:
     """``data.workers``; ``auto``: on a CPU one (the model keeps every core busy, one worker
-    decodes the next video meanwhile); on a GPU one per core but the main process's (that is
-    what it takes to decode 30+ videos a second, README: Speed)."""
+    decodes the next video meanwhile); on a GPU one per core but the main process's, of the
+    cores this process has (``process_cores``: torchrun's processes share the machine's)."""
     if setting != "auto":
         return int(setting)
-    if device_type == "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 2) - 1)
+    return 1 if device_type == "cpu" else max(1, process_cores() - 1)
 
 
 def batch_views_for(setting: int | str, device_type: str) -> int:

@@ -3,7 +3,8 @@ import os
 import pytest
 from pytorchvideo.data.encoded_video import EncodedVideo
 
-from benchmark.decode import DecodeError, decode_threads, decode_video
+from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores
+from benchmark.evaluate import loader_workers
 
 
 def test_decodes_every_frame_once_with_pytorchvideos_duration(videos):
@@ -35,3 +36,12 @@ def test_auto_decode_threads_leave_the_cores_to_the_model():
     assert decode_threads("auto", 1, "cpu") == 1  # the model's threads take every core
     assert decode_threads("auto", 2, "cuda") == max(1, (cores - 1) // 2)
     assert decode_threads(3, 2, "cpu") == 3 and decode_threads("0", 1, "cpu") == 0
+
+
+def test_processes_started_together_share_the_cores(monkeypatch):
+    """torchrun's 8 processes on a 16-core machine: 2 cores each, so one loader worker each."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert process_cores() == 2 and loader_workers("auto", "cuda") == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert process_cores() == 16 and loader_workers("auto", "cuda") == 15

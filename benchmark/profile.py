@@ -1,0 +1,141 @@
+"""Entry point: ``python -m benchmark.profile [--model NAME] [--device cuda] ...`` (``make profile``).
+
+Where a model's forward pass spends its time on a device: ``torch.profiler`` over a few passes of
+one view batch (random weights: time does not depend on them), summed by kind of work
+(convolutions, batch norm, activations, additions, pooling, copies) and the most expensive
+kernels (GPU) or operators (CPU). It is what tells whether a model is bound by its convolutions
+or by the memory-bound work between them, and which convolution is slow (README: Speed).
+Prints the tables and writes ``results/profiles/<device>-<model>-<precision>-b<batch>.md`` (the
+tables) and ``.csv`` (every kernel or operator).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+# fvcore and pytorchvideo call torch.jit.script at import time; its deprecation notice is noise.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=FutureWarning)
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from benchmark.bench import device_name  # noqa: E402
+from benchmark.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
+from benchmark.evaluate import resolve_device  # noqa: E402
+from benchmark.models import build_model  # noqa: E402
+from benchmark.report import CONF_DIR  # noqa: E402
+
+# Kind of work -> substrings of kernel (GPU) or operator (CPU) names, tried in this order.
+KINDS = {
+    "conv/linear": ("conv", "implicit_gemm", "xmma", "cutlass", "nvjet", "gemm", "padding",
+                    "addmm", "linear", "aten::mm", "aten::bmm"),
+    "batch norm": ("batch_norm", "bn_fw", "batchnorm"),
+    "activation": ("clamp", "relu", "sigmoid", "silu", "swish", "gelu"),
+    "pooling": ("pool",),
+    "addition": ("add",),
+    "copy/cat": ("copy", "cat", "memcpy", "memset"),
+}
+
+
+def kind_of(name: str) -> str:
+    name = name.lower()
+    return next((kind for kind, parts in KINDS.items() if any(p in name for p in parts)), "other")
+
+
+def profile_model(module: torch.nn.Module, example: list[torch.Tensor], device: torch.device,
+                  precision: str, iters: int) -> pd.DataFrame:
+    """Per kernel (GPU) or operator (CPU): its kind, milliseconds and calls per forward pass.
+    Two untimed passes first (cuDNN autotuning, oneDNN's choices)."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.inference_mode(), autocast(device, precision):
+        for _ in range(2):
+            module(list(example))  # a fresh list: the model mutates it
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        with profile(activities=activities) as prof:
+            for _ in range(iters):
+                module(list(example))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+    rows = []
+    for event in prof.key_averages():
+        if device.type == "cuda":  # the GPU's kernels, not the operators launching them
+            if "cuda" not in str(getattr(event, "device_type", "")).lower():
+                continue
+            self_us = event.self_device_time_total
+        else:  # operators' own time (nested operators are not counted twice)
+            if not event.key.startswith("aten::"):
+                continue
+            self_us = event.self_cpu_time_total
+        if self_us > 0:
+            rows.append({"name": event.key, "kind": kind_of(event.key),
+                         "ms": self_us / 1e3 / iters, "calls": event.count // iters})
+    return pd.DataFrame(rows).sort_values("ms", ascending=False, ignore_index=True)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Milliseconds and share of the total per kind of work, largest first."""
+    kinds = Counter()
+    for row in table.itertuples():
+        kinds[row.kind] += row.ms
+    total = sum(kinds.values())
+    return pd.DataFrame([{"kind": k, "ms": round(v, 2), "share": round(v / total, 3)}
+                         for k, v in kinds.most_common()])
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.profile", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="slowfast_r50", help="a conf/model config")
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    parser.add_argument("--precision", default="bf16", choices=sorted(PRECISIONS))
+    parser.add_argument("--batch", type=int, default=None,
+                        help="views per forward pass (default: eval.batch_views=auto's)")
+    parser.add_argument("--nchw", action="store_true", help="NCDHW instead of channels-last")
+    parser.add_argument("--iters", type=int, default=3, help="profiled forward passes")
+    parser.add_argument("--top", type=int, default=20, help="kernels/operators listed")
+    parser.add_argument("--results-dir", type=Path, default=Path("results"))
+    args = parser.parse_args(argv)
+
+    device = resolve_device(args.device)
+    problem = precision_problem(args.precision, device)
+    if problem:
+        raise SystemExit(f"error: {problem.replace('precision=', '--precision ', 1)}")
+    batch = args.batch or (3 if device.type == "cpu" else 60)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        cfg = compose("eval", overrides=[f"model={args.model}", "model.weights=random"])
+    model = build_model(cfg.model)
+    channels_last = not args.nchw
+    runner = prepare_model(model.module, device, channels_last, compile=False)
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    example = [x.to(device).contiguous(memory_format=layout) for x in model.spec.example(batch)]
+    table = profile_model(runner, example, device, args.precision, args.iters)
+    kinds = summary(table)
+    what = "kernels" if device.type == "cuda" else "operators"
+    header = (f"`python -m benchmark.profile`: {model.name}, {device_name(device)}, "
+              f"{args.precision}, {'channels-last' if channels_last else 'NCDHW'}, batch {batch}, "
+              f"milliseconds of {what} per forward pass (mean of {args.iters}); torch "
+              f"{torch.__version__}"
+              + (f", cuDNN {torch.backends.cudnn.version()}" if device.type == "cuda" else "")
+              + f"; {datetime.now(timezone.utc).isoformat(timespec='seconds')}.")
+    top = table.head(args.top).assign(ms=lambda t: t.ms.round(2),
+                                      name=lambda t: t.name.str.slice(0, 120))
+    stem = (args.results_dir / "profiles"
+            / f"{device.type}-{model.name}-{args.precision}-b{batch}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n\n".join([header, kinds.to_markdown(index=False), top.to_markdown(index=False)])
+    stem.with_suffix(".md").write_text(text + "\n")
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    print(text)
+    print(f"profile: {stem.with_suffix('.md')}")
+    return stem.with_suffix(".md")
+
+
+if __name__ == "__main__":
+    main()

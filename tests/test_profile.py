@@ -1,0 +1,26 @@
+"""``python -m benchmark.profile``: the forward pass's time by kind of work, on a real model."""
+
+import pandas as pd
+
+from benchmark.profile import kind_of, main
+
+
+def test_names_fall_into_kinds():
+    assert kind_of("aten::mkldnn_convolution") == "conv/linear"
+    assert kind_of("sm80_xmma_fprop_implicit_gemm_indexed_bf16bf16") == "conv/linear"
+    assert kind_of("void at::native::batch_norm_elementwise(at::Tensor)") == "batch norm"
+    assert kind_of("aten::clamp_min") == "activation" and kind_of("aten::add") == "addition"
+    assert kind_of("aten::addmm") == "conv/linear" and kind_of("aten::empty") == "other"
+
+
+def test_profile_writes_the_kinds_and_the_top_operators(tmp_path, capsys):
+    path = main(["--model", "slowfast_tiny", "--device", "cpu", "--precision", "fp32",
+                 "--batch", "2", "--iters", "1", "--results-dir", str(tmp_path)])
+    assert path == tmp_path / "profiles" / "cpu-slowfast_tiny-fp32-b2.md"
+    text = path.read_text()
+    assert "slowfast_tiny" in text and "batch 2" in text and text in capsys.readouterr().out + "\n"
+    # Every operator in the CSV: convolutions lead a SlowFast's time; batch norm is there.
+    table = pd.read_csv(path.with_suffix(".csv"))
+    ms = table.groupby("kind").ms.sum()
+    assert ms.idxmax() == "conv/linear" and ms["batch norm"] > 0
+    assert table.calls.min() >= 1 and "| conv/linear" in text

@@ -116,9 +116,9 @@ def check_settings(cfg: DictConfig) -> None:
          f"{spec.crop_size} is larger than the scaled short side {spec.side_size}"),
         (cfg.data.limit is None or cfg.data.limit >= 0, "data.limit",
          f"must be >= 0 or null, got {cfg.data.limit}"),
-        (cfg.eval.batch_views == "auto" or int(cfg.eval.batch_views) >= 1, "eval.batch_views",
+        (auto_or_at_least(cfg.eval.batch_views, 1), "eval.batch_views",
          f"must be auto or >= 1, got {cfg.eval.batch_views}"),
-        (cfg.data.workers == "auto" or int(cfg.data.workers) >= 0, "data.workers",
+        (auto_or_at_least(cfg.data.workers, 0), "data.workers",
          f"must be auto or >= 0, got {cfg.data.workers}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
@@ -128,6 +128,10 @@ def check_settings(cfg: DictConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
+
+
+def auto_or_at_least(value, least: int) -> bool:
+    return value == "auto" or (isinstance(value, int) and value >= least)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -76,6 +76,8 @@ def test_rerun_replaces_its_table_row(kinetics_run):
     ("device=cuda", "error: device=cuda: CUDA is not available"),
     ("views.crops=4", "error: views.crops: must be 1, 2 or 3"),
     ("data.limit=-1", "error: data.limit: must be >= 0"),
+    ("eval.batch_views=many", "error: eval.batch_views: must be auto or >= 1, got many"),
+    ("data.workers=-2", "error: data.workers: must be auto or >= 0, got -2"),
     ("model=nonsense", "Could not find 'model/nonsense'"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, override, message):

@@ -1,4 +1,4 @@
-"""Entry point: ``python -m benchmark.profile [--model NAME] [--device cuda] ...`` (``make profile``).
+"""Entry point: ``python -m benchmark.profile [--model NAME] [--device cuda] ...``.
 
 Where a model's forward pass spends its time on a device: ``torch.profiler`` over a few passes of
 one view batch (random weights: time does not depend on them), summed by kind of work
@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import MissingConfigException  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmark.bench import device_name  # noqa: E402
@@ -109,7 +110,11 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"error: {problem.replace('precision=', '--precision ', 1)}")
     batch = args.batch or (3 if device.type == "cpu" else 60)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        cfg = compose("eval", overrides=[f"model={args.model}", "model.weights=random"])
+        try:
+            cfg = compose("eval", overrides=[f"model={args.model}", "model.weights=random"])
+        except MissingConfigException:
+            raise SystemExit(f"error: --model {args.model}: no conf/model/{args.model}.yaml"
+                             ) from None
     model = build_model(cfg.model)
     channels_last = not args.nchw
     runner = prepare_model(model.module, device, channels_last, compile=False)

@@ -1,6 +1,7 @@
 """``python -m benchmark.profile``: the forward pass's time by kind of work, on a real model."""
 
 import pandas as pd
+import pytest
 
 from benchmark.profile import kind_of, main
 
@@ -24,3 +25,8 @@ def test_profile_writes_the_kinds_and_the_top_operators(tmp_path, capsys):
     ms = table.groupby("kind").ms.sum()
     assert ms.idxmax() == "conv/linear" and ms["batch norm"] > 0
     assert table.calls.min() >= 1 and "| conv/linear" in text
+
+
+def test_an_unknown_model_is_one_line():
+    with pytest.raises(SystemExit, match="error: --model nonsense: no conf/model/nonsense.yaml"):
+        main(["--model", "nonsense", "--device", "cpu", "--precision", "fp32"])

@@ -66,14 +66,12 @@ from benchmark.evaluate import (  # noqa: E402
     video_loader,
 )
 from benchmark.manifest import ManifestError, Video, load_dataset  # noqa: E402
-from benchmark.models import WeightsError, build_model  # noqa: E402
+from benchmark.models import WeightsError, build_model, compose_for_model  # noqa: E402
 from benchmark.reference import reference_views  # noqa: E402
 from benchmark.report import upsert_table  # noqa: E402
 from benchmark.views import InputSpec  # noqa: E402
 
 log = logging.getLogger("benchmark")
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 BENCH_KEY = ["model", "device", "pipeline", "precision", "batch_views", "channels_last", "compile",
              "workers"]
@@ -451,9 +449,8 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
     cfg = OmegaConf.create(settings)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
-    model_cfg = OmegaConf.load(CONF_DIR / "model" / f"{cfg.bench.rss_model}.yaml")
     torch.manual_seed(int(cfg.seed))
-    model = build_model(model_cfg)
+    model = build_model(compose_for_model(str(cfg.bench.rss_model)).model)
     runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
     gflops = cost.gflops_per_view(model.module, [x.to(device) for x in model.spec.example(1)])
     before = tree_rss_mb()

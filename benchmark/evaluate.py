@@ -396,7 +396,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
         **accuracy(probs, labels, model.num_classes),
         "class_names": manifest.class_names_source,
-        **measure_cost(module, runner, spec, cfg, device),
+        **measure_cost(module, runner, spec, cfg, device, batch_views),
         "videos_per_s": evaluated_now / seconds if evaluated_now and seconds > 0 else None,
         "seconds": seconds,
         "resumed_from": str(store.resumed_from) if store.resumed_from else None,
@@ -428,7 +428,7 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
 
 
 def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSpec,
-                 cfg: DictConfig, device: torch.device) -> dict:
+                 cfg: DictConfig, device: torch.device, batch_views: int) -> dict:
     """GFLOPs per view (zoo convention) and params of ``module``; model-only views/s of
     ``runner`` (the module as the run calls it: layout, compile) on the device."""
     result = {"gflops": None, "params_m": cost.params_m(module), "views_per_s": None}
@@ -437,7 +437,7 @@ def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSp
     if cfg.cost.throughput_iters > 0:
         layout = torch.channels_last_3d if cfg.eval.channels_last else torch.contiguous_format
         example = [x.to(device).contiguous(memory_format=layout)
-                   for x in spec.example(batch_views_for(cfg.eval.batch_views, device.type))]
+                   for x in spec.example(batch_views)]
         with autocast(device, str(cfg.precision)):
             result["views_per_s"] = cost.model_views_per_s(
                 runner, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))

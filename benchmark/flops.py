@@ -17,34 +17,31 @@ from pathlib import Path
 # fvcore and pytorchvideo call torch.jit.script at import time; its deprecation notice is noise.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=FutureWarning)
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.errors import MissingConfigException  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from benchmark import cost  # noqa: E402
-from benchmark.models import build_model  # noqa: E402
-from benchmark.report import CONF_DIR, flops_row, write_flops_table, zoo_published  # noqa: E402
+from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
+from benchmark.report import flops_row, write_flops_table, zoo_published  # noqa: E402
 
 log = logging.getLogger("benchmark.flops")
 
 
 def measure(names: list[str]) -> list[dict]:
     rows = []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        for name in names:
-            start = time.perf_counter()
-            try:
-                cfg = compose("eval", overrides=[f"model={name}", "model.weights=random"])
-            except MissingConfigException:
-                raise SystemExit(f"error: --models {name}: no conf/model/{name}.yaml") from None
-            model = build_model(cfg.model)
-            counts = cost.flop_counts(model.module, model.spec.example(1))
-            published = OmegaConf.to_container(cfg.model.get("published") or {})
-            rows.append(flops_row(name, model.spec, f"{cfg.views.clips}x{cfg.views.crops}",
-                                  counts, cost.params_m(model.module), published))
-            log.info("%s: %.2f GFLOPs (%.2f with norm layers), %.2f M params [%.1f s]", name,
-                     counts["gflops"], counts["gflops_with_norm"], rows[-1]["params_m"],
-                     time.perf_counter() - start)
+    for name in names:
+        start = time.perf_counter()
+        try:
+            cfg = compose_for_model(name)
+        except UnknownModel as err:
+            raise SystemExit(f"error: --models {name}: {err}") from None
+        model = build_model(cfg.model)
+        counts = cost.flop_counts(model.module, model.spec.example(1))
+        published = OmegaConf.to_container(cfg.model.get("published") or {})
+        rows.append(flops_row(name, model.spec, f"{cfg.views.clips}x{cfg.views.crops}",
+                              counts, cost.params_m(model.module), published))
+        log.info("%s: %.2f GFLOPs (%.2f with norm layers), %.2f M params [%.1f s]", name,
+                 counts["gflops"], counts["gflops_with_norm"], rows[-1]["params_m"],
+                 time.perf_counter() - start)
     return rows
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.views import InputSpec
 
 log = logging.getLogger(__name__)
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RANDOM_INIT = "random-init"
 # What a model's forward returns (``model.output``): logits, or probabilities when the hub head
 # ends in a Softmax (X3D, R(2+1)D).
@@ -31,6 +33,19 @@ OUTPUTS = ("logits", "probs")
 
 class WeightsError(RuntimeError):
     """Weights that cannot be had or do not fit; the message says what to do."""
+
+
+class UnknownModel(ValueError):
+    """No ``conf/model/<name>.yaml``."""
+
+
+def compose_for_model(name: str) -> DictConfig:
+    """The eval config with ``model=<name>`` and random weights, as the CLI composes it: what
+    FLOPs, parameter counts and timings are measured on (none depends on the weights)."""
+    if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
+        raise UnknownModel(f"no conf/model/{name}.yaml")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose("eval", overrides=[f"model={name}", "model.weights=random"])
 
 
 @dataclass

@@ -22,15 +22,12 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.errors import MissingConfigException  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmark.bench import device_name  # noqa: E402
 from benchmark.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
 from benchmark.evaluate import resolve_device  # noqa: E402
-from benchmark.models import build_model  # noqa: E402
-from benchmark.report import CONF_DIR  # noqa: E402
+from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 
 # Kind of work -> substrings of kernel (GPU) or operator (CPU) names, tried in this order.
 KINDS = {
@@ -109,13 +106,10 @@ def main(argv: list[str] | None = None) -> Path:
     if problem:
         raise SystemExit(f"error: {problem.replace('precision=', '--precision ', 1)}")
     batch = args.batch or (3 if device.type == "cpu" else 60)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        try:
-            cfg = compose("eval", overrides=[f"model={args.model}", "model.weights=random"])
-        except MissingConfigException:
-            raise SystemExit(f"error: --model {args.model}: no conf/model/{args.model}.yaml"
-                             ) from None
-    model = build_model(cfg.model)
+    try:
+        model = build_model(compose_for_model(args.model).model)
+    except UnknownModel as err:
+        raise SystemExit(f"error: --model {args.model}: {err}") from None
     channels_last = not args.nchw
     runner = prepare_model(model.module, device, channels_last, compile=False)
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format

@@ -29,15 +29,13 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 
 from benchmark import cost  # noqa: E402
 from benchmark.evaluate import versions  # noqa: E402
-from benchmark.manifest import read_class_names  # noqa: E402
-from benchmark.models import build_model  # noqa: E402
+from benchmark.models import build_model, compose_for_model  # noqa: E402
+from benchmark.report import run_class_names  # noqa: E402
 from benchmark.store import atomic_write  # noqa: E402
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BASELINE = "results/regression/baseline.json"
 # What --record evaluates unless told otherwise: the committed toy model, the toy set's held-out
 # split, the model zoo's 10x3 views, on the CPU in fp32 (cost is checked separately, below). All
@@ -92,28 +90,26 @@ def run_eval(overrides: list[str], run_dir: Path) -> dict:
     predictions = pd.read_parquet(run_dir / "predictions.parquet")
     hits = predictions.top5.map(lambda top: int(top[0])) == predictions.label
     per_class = hits.groupby(predictions.label).mean()
-    names = (read_class_names(Path(metrics["class_names"]))
-             if Path(metrics["class_names"]).is_file() else None)
+    names = run_class_names(metrics)
     return {
         "weights": metrics["weights"], "dataset": metrics["dataset"],
         "views": f"{metrics['clips']}x{metrics['crops']}",
         "videos": metrics["videos_evaluated"], "videos_failed": metrics["videos_failed"],
         **{k: metrics[k] for k in ACCURACY_KEYS},
-        "per_class": {(names[i] if names else str(i)): float(a) for i, a in per_class.items()},
+        "per_class": {(names[i] if i < len(names) else str(i)): float(a)
+                      for i, a in per_class.items()},
     }
 
 
 def measure_cost(model_names: list[str]) -> dict:
     """GFLOPs per view (model zoo convention) and parameter count of each named model config."""
     result = {}
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-        for name in model_names:
-            cfg = compose("eval", overrides=[f"model={name}", "model.weights=random"])
-            model = build_model(cfg.model)
-            result[name] = {
-                "gflops": round(cost.gflops_per_view(model.module, model.spec.example(1)), 6),
-                "params": sum(p.numel() for p in model.module.parameters()),
-            }
+    for name in model_names:
+        model = build_model(compose_for_model(name).model)
+        result[name] = {
+            "gflops": round(cost.gflops_per_view(model.module, model.spec.example(1)), 6),
+            "params": sum(p.numel() for p in model.module.parameters()),
+        }
     return result
 
 

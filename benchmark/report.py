@@ -32,11 +32,10 @@ from omegaconf import OmegaConf
 
 from benchmark.manifest import ManifestError, read_class_names
 from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
+from benchmark.models import CONF_DIR
 from benchmark.store import atomic_write
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views"]
 EVAL_COLUMNS = EVAL_KEY + [
@@ -190,16 +189,15 @@ def _read_run(run_dir: Path) -> tuple[dict, torch.Tensor, torch.Tensor]:
     return metrics, probs.reshape(len(labels), -1 if len(labels) else 0), labels
 
 
-def _class_names(metrics: dict, num_classes: int) -> list[str]:
-    """Names from the class-name file the run used when it is still there, else ``class <id>``."""
-    names: list[str] = []
+def run_class_names(metrics: dict) -> list[str]:
+    """Names from the class-name file the run used when it is still there (else none)."""
     source = Path(str(metrics.get("class_names", "")))
     if source.suffix == ".json" and source.is_file():
         try:
-            names = read_class_names(source)
+            return read_class_names(source)
         except ManifestError as err:
             log.warning("%s", err)
-    return names + [f"class {i}" for i in range(len(names), num_classes)]
+    return []
 
 
 def _named_tables(probs: torch.Tensor, labels: torch.Tensor,
@@ -287,8 +285,8 @@ def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
     run_dir = Path(run_dir)
     metrics, probs, labels = _read_run(run_dir)
     num_classes = probs.shape[1] if len(labels) else 0
-    names = list(class_names or _class_names(metrics, num_classes))
-    names += [f"class {i}" for i in range(len(names), num_classes)]
+    names = list(class_names or run_class_names(metrics))
+    names += [f"class {i}" for i in range(len(names), num_classes)]  # ids without a name
     ci = bootstrap_ci(probs, labels)
     row = eval_row(metrics, published, ci)
     per_class, pairs = _named_tables(probs, labels, names)

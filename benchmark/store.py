@@ -1,6 +1,6 @@
 """The run's files, written as the work is done so that an interrupted run loses nothing.
 
-Results go to ``<run_dir>/parts/part-NNNNNN.parquet`` in small batches (atomically: a temporary
+Results go to ``<run_dir>/parts/part-r<rank>-NNNNNN.parquet`` in small batches (atomically: a temporary
 file renamed into place, so a crash never leaves a half-written part that a later run trusts).
 ``progress.json`` holds the run's fingerprint (a hash of what determines its predictions: model,
 weights, data, views, device, precision). A new run with the same fingerprint picks up an

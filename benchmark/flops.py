@@ -36,7 +36,8 @@ def measure(names: list[str]) -> list[dict]:
             raise SystemExit(f"error: --models {name}: {err}") from None
         model = build_model(cfg.model)
         counts = cost.flop_counts(model.module, model.spec.example(1))
-        published = OmegaConf.to_container(cfg.model.get("published") or {})
+        published = (OmegaConf.to_container(cfg.model.published) if cfg.model.get("published")
+                     else {})
         rows.append(flops_row(name, model.spec, f"{cfg.views.clips}x{cfg.views.crops}",
                               counts, cost.params_m(model.module), published))
         log.info("%s: %.2f GFLOPs (%.2f with norm layers), %.2f M params [%.1f s]", name,

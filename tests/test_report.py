@@ -237,3 +237,12 @@ def test_make_flops_matches_the_zoo_for_small_models(tmp_path):
     assert table.gflops["x3d_xs"] == 0.84 and table.gflops_delta["x3d_xs"] == -0.07
     assert table.input["x3d_s"] == "13x182x182" and table.views["x3d_s"] == "10x3"
     assert "fvcore" in (tmp_path / "flops.md").read_text()
+
+
+def test_make_flops_takes_a_model_without_published_numbers(tmp_path):
+    flops.main(["--models", "slowfast_tiny", "--results-dir", str(tmp_path)])
+    row = pd.read_csv(tmp_path / "flops.csv").iloc[0]
+    assert row.model == "slowfast_tiny" and row.params_m > 0
+    assert pd.isna(row.published_gflops) and pd.isna(row.flops_match)
+    with pytest.raises(SystemExit, match="error: --models nonsense: no conf/model/nonsense.yaml"):
+        flops.main(["--models", "nonsense", "--results-dir", str(tmp_path)])

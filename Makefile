@@ -17,10 +17,17 @@ install: $(STAMP)
 
 # torch/torchvision are pinned here only to pick the CPU-machine wheels that lie on this
 # workplace's disk; the package itself does not pin them.
+# pytorchvideo 0.1.0 (the release behind the zoo's numbers, pure Python) is extracted into
+# .venv/refs for the tests only (tests/test_protocols.py); without the package index they skip.
+REFS := $(VENV)/refs
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
+	mkdir -p $(REFS)
+	$(PY) -m pip download -q --no-deps --no-binary :all: pytorchvideo==0.1.0 -d $(REFS) \
+		&& tar -xzf $(REFS)/pytorchvideo-0.1.0.tar.gz -C $(REFS) \
+		|| echo "pytorchvideo 0.1.0 not downloaded: the zoo protocol's tests will skip"
 	touch $(STAMP)
 
 eval-r50: install
@@ -52,6 +59,12 @@ bench: install
 .PHONY: profile
 profile: install
 	$(PY) -m benchmark.profile $(ARGS)
+
+# The same model and data under every protocol (conf/protocol/): results/protocols.csv/.md.
+# Default: the toy model on the toy set; ARGS="model=slowfast_r50 data=kinetics400 ..." for yours.
+.PHONY: protocols
+protocols: install
+	$(PY) -m benchmark.protocols $(ARGS)
 
 # Every zoo model's GFLOPs per view and params beside the published numbers: results/flops.csv/.md
 flops: install

@@ -3,9 +3,10 @@
 In one process, on the same generated videos (``conf/data/bench.yaml``: 10 s, 30 fps, 340x256)
 and the same weights (one module for both):
 
-1. ``reference``: the model card's 10x3 pipeline as a pytorchvideo user writes it
-   (``benchmark.reference``: ``EncodedVideo.get_clip`` per clip, the card's transforms,
-   ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW, ``torch.no_grad``;
+1. ``reference``: pytorchvideo 0.1.5's own 10x3 pipeline as a pytorchvideo user writes it
+   (``benchmark.reference``: ``LabeledVideoDataset``, decoding each clip anew, the card's
+   transforms, ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW,
+   ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``);
 2. ``harness``: the harness's own path (loader workers decode once and cut uint8 clips, the
    views are built on the device, ``predict``) with the settings in ``conf/bench.yaml`` (the
    same keys as ``conf/eval.yaml``: precision, compile, eval.batch_views, ...), over
@@ -83,8 +84,8 @@ BENCH_COLUMNS = BENCH_KEY + [
 ]
 BENCH_NOTE = (
     "`make bench` (python -m benchmark.bench): seconds per video (means), 10 s 340x256 generated "
-    "videos (the harness may cycle through them: `videos`), 10x3 views. reference: the model "
-    "card's pipeline (EncodedVideo.get_clip per clip, batch 1, fp32, NCDHW); harness: this "
+    "videos (the harness may cycle through them: `videos`), 10x3 views. reference: pytorchvideo "
+    "0.1.5's pipeline (LabeledVideoDataset, a decode per clip, batch 1, fp32, NCDHW); harness: this "
     "package's path (decoding in `workers` loader processes overlaps the model). data_s: "
     "decoding + building views; model_s: forward passes (CUDA events on a GPU); total_s: wall "
     "time / videos; data_wait_fraction: share of the wall time the model loop waited for the "
@@ -151,32 +152,30 @@ def others_share(start: tuple[float, float], wall_s: float) -> float:
 # ---- the two pipelines ----------------------------------------------------------------------
 
 def run_reference(module: torch.nn.Module, videos: list[Video], spec: InputSpec, clips: int,
-                  crops: int, spacing: str, device: torch.device
+                  crops: int, device: torch.device
                   ) -> tuple[list[dict], list[torch.Tensor], float]:
     """Per-video timings and mean softmax of the model card's pipeline, and the seconds of its
     untimed warm-up: the first video's first clip through the whole pipeline (codec set-up,
     oneDNN's kernel choice), as ``run_harness`` warms up."""
     start = time.perf_counter()
-    reference_video(module, videos[0].path, spec, 1, crops, spacing, device)
+    reference_video(module, videos[0].path, spec, 1, crops, device)
     warmup_s = time.perf_counter() - start
     rows, predictions = [], []
     for video in videos:
         reset_peak_rss()
         start = time.perf_counter()
-        data, model_s, probs = reference_video(module, video.path, spec, clips, crops, spacing,
-                                               device)
+        data, model_s, probs = reference_video(module, video.path, spec, clips, crops, device)
         rows.append(video_row(video, len(probs), data, model_s, time.perf_counter() - start))
         predictions.append(torch.stack(probs).mean(0))
     return rows, predictions, warmup_s
 
 
 def reference_video(module: torch.nn.Module, path: Path, spec: InputSpec, clips: int, crops: int,
-                    spacing: str, device: torch.device
-                    ) -> tuple[float, float, list[torch.Tensor]]:
+                    device: torch.device) -> tuple[float, float, list[torch.Tensor]]:
     """(data seconds, model seconds, each view's softmax) of one video through the reference."""
     data = model_s = 0.0
     probs = []
-    views = reference_views(path, spec, clips, crops, spacing)
+    views = reference_views(path, spec, clips, crops)
     with torch.no_grad():
         while True:
             tick = time.perf_counter()
@@ -341,9 +340,12 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
                             "(bench.videos, bench.rss_videos; data.synthetic.videos_per_class)")
     videos = manifest.videos[: int(cfg.bench.videos)]
     torch.manual_seed(int(cfg.seed))
+    if cfg.protocol.name != "pytorchvideo":
+        raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
+                            f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
     model = build_model(cfg.model)
     module, spec = model.module.to(device), model.spec
-    clips, crops, spacing = int(cfg.views.clips), int(cfg.views.crops), str(cfg.views.spacing)
+    clips, crops = int(cfg.views.clips), int(cfg.views.crops)
     log.info("benchmark: %s (%s weights) on %s, %d video(s) of %s, %dx%d views; load %.2f",
              model.name, model.weights, device, len(videos), manifest.name, clips, crops, load_start)
 
@@ -363,8 +365,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
 
     # 1. The reference, with the process as a pytorchvideo user has it (default allocator).
     cpu, start = cpu_seconds(), time.perf_counter()
-    ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops,
-                                                      spacing, device)
+    ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops, device)
     reference = {**summarise_reference(ref_rows, gflops),
                  "others_cpu": others_share(cpu, time.perf_counter() - start)}
     log.info("reference: %.2f s per video", reference["total_s"])

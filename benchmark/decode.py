@@ -30,7 +30,14 @@ class DecodedVideo:
     pts: list[int]  # in units of time_base, absolute (start_pts included)
     time_base: Fraction
     start_pts: int
-    duration: Fraction  # seconds, computed as pytorchvideo's EncodedVideoPyAV does
+    end_pts: int  # the stream header's duration, else the last frame's pts (as pytorchvideo)
+    header_duration: bool  # the header has a duration: pytorchvideo then decodes per clip
+    decoded_pts: list[int]  # every decoded frame's pts in the order the decoder gave them
+
+    @property
+    def duration(self) -> Fraction:
+        """Seconds, as pytorchvideo 0.1.5's EncodedVideoPyAV computes it."""
+        return int(self.end_pts - self.start_pts) * self.time_base
 
     def rgb(self, indices: list[int]) -> torch.Tensor:
         """(len(indices), H, W, 3) uint8 RGB frames; each distinct frame converted once."""
@@ -101,6 +108,7 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
         stream.thread_type = "AUTO"
         stream.thread_count = threads
         by_pts: dict[int, av.VideoFrame] = {}
+        decoded_pts: list[int] = []  # decoder order: pytorchvideo's per-clip decode stops by it
         corrupt = 0
         try:
             for packet in container.demux(stream):
@@ -109,7 +117,10 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
                 except av.error.InvalidDataError:
                     corrupt += 1  # as the ffmpeg tool does: skip the packet, keep decoding
                     continue
-                by_pts.update((frame.pts, frame) for frame in frames if frame.pts is not None)
+                for frame in frames:
+                    if frame.pts is not None:
+                        by_pts[frame.pts] = frame
+                        decoded_pts.append(frame.pts)
         except av.error.FFmpegError as err:
             raise DecodeError(f"decoding failed after {len(by_pts)} frames: {err}") from None
         if not by_pts:
@@ -119,5 +130,5 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
         # As EncodedVideoPyAV: the header's duration, else the last frame's time.
         end = stream.duration if stream.duration is not None else max(by_pts)
         pts = sorted(by_pts)
-        return DecodedVideo([by_pts[p] for p in pts], pts, time_base, start_pts,
-                            int(end - start_pts) * time_base)
+        return DecodedVideo([by_pts[p] for p in pts], pts, time_base, start_pts, end,
+                            stream.duration is not None, decoded_pts)

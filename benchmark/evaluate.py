@@ -40,7 +40,8 @@ from benchmark.models import OUTPUTS, Model, build_model
 from benchmark.progress import Progress
 from benchmark.report import report_run
 from benchmark.store import RunStore, check_writable
-from benchmark.views import CLIP_SPACINGS, CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
+from benchmark.protocols import protocol_from_config
+from benchmark.views import CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +76,10 @@ class VideoClipsDataset(Dataset):
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
-                 spacing: str, decode_threads: int, decode_timeout_s: float | None,
+                 timing: str, decode_threads: int, decode_timeout_s: float | None,
                  fault: str | None = None):
         self.videos, self.indices, self.spec, self.clips = videos, indices, spec, clips
-        self.spacing, self.decode_threads, self.fault = spacing, decode_threads, fault
+        self.timing, self.decode_threads, self.fault = timing, decode_threads, fault
         self.decode_timeout_s = decode_timeout_s
 
     def __len__(self) -> int:
@@ -93,7 +94,7 @@ class VideoClipsDataset(Dataset):
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
                 decoded = decode_video(video.path, self.decode_threads)
-                clips = sample_clips(decoded, self.spec, self.clips, self.spacing, self.fault)
+                clips = sample_clips(decoded, self.spec, self.clips, self.timing, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
         except (DecodeError, ValueError) as err:
             return LoadedVideo(index, None, str(err))
@@ -108,8 +109,6 @@ def check_settings(cfg: DictConfig) -> None:
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
         (cfg.views.crops in CROP_INDICES, "views.crops",
          f"must be 1, 2 or 3 (UniformCropVideo's aug_index), got {cfg.views.crops}"),
-        (cfg.views.spacing in CLIP_SPACINGS, "views.spacing",
-         f"must be one of {', '.join(CLIP_SPACINGS)}, got {cfg.views.spacing}"),
         (cfg.views.get("fault") in (None, *FAULTS), "views.fault",
          f"must be null or one of {', '.join(FAULTS)}, got {cfg.views.get('fault')}"),
         (spec.crop_size <= spec.side_size, "model.input.crop_size",
@@ -128,6 +127,10 @@ def check_settings(cfg: DictConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
+    try:
+        protocol_from_config(cfg.protocol)
+    except ValueError as err:
+        raise SettingsError(str(err)) from None
 
 
 def auto_or_at_least(value, least: int) -> bool:
@@ -268,7 +271,7 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
     on CUDA the clips come pinned, so their copy to the GPU can run asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
     dataset = VideoClipsDataset(
-        videos, indices, spec, int(cfg.views.clips), str(cfg.views.spacing),
+        videos, indices, spec, int(cfg.views.clips), str(cfg.protocol.clips),
         decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
         cfg.views.get("fault"))
     return DataLoader(dataset, batch_size=None, num_workers=workers,
@@ -321,7 +324,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
-    model = build_model(cfg.model)
+    protocol = protocol_from_config(cfg.protocol)
+    model = build_model(cfg.model, protocol.head)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
@@ -330,9 +334,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
         raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
                             f"(model.num_classes); class names came from {manifest.class_names_source}")
-    log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views on %s, %s",
+    log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
-             clips, crops, device, cfg.precision)
+             clips, crops, protocol.name, device, cfg.precision)
     if ranks.is_main:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
         check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)
@@ -390,7 +394,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "device": device.type, "precision": str(cfg.precision),
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
         "compile": bool(cfg.compile), "clips": clips, "crops": crops,
-        "spacing": str(cfg.views.spacing), "fault": cfg.views.get("fault"),
+        "protocol": protocol.name, "fault": cfg.views.get("fault"),
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
@@ -422,6 +426,7 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
                  "root": str(Path(cfg.data.root or ".").resolve()), "limit": cfg.data.limit,
                  "class_names": hashlib.sha256("\n".join(manifest.class_names).encode()).hexdigest()},
         "views": OmegaConf.to_container(cfg.views),
+        "protocol": OmegaConf.to_container(cfg.protocol),
         "device": device.type,
         "precision": str(cfg.precision),
     }

@@ -62,11 +62,23 @@ def read_class_names(path: Path) -> list[str]:
     return [names[i] for i in range(len(names))]
 
 
+TORCHVISION_NAMES = "torchvision's Kinetics-400 categories"
+
+
+def kinetics400_names() -> list[str]:
+    """Kinetics-400's 400 class names in id order, shipped with torchvision (no network): the
+    alphabetical order, that of kinetics_classnames.json (shared/REFERENCE.md)."""
+    from torchvision.models.video import R3D_18_Weights
+
+    return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
+
+
 def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[list[str], str]:
     """Class names and where they came from.
 
-    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it), or
-    None (the sorted label names of the CSV, said loudly: correct only for a full CSV).
+    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it, else the
+    400 names torchvision ships: compute nodes often have no network), or None (the sorted
+    label names of the CSV, said loudly: correct only for a full CSV).
     """
     if setting == "auto":
         cache = default_classnames_cache()
@@ -80,7 +92,9 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
                             CLASSNAMES_URL, err, cache)
         if cache.exists():
             return read_class_names(cache), str(cache)
-    elif setting:
+        log.warning("class ids: %s (%s is not there)", TORCHVISION_NAMES, cache)
+        return kinetics400_names(), TORCHVISION_NAMES
+    if setting:
         if not Path(setting).exists():
             raise ManifestError(f"data.class_names: {setting}: no such file")
         return read_class_names(Path(setting)), str(setting)
@@ -149,6 +163,8 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
                 raise ManifestError(f"{csv_path}:{line}: expected 'path label' with an integer "
                                     f"label, got {' '.join(row)!r}")
         labels = [int(row[1]) for _, row in rows]
+        if class_names == "auto" and max(labels) >= 400:  # not Kinetics-400's ids
+            class_names = None
         names, source = (resolve_class_names(class_names, []) if class_names else
                          ([str(i) for i in range(max(labels) + 1)], "integer labels"))
     ids = {label: i for i, label in enumerate(names)}

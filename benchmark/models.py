@@ -20,6 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.protocols import apply_head
 from benchmark.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,13 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
     return module
 
 
-def build_model(cfg: DictConfig) -> Model:
-    """Build ``cfg.builder`` and load the weights that ``cfg.weights`` names."""
+def build_model(cfg: DictConfig, head: str = "pooled_logits") -> Model:
+    """Build ``cfg.builder``, load the weights that ``cfg.weights`` names, and pool its head's
+    output locations as the protocol's ``head`` says (protocols.apply_head)."""
     spec = input_spec(cfg)
-    module = adapt_io(hydra.utils.instantiate(cfg.builder), spec.alpha is None,
-                      str(cfg.get("output", "logits")))
+    module = hydra.utils.instantiate(cfg.builder)
+    output = "probs" if apply_head(module, head) else str(cfg.get("output", "logits"))
+    module = adapt_io(module, spec.alpha is None, output)
     weights = str(cfg.weights)
     if weights in ("auto", "pretrained"):
         path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")

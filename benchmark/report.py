@@ -37,7 +37,7 @@ from benchmark.store import atomic_write
 
 log = logging.getLogger(__name__)
 
-EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views"]
+EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views", "protocol"]
 EVAL_COLUMNS = EVAL_KEY + [
     "videos",
     "top1", "top1_ci95", "published_top1", "top1_delta",
@@ -101,6 +101,8 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         # A deliberately broken run (views.fault) never takes a real run's row.
         "views": f"{metrics['clips']}x{metrics['crops']}"
                  + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
+        # Runs from before the protocols named only their clip spacing.
+        "protocol": metrics.get("protocol") or f"spacing={metrics.get('spacing')}",
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
         "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
         "top1_delta": _delta(top1, published.get("top1")),
@@ -250,8 +252,8 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
     ], columns=["", "measured", "95% bootstrap interval", "published (zoo)", "delta"])
     failed = metrics["videos_failed"]
     lines = [
-        f"# {metrics['model']} on {metrics['dataset']}: {row['views']} views, "
-        f"{metrics['device']} {metrics['precision']}",
+        f"# {metrics['model']} on {metrics['dataset']}: {row['views']} views, protocol "
+        f"{row['protocol']}, {metrics['device']} {metrics['precision']}",
         "",
         f"Weights: {metrics['weights']}. Videos: {metrics['videos_evaluated']} evaluated of "
         f"{metrics['videos_listed']} listed" + (f", {failed} failed (failures.csv)" if failed else "")
@@ -478,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: report.md, per_class.md, confusions.md, plots", run)
     except ReportError as err:
         sys.exit(f"error: {err}")
-    shown = ["model", "weights", "dataset", "device", "precision", "views", "videos", "top1",
+    shown = ["model", "weights", "dataset", "device", "precision", "views", "protocol", "videos", "top1",
              "top1_ci95", "published_top1", "top5", "top5_ci95", "published_top5", "gflops",
              "views_per_s"]
     print(to_markdown(pd.DataFrame(rows)[shown]))

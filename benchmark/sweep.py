@@ -23,7 +23,7 @@ from benchmark.store import atomic_write
 
 log = logging.getLogger(__name__)
 
-SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "status", "reason",
+SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "protocol", "status", "reason",
                  "top1", "top5", "gflops", "params_m", "views_per_s", "videos_per_s"]
 
 
@@ -33,7 +33,8 @@ def _job_row(job_dir: Path) -> dict:
     depth = re.search(r"_r(\d+)", name)
     row = {"job": job_dir.name, "model": name, "depth": depth.group(1) if depth else "",
            "device": str(config.device.type), "precision": str(config.precision),
-           "views": f"{config.views.clips}x{config.views.crops}"}
+           "views": f"{config.views.clips}x{config.views.crops}",
+           "protocol": str(config.protocol.name)}
     try:
         status = json.loads((job_dir / "status.json").read_text())
     except (OSError, ValueError):

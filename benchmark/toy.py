@@ -33,6 +33,7 @@ from benchmark.decode import decode_video  # noqa: E402
 from benchmark.evaluate import versions  # noqa: E402
 from benchmark.manifest import Video, load_dataset  # noqa: E402
 from benchmark.models import build_model  # noqa: E402
+from benchmark.protocols import frames_between  # noqa: E402
 from benchmark.store import atomic_write  # noqa: E402
 from benchmark.views import InputSpec, cut_clips, make_views  # noqa: E402
 
@@ -52,7 +53,8 @@ class RandomViews(Dataset):
         latest = max(video.duration - self.spec.clip_duration, 0)
         ticks = np.random.default_rng(seed).integers(0, 1001, size=self.clips)
         starts = [latest * Fraction(int(k), 1000) for k in ticks]
-        views = make_views(cut_clips(video, self.spec, starts), self.spec, crops=3)
+        windows = [frames_between(video, s, s + self.spec.clip_duration) for s in starts]
+        views = make_views(cut_clips(video, self.spec, windows), self.spec, crops=3)
         return views, torch.full((views[0].shape[0],), self.videos[index].label)
 
 

@@ -1,9 +1,8 @@
-"""Views: the model zoo's 10 temporal clips x 3 spatial crops of a decoded video.
+"""Views: the 10 temporal clips x 3 spatial crops of a decoded video.
 
 Two stages, so frames can stay uint8 until they reach the model's device:
-- ``sample_clips`` (CPU, in a loader worker): clip start times as pytorchvideo's
-  ``ConstantClipsPerVideoSampler``, the frames ``EncodedVideo.get_clip`` would return for each
-  clip (pts in [start, end)), then ``UniformTemporalSubsample``; uint8 (clips, C, T, H, W).
+- ``sample_clips`` (CPU, in a loader worker): the frames of each clip as the run's protocol
+  picks them (protocols.py), then ``UniformTemporalSubsample``; uint8 (clips, C, T, H, W).
 - ``make_views`` (on the device): /255, normalise, ``ShortSideScale``, ``UniformCropVideo`` per
   crop, pathway packing. The model card's operations, ordered to touch fewer pixels (see
   ``make_views``); the views equal the reference pipeline's within float rounding
@@ -17,7 +16,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
-from pytorchvideo.data.utils import secs_to_pts
 from pytorchvideo.transforms.functional import (
     short_side_scale,
     uniform_crop,
@@ -25,6 +23,7 @@ from pytorchvideo.transforms.functional import (
 )
 
 from benchmark.decode import DecodedVideo
+from benchmark.protocols import clip_windows
 
 
 @dataclass(frozen=True)
@@ -55,54 +54,30 @@ class InputSpec:
 CROP_INDICES = {1: (1,), 2: (0, 2), 3: (0, 1, 2)}
 
 
-# How clip starts spread over the video (seconds). "to_end": i * max(D - d, 0) / max(N - 1, 1),
-# first clip at 0 and last one ending at the end (REFERENCE.md, the issue's protocol).
-# "pytorchvideo_0.1.5": i * max(D - d, 0) / N, what the pinned release's
-# ConstantClipsPerVideoSampler and PySlowFast do: the last clip stops short of the end.
-CLIP_SPACINGS = ("to_end", "pytorchvideo_0.1.5")
-
-
-def clip_starts(duration: Fraction, clip_duration: Fraction, clips: int,
-                spacing: str = "to_end") -> list[Fraction]:
-    """Start time of each of ``clips`` clips of ``clip_duration`` in a video of ``duration``."""
-    if spacing not in CLIP_SPACINGS:
-        raise ValueError(f"views.spacing must be one of {CLIP_SPACINGS}, got {spacing!r}")
-    intervals = clips if spacing == "pytorchvideo_0.1.5" else max(clips - 1, 1)
-    step = Fraction(max(duration - clip_duration, 0)) / intervals
-    return [step * i for i in range(clips)]
-
-
-def clip_frame_indices(video: DecodedVideo, start: Fraction, end: Fraction) -> list[int]:
-    """Indices of the frames get_clip(start, end) returns: pts in [start, end), ceil-rounded."""
-    lo = secs_to_pts(start, video.time_base, video.start_pts, round_mode="ceil")
-    hi = secs_to_pts(end, video.time_base, video.start_pts, round_mode="ceil")
-    return [i for i, p in enumerate(video.pts) if lo <= p < hi]
-
-
 # Deliberate pipeline bugs (``views.fault``), so tests can show the regression check catches them.
 FAULTS = ("reverse_frames", "centre_crop_only", "clips_from_start", "bgr")
 
 
-def cut_clips(video: DecodedVideo, spec: InputSpec, starts: list[Fraction]) -> torch.Tensor:
-    """uint8 (len(starts), C, num_frames, H, W): the clips starting at ``starts`` (seconds)."""
+def cut_clips(video: DecodedVideo, spec: InputSpec, windows: list[list[int]]) -> torch.Tensor:
+    """uint8 (len(windows), C, num_frames, H, W): each window's frames (indices into
+    ``video.frames``), temporally subsampled to ``spec.num_frames``."""
     picks = []
-    for start in starts:
-        indices = clip_frame_indices(video, start, start + spec.clip_duration)
+    for indices in windows:
         if not indices:
-            raise ValueError(f"no frame in the clip [{float(start):.3f}s, "
-                             f"{float(start + spec.clip_duration):.3f}s)")
+            raise ValueError("a clip has no frame (the video's timestamps lie outside it)")
         picks.extend(uniform_temporal_subsample(torch.tensor(indices), spec.num_frames, 0).tolist())
     frames = video.rgb(picks)  # (clips * T, H, W, C)
-    return frames.view(len(starts), spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+    return frames.view(len(windows), spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
 
 
-def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, spacing: str = "to_end",
+def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                  fault: str | None = None) -> torch.Tensor:
-    """uint8 (clips, C, num_frames, H, W): each clip's frames, temporally subsampled."""
-    starts = clip_starts(video.duration, spec.clip_duration, clips, spacing)
+    """uint8 (clips, C, num_frames, H, W): each clip's frames as the protocol's ``clips``
+    timing picks them (protocols.py), temporally subsampled."""
+    windows = clip_windows(video, spec.clip_duration, clips, timing)
     if fault == "clips_from_start":
-        starts = [Fraction(0)] * clips
-    frames = cut_clips(video, spec, starts)
+        windows = [windows[0]] * clips
+    frames = cut_clips(video, spec, windows)
     if fault == "reverse_frames":
         frames = frames.flip(2)
     if fault == "bgr":

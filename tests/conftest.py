@@ -89,7 +89,7 @@ def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
         "model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
         "data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
         f"data.class_names={action_set / 'kinetics_classnames.json'}", "views.clips=4",
-        "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
+        "protocol=pytorchvideo", "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
     ]
     result = run_eval(*overrides)
     return tmp, overrides, result
@@ -106,4 +106,5 @@ def tiny_model(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_clips(videos, tiny_model):
     """The test videos' 4 clips each (landscape, portrait, and one shorter than a clip)."""
-    return [sample_clips(decode_video(path), tiny_model.spec, 4) for path in videos.values()]
+    return [sample_clips(decode_video(path), tiny_model.spec, 4, "pytorchvideo_0.1.5")
+            for path in videos.values()]

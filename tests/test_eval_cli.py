@@ -45,6 +45,7 @@ def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_
 
     table = pd.read_csv(tmp / "results" / "evaluations.csv")
     assert len(table) == 1 and table.views[0] == "4x3" and table.videos[0] == "4/5"
+    assert table.protocol[0] == metrics["protocol"] == "pytorchvideo"
     assert table.top1[0] == pytest.approx(round(100 * metrics["top1"], 2))
     assert "| slowfast_tiny" in (tmp / "results" / "evaluations.md").read_text()
     assert "slowfast_tiny" in result.stdout  # the table is printed
@@ -95,5 +96,6 @@ def test_sample_set_runs_offline(tmp_path):
     run_eval(*overrides)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["dataset"] == "sample" and metrics["videos_failed"] == 0
+    assert metrics["protocol"] == "zoo"  # the protocol of the zoo's published numbers
     assert metrics["videos_evaluated"] == metrics["videos_listed"] >= 2
     assert (tmp_path / "cache" / "sample" / "validate.csv").exists()

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.manifest import ManifestError, read_class_names, read_manifest
+import benchmark.manifest as manifest_module
+from benchmark.manifest import TORCHVISION_NAMES, ManifestError, read_class_names, read_manifest
 
 HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
 
@@ -53,6 +54,33 @@ def test_path_label_list(tmp_path, copy):
     assert [(v.video_id, v.label) for v in manifest.videos] == [("aaa_000010_000020", 0), ("missing", 3)]
     assert manifest.videos[0].path == root / "aaa_000010_000020.mp4"
     assert manifest.videos[1].path is None
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """No class-name file in the torch hub cache and none to download (a compute node)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(manifest_module, "CLASSNAMES_URL", (tmp_path / "nowhere.json").as_uri())
+
+
+def test_offline_official_csv_gets_kinetics_ids_from_torchvision(tmp_path, copy, offline, caplog):
+    root, _ = copy
+    csv = write_csv(tmp_path, HEADER + "abseiling,aaa,10,20,val,0\nzumba,zzz,0,10,val,0\n"
+                    '"passing American football (in game)",ppp,0,10,val,0\n')
+    manifest = read_manifest(csv, root, "auto")
+    assert [v.label for v in manifest.videos] == [0, 399, 208]
+    assert len(manifest.class_names) == 400 and manifest.class_names_source == TORCHVISION_NAMES
+    assert TORCHVISION_NAMES in caplog.text  # the log says where the ids came from
+
+
+def test_offline_path_label_list_keeps_its_integer_ids(tmp_path, copy, offline):
+    root, _ = copy
+    kinetics = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 0\n", "k.txt"), root, "auto")
+    assert [v.label for v in kinetics.videos] == [7, 0]
+    assert kinetics.videos[0].label_name == "arranging flowers"  # Kinetics-400's id 7
+    other = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 599\n", "o.txt"), root, "auto")
+    assert [v.label for v in other.videos] == [7, 599]  # not Kinetics-400: its own integers
+    assert other.class_names_source == "integer labels" and len(other.class_names) == 600
 
 
 @pytest.mark.parametrize("text, message", [

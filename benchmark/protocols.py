@@ -1,0 +1,233 @@
+"""Protocols: the exact way one reference framework tests a video model, so that a measured
+number can stand beside that framework's published one.
+
+The counts of views (``views.clips`` x ``views.crops``) do not fix a number: the same model on
+the same videos scores differently when clips start elsewhere, a clip gets one frame more, or the
+head's locations are averaged before instead of after the softmax. A protocol (``conf/protocol/``)
+names those choices:
+
+- ``clips``: where clip i starts and which decoded frames belong to it, as one framework's
+  sampler and ``get_clip`` compute them (``CLIP_TIMINGS``);
+- ``head``: ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
+  locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
+  a softmax at each location, then the mean);
+- ``combine``: how a video's views are combined: ``softmax_mean``, or ``softmax_sum`` (PySlowFast's
+  ``DATA.ENSEMBLE_METHOD: sum``), which ranks the classes identically and is reported as the mean.
+
+Each preset is proved equal to its framework's own code in tests/test_protocols.py, never to a
+restatement of it here: pytorchvideo 0.1.5 (installed) and 0.1.0 (extracted into a test-only
+folder by ``make install``). The frames come from one decode per video (decode.py); a framework
+that decodes again for every clip is reproduced from the order the decoder gave the frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from benchmark.decode import DecodedVideo
+
+CLIP_TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main")
+HEADS = ("pooled_logits", "softmax_per_location")
+COMBINES = ("softmax_mean", "softmax_sum")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    clips: str
+    head: str
+    combine: str
+
+
+def protocol_from_config(cfg) -> Protocol:
+    """The ``protocol`` config group as a value; an unknown choice names its key."""
+    protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine))
+    for key, value, allowed in (("clips", protocol.clips, CLIP_TIMINGS),
+                                ("head", protocol.head, HEADS),
+                                ("combine", protocol.combine, COMBINES)):
+        if value not in allowed:
+            raise ValueError(f"protocol.{key}: must be one of {', '.join(allowed)}, got {value}")
+    return protocol
+
+
+def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int,
+                 timing: str) -> list[list[int]]:
+    """For each of ``clips`` clips, the indices (into ``video.frames``) of the frames that the
+    framework named by ``timing`` gives that clip, before temporal subsampling."""
+    if timing == "pytorchvideo_0.1.0":
+        return [_window_0_1_0(video, start, float(clip_duration))
+                for start in _starts_0_1_0(video, float(clip_duration), clips)]
+    if timing not in CLIP_TIMINGS:
+        raise ValueError(f"protocol.clips: must be one of {', '.join(CLIP_TIMINGS)}, got {timing}")
+    # 0.1.5's ConstantClipsPerVideoSampler: Fractions, clip i at i * max(D - d, 0) / N; the
+    # unreleased main (commit 9368f30) divides by N - 1, so that the last clip ends at the end.
+    intervals = clips if timing == "pytorchvideo_0.1.5" else max(clips - 1, 1)
+    step = Fraction(max(video.duration - clip_duration, 0)) / intervals
+    return [frames_between(video, step * i, step * i + clip_duration,
+                           stops_early=timing == "pytorchvideo_0.1.5") for i in range(clips)]
+
+
+def frames_between(video: DecodedVideo, start: Fraction, end: Fraction,
+                   stops_early: bool = False) -> list[int]:
+    """pytorchvideo 0.1.5's ``get_clip(start, end)``: the frames with pts in [start, end),
+    both rounded up to the time base. ``stops_early``: as its per-clip decode, see ``_scan``."""
+    lo = math.ceil(start / video.time_base) + video.start_pts
+    hi = math.ceil(end / video.time_base) + video.start_pts
+    return _scan(video, lambda p: lo <= p < hi, lambda p: p >= hi, stops_early)
+
+
+def _starts_0_1_0(video: DecodedVideo, clip_duration: float, clips: int) -> list[float]:
+    """pytorchvideo 0.1.0's ConstantClipsPerVideoSampler, in its float arithmetic, on its
+    duration ((header duration - start pts) * float(time base)). The clip duration is a float
+    as PySlowFast computes it (NUM_FRAMES * SAMPLING_RATE / TARGET_FPS)."""
+    duration = (video.end_pts - video.start_pts) * float(video.time_base)
+    step = max(duration - clip_duration, 0) / clips
+    return [step * i for i in range(clips)]
+
+
+def _window_0_1_0(video: DecodedVideo, start: float, clip_duration: float) -> list[int]:
+    """pytorchvideo 0.1.0's ``get_clip``: seconds to pts truncated (``int(t / float(tb))``) and
+    an inclusive end, so a 64/30 s clip of a 30 fps video gets 65 frames."""
+    tb = float(video.time_base)
+    lo = int(start / tb) + video.start_pts
+    hi = int((start + clip_duration) / tb) + video.start_pts
+    return _scan(video, lambda p: lo <= p <= hi, lambda p: p > hi, stops_early=True)
+
+
+def _scan(video: DecodedVideo, inside, past, stops_early: bool) -> list[int]:
+    """The frames ``inside`` the window, in presentation order.
+
+    When the stream header has a duration, pytorchvideo decodes each clip anew: it seeks to a
+    keyframe before the window and keeps decoded frames until the first one ``past`` it. On a
+    stream whose decoded pts come out of order (packed B-frames in AVI) a frame of the window
+    that the decoder gives after that one is left out. The decoder's order from the start of the
+    file stands for its order after the seek (the frames before the keyframe lie before the
+    window). Without a header duration pytorchvideo decodes the whole video once and filters.
+    """
+    if stops_early and video.header_duration:
+        kept = set()
+        for p in video.decoded_pts:
+            if inside(p):
+                kept.add(p)
+            elif past(p):
+                break
+    else:
+        kept = {p for p in video.pts if inside(p)}
+    return [i for i, p in enumerate(video.pts) if p in kept]
+
+
+def apply_head(module: torch.nn.Module, head: str) -> bool:
+    """Make ``module``'s head do what the protocol's ``head`` says; True when it now returns
+    probabilities where it returned logits.
+
+    ``softmax_per_location`` is PySlowFast's PTV models at test time (``post_act`` then
+    ``mean([2, 3, 4])``): a hub ResNet-style head without an activation gets a softmax over the
+    classes before its output pool, so the pool averages probabilities. Heads that already end
+    in a softmax (X3D, R(2+1)D) do this already; a transformer head has one location, where both
+    orders agree.
+    """
+    if head == "pooled_logits":
+        return False
+    from pytorchvideo.models.head import ResNetBasicHead
+
+    changed = False
+    for m in module.modules():
+        if isinstance(m, ResNetBasicHead) and m.activation is None and m.output_pool is not None:
+            m.activation = torch.nn.Softmax(dim=1)
+            changed = True
+    return changed
+
+
+def compare(overrides: list[str], run_root, protocols: list[str], default: str = "zoo"):
+    """The same model and data under each protocol, through the real entry point: one row per
+    protocol with its top-1/top-5, and against ``default``'s run the share of videos whose top-1
+    changes and the largest probability difference."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from benchmark.regression import merge_overrides, run_eval
+
+    rows, probs = [], {}
+    for name in [default, *(p for p in protocols if p != default)]:
+        run_dir = Path(run_root) / name
+        result = run_eval(merge_overrides(overrides, [f"protocol={name}"]), run_dir)
+        predictions = pd.read_parquet(run_dir / "predictions.parquet").set_index("video_id")
+        probs[name] = predictions.probs.map(np.asarray)
+        preset = protocol_from_config(_preset(name))
+        ours, base = probs[name], probs[default].reindex(probs[name].index)
+        rows.append({
+            "protocol": name, "clips": preset.clips, "head": preset.head,
+            "combine": preset.combine, "videos": result["videos"],
+            "top1": round(100 * result["top1"], 2), "top5": round(100 * result["top5"], 2),
+            f"top1_changed_vs_{default}": round(100 * float(np.mean(
+                [a.argmax() != b.argmax() for a, b in zip(ours, base)])), 2),
+            f"max_prob_diff_vs_{default}": float(f"{max_diff(ours, base):.3g}"),
+        })
+    metrics = json.loads((Path(run_root) / default / "metrics.json").read_text())
+    return pd.DataFrame(rows), metrics
+
+
+def max_diff(probs, base) -> float:
+    import numpy as np
+
+    return max(float(np.abs(a - b).max()) for a, b in zip(probs, base))
+
+
+def _preset(name: str):
+    from omegaconf import OmegaConf
+
+    from benchmark.models import CONF_DIR
+
+    return OmegaConf.load(CONF_DIR / "protocol" / f"{name}.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m benchmark.protocols [overrides]`` (``make protocols``): see ``compare``."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    from benchmark.models import CONF_DIR
+    from benchmark.regression import TOY_OVERRIDES, CheckError, merge_overrides
+    from benchmark.report import write_table
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.protocols",
+                                     description=compare.__doc__)
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for benchmark.eval, on "
+                        "top of the toy model on the toy set (e.g. model=slowfast_r50 "
+                        "data=kinetics400 data.csv=... data.root=... device=cuda)")
+    parser.add_argument("--out", type=Path, default=Path("results/protocols"),
+                        help="the table's path without suffix (.csv and .md are written)")
+    parser.add_argument("--run-dir", type=Path, default=Path("outputs/protocols"),
+                        help="where each protocol's run goes (replaced each time)")
+    args = parser.parse_args(argv)
+    names = sorted(p.stem for p in (CONF_DIR / "protocol").glob("*.yaml"))
+    try:
+        table, metrics = compare(merge_overrides(TOY_OVERRIDES, args.overrides), args.run_dir,
+                                 names)
+    except CheckError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    v = metrics["versions"]
+    note = (f"`make protocols` (python -m benchmark.protocols {' '.join(args.overrides)}): "
+            f"{metrics['model']} ({metrics['weights']} weights) on {metrics['dataset']}, "
+            f"{metrics['clips']}x{metrics['crops']} views, {metrics['device']} "
+            f"{metrics['precision']}; torch {v['torch']}, pytorchvideo {v['pytorchvideo']}, "
+            f"av {v['av']}; finished {metrics['finished']}. top1/top5 and the share of videos "
+            "whose top-1 changes against zoo in %; max_prob_diff: the largest difference of one "
+            "class's averaged probability from zoo's, over all videos.")
+    write_table(args.out, table, note)
+    print(table.to_markdown(index=False))
+    print(f"table: {args.out.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,237 @@
+"""Each protocol against its framework's OWN code, on generated and real videos.
+
+- ``pytorchvideo``: the installed pytorchvideo 0.1.5 (benchmark/reference.py: LabeledVideoDataset
+  + ConstantClipsPerVideoSampler + the card's transforms + UniformCropVideo) and the hub model.
+- ``zoo``: pytorchvideo 0.1.0's EncodedVideoDataset, sampler and transforms (tests/zoo_reference.py,
+  run in a subprocess with the release that ``make install`` extracts into .venv/refs first on
+  sys.path), and PySlowFast's PTV head at test time (``post_act``, then ``mean([2, 3, 4])``).
+  PySlowFast cannot be installed (PyPI's "slowfast" 1.0 predates its PTV models), so its two
+  lines are quoted in ``pyslowfast_ptv_probs`` with their source.
+
+The views use the model card's clip duration (64/30 s; 8 frames at rate 8, so the float work is
+affordable) at 64 px, so each window is the one the 8x8 models get; the windows' frame counts
+are checked directly in ``test_the_protocols_pick_other_frames``. The generated videos get
+10 clips x 3 crops, the real ones (10 s each, where the yardsticks' per-clip float work is the
+cost) 10 clips x the centre crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from benchmark.decode import decode_video
+from benchmark.evaluate import predict
+from benchmark.models import build_model
+from benchmark.protocols import clip_windows
+from benchmark.reference import reference_views
+from benchmark.views import InputSpec, make_views, pack_pathways, sample_clips
+
+from conftest import REPO, compose_eval, make_video
+
+SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=64,
+                 crop_size=64, mean=(0.45,) * 3, std=(0.225,) * 3, alpha=4)
+REAL = Path(__file__).resolve().parents[2] / "shared" / "videos"
+REAL_NAMES = ["k400_30fps.mp4", "k400_28fps.mp4", "ntsc_29.97fps.mp4", "short_1s.mp4",
+              "no_header_duration.mkv", "xvid_packed_bframes.avi"]
+GENERATED = ["landscape", "portrait", "short", "late_start"]
+
+
+def crops_for(name: str) -> int:
+    return 3 if name in GENERATED else 1
+ZOO_RELEASE = REPO / ".venv" / "refs" / "pytorchvideo-0.1.0"
+
+
+def write_late_start(path: Path) -> Path:
+    """A 3 s video whose first frame is at 1.5 s (start pts != 0, as cut Kinetics files can be)."""
+    frames = np.random.default_rng(5).integers(0, 255, (90, 48, 64, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width, stream.pix_fmt = 48, 64, "yuv420p"
+        stream.time_base = Fraction(1, 30)
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = 45 + i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def protocol_videos(videos, tmp_path_factory) -> dict[str, Path]:
+    """The generated shapes, a late-start file, and ../shared/videos when present."""
+    found = dict(videos, late_start=write_late_start(tmp_path_factory.mktemp("late") / "late.mp4"))
+    found.update({name: REAL / name for name in REAL_NAMES if (REAL / name).is_file()})
+    return found
+
+
+def video(protocol_videos, name: str) -> Path:
+    if name not in protocol_videos:
+        pytest.skip(f"{REAL / name} is not here (the real videos live in ../shared/videos)")
+    return protocol_videos[name]
+
+
+@pytest.fixture(scope="module")
+def zoo_views(protocol_videos, tmp_path_factory) -> dict[str, list[torch.Tensor]]:
+    """pytorchvideo 0.1.0's own views of every test video (one subprocess for all)."""
+    if not (ZOO_RELEASE / "pytorchvideo" / "__init__.py").is_file():
+        pytest.skip(f"pytorchvideo 0.1.0 is not extracted at {ZOO_RELEASE} (make install "
+                    "downloads it; it needs the package index)")
+    views = {}
+    for crops in (3, 1):
+        paths = [str(p) for name, p in protocol_videos.items() if crops_for(name) == crops]
+        out = tmp_path_factory.mktemp("zoo") / "views.pt"
+        subprocess.run([sys.executable, str(REPO / "tests" / "zoo_reference.py"),
+                        str(ZOO_RELEASE), str(out), json.dumps(dataclasses.asdict(SPEC)), "10",
+                        str(crops), *paths], check=True, timeout=600)
+        views.update(torch.load(out))
+    return {name: views[str(path)] for name, path in protocol_videos.items()}
+
+
+@pytest.fixture(scope="module")
+def pytorchvideo_views(protocol_videos) -> dict[str, list[list[torch.Tensor]]]:
+    """pytorchvideo 0.1.5's own views (benchmark/reference.py), made once per video."""
+    cache = {}
+
+    def views(name):
+        if name not in cache:
+            cache[name] = list(reference_views(video(protocol_videos, name), SPEC, 10,
+                                               crops_for(name)))
+        return cache[name]
+    return views
+
+
+def harness_views(path: Path, timing: str, crops: int) -> torch.Tensor:
+    """The harness's fast-pathway views (10 x crops, C, T, H, W): one decode, then the
+    protocol's clips."""
+    return make_views(sample_clips(decode_video(path), SPEC, 10, timing), SPEC, crops)[1]
+
+
+@pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
+def test_pytorchvideo_protocol_equals_pytorchvideo_0_1_5(protocol_videos, pytorchvideo_views,
+                                                         name):
+    ours = harness_views(video(protocol_videos, name), "pytorchvideo_0.1.5", crops_for(name))
+    theirs = torch.cat([view[1] for view in pytorchvideo_views(name)])
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
+def test_zoo_protocol_equals_pytorchvideo_0_1_0(protocol_videos, zoo_views, name):
+    path = video(protocol_videos, name)
+    ours = harness_views(path, "pytorchvideo_0.1.0", crops_for(name))
+    torch.testing.assert_close(ours, torch.stack(zoo_views[name]), atol=1e-5, rtol=0)
+
+
+def test_the_protocols_pick_other_frames(protocol_videos):
+    """What the tests above tell apart, on a 10 s 30 fps file: 0.1.0's inclusive end gives
+    clips of 65 frames (64 where truncating the start skips one), 0.1.5's 64; the packed-B-frame AVI loses a frame in 0.1.5's clips 2, 5, 8;
+    main's N - 1 spacing puts the last clip at the end."""
+    k400 = decode_video(video(protocol_videos, "k400_30fps.mp4"))
+    clip = SPEC.clip_duration
+    assert {len(w) for w in clip_windows(k400, clip, 10, "pytorchvideo_0.1.0")} == {64, 65}
+    assert len(clip_windows(k400, clip, 10, "pytorchvideo_0.1.0")[0]) == 65
+    assert {len(w) for w in clip_windows(k400, clip, 10, "pytorchvideo_0.1.5")} == {64}
+    assert clip_windows(k400, clip, 10, "pytorchvideo_main")[-1][-1] == len(k400.pts) - 1
+    assert clip_windows(k400, clip, 10, "pytorchvideo_0.1.5")[-1][-1] < len(k400.pts) - 20
+    avi = decode_video(video(protocol_videos, "xvid_packed_bframes.avi"))
+    sizes = [len(w) for w in clip_windows(avi, clip, 10, "pytorchvideo_0.1.5")]
+    assert [i for i, n in enumerate(sizes) if n == 52] == [2, 5, 8] and set(sizes) == {52, 53}
+
+
+# ---- the model's side: the head's locations and the views' combination ---------------------
+
+@pytest.fixture(scope="module")
+def probe_cfg(tmp_path_factory):
+    """The tiny SlowFast at 64 px: its head sees 1 x 2 x 2 locations, as the 8x8 models' head
+    does at 256 px. Random weights, saved as a checkpoint; batch-norm statistics and a head
+    scaled up so that its outputs are far from uniform (as a trained model's are)."""
+    cfg = compose_eval("model=slowfast_tiny", "model.num_classes=5",
+                       *(f"model.input.{k}={getattr(SPEC, k)}" for k in
+                         ("num_frames", "sampling_rate", "side_size", "crop_size")))
+    torch.manual_seed(0)
+    module = instantiate(cfg.model.builder)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.uniform_(-0.2, 0.2), m.running_var.uniform_(0.5, 2)
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(30)
+    path = tmp_path_factory.mktemp("probe") / "probe.pyth"
+    torch.save({"model_state": module.state_dict()}, path)
+    cfg.model.weights = str(path)
+    return cfg
+
+
+def pyslowfast_ptv_probs(cfg, views: list[list[torch.Tensor]]) -> torch.Tensor:
+    """PySlowFast's PTVSlowFast in eval (slowfast/models/ptv_model_builder.py): the model built
+    with ``head_output_with_global_average=False``, then ``x = self.post_act(x)`` (Softmax(dim=1))
+    and ``x = x.mean([2, 3, 4])``; the views' softmax summed (ENSEMBLE_METHOD sum), / views."""
+    module = instantiate(cfg.model.builder, head_output_with_global_average=False).eval()
+    state = torch.load(cfg.model.weights, weights_only=True)["model_state"]
+    module.load_state_dict(state)
+    with torch.inference_mode():
+        probs = [torch.softmax(module(list(view)), dim=1).mean([2, 3, 4])[0] for view in views]
+    return torch.stack(probs).sum(0) / len(probs)
+
+
+def harness_probs(cfg, path: Path, protocol: str, crops: int) -> torch.Tensor:
+    """A video's probabilities through evaluate's ``predict`` under ``protocol``, over the first
+    4 of its 10 clips (the clips' frames are the view tests' business; here the head and the
+    views' combination are)."""
+    preset = compose_eval(f"protocol={protocol}").protocol  # conf/protocol/<protocol>.yaml
+    model = build_model(cfg.model, preset.head)
+    clips = sample_clips(decode_video(path), SPEC, 10, preset.clips)[:4]
+    ((_, probs),) = predict(model.module, [(0, clips)], SPEC, crops, 3, torch.device("cpu"),
+                            "fp32")
+    return probs
+
+
+@pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
+def test_zoo_probabilities_equal_pyslowfast_on_pytorchvideo_0_1_0(protocol_videos, zoo_views,
+                                                                   probe_cfg, name):
+    path = video(protocol_videos, name)
+    crops = crops_for(name)
+    views = [pack_pathways(v.unsqueeze(0), SPEC.alpha) for v in zoo_views[name][:4 * crops]]
+    expected = pyslowfast_ptv_probs(probe_cfg, views)
+    ours = harness_probs(probe_cfg, path, "zoo", crops)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    assert ours.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
+
+
+@pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
+def test_pytorchvideo_probabilities_equal_the_hub_model_on_0_1_5(protocol_videos,
+                                                                 pytorchvideo_views, probe_cfg,
+                                                                 name):
+    path, crops = video(protocol_videos, name), crops_for(name)
+    hub = build_model(probe_cfg.model).module  # the hub head as it is: pooled logits
+    with torch.inference_mode():
+        expected = torch.stack([hub(list(view)).softmax(-1)[0]
+                                for view in pytorchvideo_views(name)[:4 * crops]]).mean(0)
+    ours = harness_probs(probe_cfg, path, "pytorchvideo", crops)
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=0)
+    assert ours.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
+
+
+def test_softmax_per_location_differs_from_pooled_logits(protocol_videos, probe_cfg):
+    """The head choice is visible: same views, other probabilities."""
+    path = protocol_videos["landscape"]
+    clips = sample_clips(decode_video(path), SPEC, 2, "pytorchvideo_0.1.5")
+    outputs = []
+    for head in ("pooled_logits", "softmax_per_location"):
+        model = build_model(probe_cfg.model, head)
+        ((_, probs),) = predict(model.module, [(0, clips)], SPEC, 3, 3, torch.device("cpu"), "fp32")
+        outputs.append(probs)
+    assert (outputs[0] - outputs[1]).abs().max() > 1e-3  # float rounding is ~1e-7
+

@@ -46,8 +46,13 @@ PATH=$PATH:/usr/sbin:/sbin
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/slurm-test.XXXXXX")
 pids=()
+checks=""
 cleanup() {
     local rc=$?
+    if [ -n "$checks" ] && kill -0 "$checks" 2>/dev/null; then
+        kill -TERM -- "-$checks" 2>/dev/null || true
+        sleep 1; kill -KILL -- "-$checks" 2>/dev/null || true
+    fi
     # Jobs first (their steps run under slurmstepd, which slurmd started), then the daemons.
     if [ "${#pids[@]}" -ge 2 ]; then
         scancel -p slurmtest >/dev/null 2>&1 || true
@@ -129,6 +134,11 @@ done
 [ "$state" = idle ] || die "node $HOST not idle after 60 s (state: '${state:-no answer}')"
 echo "slurm-test: cluster up: $(sinfo -h -o '%P %D nodes %c cpus %t')"
 
+# The checks run in a session of their own, so that a signal here ends them with all their
+# children (the sweeps' submitters) before the cluster goes; the jobs see this python and the
+# repository's code (submitit runs sys.executable in the submitter's folder).
 cd "$REPO"
 SLURM_TEST_PARTITION=slurmtest PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}" \
-    "$PY" -m pytest -q -p no:cacheprovider tests/slurm "${@:2}"
+    setsid "$PY" -m pytest -q -p no:cacheprovider tests/slurm "${@:2}" &
+checks=$!
+wait "$checks"

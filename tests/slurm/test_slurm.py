@@ -73,10 +73,17 @@ def test_a_failing_job_fails_the_sweep_after_the_table(tmp_path, common):
 
 
 def test_a_two_task_job_equals_one_process(tmp_path, common):
-    one = harness(*common, f"hydra.run.dir={tmp_path / 'one'}")
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = harness("-m", *LAUNCHER, *common, "hydra.launcher.tasks_per_node=2",
-                  f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    # The 1-process run goes on here while the job runs.
+    one = subprocess.Popen([sys.executable, "-m", "benchmark.eval", *common,
+                            f"hydra.run.dir={tmp_path / 'one'}"], cwd=REPO, text=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        two = harness("-m", *LAUNCHER, *common, "hydra.launcher.tasks_per_node=2",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
+        one_err = one.communicate(timeout=300)[1]
+    finally:
+        one.kill()
+    assert one.returncode == 0, one_err[-3000:]
     assert two.returncode == 0, two.stderr[-3000:]
     a = pd.read_parquet(tmp_path / "one" / "predictions.parquet")
     b = pd.read_parquet(tmp_path / "sweep" / "0" / "predictions.parquet")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # make slurm-test: a single-node SLURM cluster (munged, slurmctld, slurmd) on this machine, from a
 # config in a temporary folder, for the checks in tests/slurm/test_slurm.py; stopped by pid on exit.
-#   tests/slurm/cluster.sh [PYTHON]        (PYTHON: the harness's interpreter, default python3)
+#   tests/slurm/cluster.sh [PYTHON [PYTEST ARGS...]]   (PYTHON: the harness's, default python3)
 # Installs Debian's slurmctld/slurmd/slurm-client/munge when missing (needs root and apt-get;
-# otherwise it says why and exits 0 without testing). Never reads or changes a system SLURM
-# config, and refuses to run where one points at another controller.
+# otherwise it says why and exits 0 without testing). Never changes a system SLURM config, and
+# refuses to run where one points at another controller.
 set -euo pipefail
 PY=${1:-python3}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,6 +23,7 @@ for conf in ${SLURM_CONF:-} /etc/slurm/slurm.conf /etc/slurm-llnl/slurm.conf; do
 done
 [ -z "${SLURM_JOB_ID:-}" ] || die "running inside SLURM job $SLURM_JOB_ID; run make slurm-test outside a cluster"
 
+PATH=$PATH:/usr/sbin:/sbin   # the daemons live in sbin
 daemons=(munged slurmctld slurmd sbatch srun sinfo squeue)
 missing=0; for d in "${daemons[@]}"; do command -v "$d" >/dev/null || missing=1; done
 if [ "$missing" = 1 ]; then
@@ -42,8 +43,6 @@ if [ "$missing" = 1 ]; then
     [ "$made_policy" = 0 ] || rm -f "$policy"
     [ "$ok" = 1 ] || die "apt-get could not install ${pkgs[*]}"
 fi
-PATH=$PATH:/usr/sbin:/sbin
-
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/slurm-test.XXXXXX")
 pids=()
 checks=""

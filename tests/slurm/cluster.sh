@@ -46,6 +46,15 @@ fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/slurm-test.XXXXXX")
 pids=()
 checks=""
+# slurmd's step daemons detach from it; ours are those with a file open in this cluster's folder.
+our_steps() {
+    local proc
+    for proc in /proc/[0-9]*; do
+        [ "$(cat "$proc/comm" 2>/dev/null)" = slurmstepd ] || continue
+        ls -l "$proc/cwd" "$proc/fd/" 2>/dev/null | grep -qF "$TMP/" && echo "${proc#/proc/}"
+    done
+    return 0
+}
 cleanup() {
     local rc=$?
     if [ -n "$checks" ] && kill -0 "$checks" 2>/dev/null; then
@@ -56,12 +65,14 @@ cleanup() {
     if [ "${#pids[@]}" -ge 2 ]; then
         scancel -p slurmtest >/dev/null 2>&1 || true
         for _ in $(seq 30); do [ -z "$(squeue -h -p slurmtest 2>/dev/null)" ] && break; sleep 0.5; done
+        for _ in $(seq 30); do [ -z "$(our_steps)" ] && break; sleep 0.5; done
     fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${pids[@]}"; do
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null || true
     done
+    for pid in $(our_steps); do kill -9 "$pid" 2>/dev/null || true; done
     if [ "$rc" != 0 ]; then
         for log in "$TMP"/*.log "$TMP"/*.out; do [ -f "$log" ] && { echo "--- $log"; tail -20 "$log"; }; done
     fi

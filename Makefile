@@ -41,6 +41,12 @@ eval-r101: install
 test: install
 	$(PY) -m pytest -q
 
+# The SLURM launcher on a real scheduler: a one-node cluster (munged, slurmctld, slurmd) from a
+# temporary config, installed with apt-get when missing, stopped when done (README: "SLURM").
+.PHONY: slurm-test
+slurm-test: install
+	bash tests/slurm/cluster.sh $(PY)
+
 # Depth x device on the sample set, one combined table (multirun/DATE/TIME/sweep.md and
 # results/sweeps/). A device that is not here (cuda on a CPU machine) is a skipped row.
 SWEEP ?= model=slowfast_r50,slowfast_r101 device=cpu,cuda

@@ -70,9 +70,17 @@ def time_limit(seconds: float | None):
 
 def process_cores() -> int:
     """The CPU cores this process may use: its affinity, shared with the other processes that
-    torchrun or SLURM started on this machine (``LOCAL_WORLD_SIZE``)."""
+    torchrun started on this machine (``LOCAL_WORLD_SIZE``). A SLURM task's affinity is already
+    its own share (SLURM binds each task to its ``--cpus-per-task`` cores), so it is not divided
+    again; where the node does not bind tasks it is capped at ``SLURM_CPUS_PER_TASK``."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cores = cores or 1
+    # torchrun (also inside a SLURM job) marks its workers with TORCHELASTIC_RUN_ID; a SLURM task
+    # gets LOCAL_WORLD_SIZE from submitit (benchmark/distributed.py), not from a shared launcher.
+    if "SLURM_PROCID" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ:
+        per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
+        return max(1, min(cores, int(per_task)) if per_task.isdigit() else cores)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def decode_threads(setting: int | str, workers: int, device_type: str) -> int:

@@ -281,7 +281,8 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
 def loader_workers(setting: int | str, device_type: str) -> int:
     """``data.workers``; ``auto``: on a CPU one (the model keeps every core busy, one worker
     decodes the next video meanwhile); on a GPU one per core but the main process's, of the
-    cores this process has (``process_cores``: torchrun's processes share the machine's)."""
+    cores this process has (``process_cores``: torchrun's processes share the machine's, a SLURM
+    task has its own)."""
     if setting != "auto":
         return int(setting)
     return 1 if device_type == "cpu" else max(1, process_cores() - 1)

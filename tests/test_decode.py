@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 from pytorchvideo.data.encoded_video import EncodedVideo
@@ -41,7 +44,57 @@ def test_auto_decode_threads_leave_the_cores_to_the_model():
 def test_processes_started_together_share_the_cores(monkeypatch):
     """torchrun's 8 processes on a 16-core machine: 2 cores each, so one loader worker each."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    for name in ("SLURM_PROCID", "SLURM_CPUS_PER_TASK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)  # holds when the suite itself runs under SLURM
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     assert process_cores() == 2 and loader_workers("auto", "cuda") == 1
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert process_cores() == 16 and loader_workers("auto", "cuda") == 15
+
+
+def test_a_slurm_task_uses_its_own_cores_once(monkeypatch):
+    """2 SLURM tasks of 8 cores on a 16-core node (submitit exports LOCAL_WORLD_SIZE=2): SLURM
+    already bound each task to its 8, so 7 loader workers each, not 3."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    for name, value in {"SLURM_PROCID": "1", "SLURM_NTASKS": "2", "LOCAL_WORLD_SIZE": "2",
+                        "SLURM_CPUS_PER_TASK": "8"}.items():
+        monkeypatch.setenv(name, value)
+    assert process_cores() == 8 and loader_workers("auto", "cuda") == 7
+    # A node that does not bind tasks: each sees all 16, and takes its --cpus-per-task.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert process_cores() == 8
+    # torchrun's 8 processes inside a 16-core SLURM task share that task's cores.
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    assert process_cores() == 2 and loader_workers("auto", "cuda") == 1
+
+
+PROBE = """
+import json, os, sys
+from benchmark.decode import decode_threads, process_cores
+cores = sorted(os.sched_getaffinity(0))[:2]
+os.sched_setaffinity(0, cores)
+out = {}
+for name, env in json.loads(sys.argv[1]).items():
+    os.environ.update(env)
+    out[name] = [process_cores(), decode_threads("auto", 0, "cuda")]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 cores and sched_setaffinity")
+def test_a_slurm_tasks_real_affinity_is_not_divided_again():
+    """A process bound to 2 cores as SLURM binds a task: under SLURM with 2 tasks on the node the
+    decoder gets both (the old code halved them); torchrun's 2 workers in that task get one each."""
+    slurm = {"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "LOCAL_WORLD_SIZE": "2",
+             "SLURM_CPUS_PER_TASK": "2"}
+    scenarios = {"slurm_task": slurm, "torchrun_in_task": {"TORCHELASTIC_RUN_ID": "none"}}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "TORCHELASTIC_", "LOCAL_WORLD"))}
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(scenarios)], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == {"slurm_task": [2, 2], "torchrun_in_task": [1, 1]}

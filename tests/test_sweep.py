@@ -51,5 +51,6 @@ def test_slurm_launcher_config_composes(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher" in out
-    for line in ("partition: gpu", "gpus_per_node: 4", "tasks_per_node: 4", "timeout_min: 240"):
+    for line in ("partition: gpu", "gpus_per_node: 4", "tasks_per_node: 4", "timeout_min: 240",
+                 "- export SRUN_CPUS_PER_TASK=8"):  # srun 22.05+: else one core per task
         assert line in out

@@ -35,7 +35,7 @@ from benchmark.device import (
     prepare_model,
     reuse_freed_memory,
 )
-from benchmark.metrics import accuracy
+from benchmark.metrics import accuracy, top_k
 from benchmark.models import OUTPUTS, Model, build_model
 from benchmark.progress import Progress
 from benchmark.report import report_run
@@ -372,7 +372,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                                     cfg.views.get("fault")):
             video = manifest.videos[index]
             store.add_prediction(video.video_id, video.path, video.label, probs)
-            progress.update(int(probs.argmax()) == video.label)
+            progress.update(int(top_k(probs, 1)) == video.label)
             evaluated_now += 1
     seconds = time.perf_counter() - start
     store.flush()

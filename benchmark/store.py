@@ -23,6 +23,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmark.metrics import top_k
+
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
@@ -135,7 +137,7 @@ class RunStore:
         return {row["video_id"] for row in self.rows}
 
     def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
-        top = probs.topk(min(5, probs.numel())).indices.tolist()
+        top = top_k(probs, 5).tolist()
         self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
                    "probs": probs.float().tolist(), "reason": None})
 

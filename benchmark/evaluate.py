@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed
-from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
+from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, decode_video, process_cores, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
@@ -63,6 +63,7 @@ class LoadedVideo:
     clips: torch.Tensor | None  # uint8 (clips, C, T, H, W)
     failure: str | None = None
     seconds: float = 0.0  # decoding and cutting, in the worker
+    transient: bool = False  # a failure a later try may not repeat (store.add_failure)
 
     def pin_memory(self) -> LoadedVideo:
         """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
@@ -88,13 +89,16 @@ class VideoClipsDataset(Dataset):
         index = self.indices[item]
         video = self.videos[index]
         if video.path is None:
-            return LoadedVideo(index, None, f"file not found: looked for {video.expected}")
+            return LoadedVideo(index, None, f"file not found: looked for {video.expected}",
+                               transient=True)
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
                 decoded = decode_video(video.path, self.decode_threads)
                 clips = sample_clips(decoded, self.spec, self.clips, self.spacing, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
+        except DecodeTimeout as err:
+            return LoadedVideo(index, None, str(err), transient=True)
         except (DecodeError, ValueError) as err:
             return LoadedVideo(index, None, str(err))
         except Exception as err:  # one odd file must never end a long run
@@ -340,7 +344,11 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
 
     store = RunStore(run_dir, run_identity(cfg, model, manifest, device),
                      int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
-    done = store.resume(list(cfg.eval.resume_search)) if cfg.resume and ranks.is_main else set()
+    done: set[str] = set()
+    if ranks.is_main and cfg.resume:
+        done = store.resume(list(cfg.eval.resume_search))
+    elif ranks.is_main:
+        store.start_fresh()
     done = distributed.broadcast(done, ranks)
     todo = [i for i, v in enumerate(manifest.videos) if v.video_id not in done]
     if store.resumed_from is not None:
@@ -359,7 +367,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 continue
             video = manifest.videos[item.index]
             log.warning("%s: %s", video.path or video.video_id, item.failure)
-            store.add_failure(video.video_id, video.path, item.failure)
+            store.add_failure(video.video_id, video.path, item.failure, item.transient)
             progress.update(None)
             if cfg.strict:
                 store.flush()

@@ -213,18 +213,27 @@ class RunStore:
         labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
         return probs, labels
 
+    def _ordered(self, order: list[str]) -> list[dict]:
+        """One row per video (the first of any repeats), in manifest ``order``."""
+        rank = {video_id: i for i, video_id in enumerate(order)}
+        unique = {r["video_id"]: r for r in reversed(self.rows)}
+        return sorted(unique.values(), key=lambda r: rank.get(r["video_id"], len(rank)))
+
+    def write_failures(self, order: list[str]) -> None:
+        """failures.csv (also for a run that ends without any prediction: the reasons)."""
+        self.flush()
+        failures = pd.DataFrame([r for r in self._ordered(order) if isinstance(r["reason"], str)],
+                                columns=FAILURE_COLUMNS)
+        atomic_write(self.run_dir / "failures.csv", lambda p: failures.to_csv(p, index=False))
+
     def finish(self, metrics: dict, order: list[str]) -> None:
         """Write the final files, rows in manifest ``order``, and mark the run finished."""
         self.flush()
-        rank = {video_id: i for i, video_id in enumerate(order)}
-        unique = {r["video_id"]: r for r in reversed(self.rows)}  # the first of any repeats
-        rows = sorted(unique.values(), key=lambda r: rank.get(r["video_id"], len(rank)))
+        rows = self._ordered(order)
         frame = pd.DataFrame([r for r in rows if not isinstance(r["reason"], str)],
                              columns=PREDICTION_COLUMNS).astype({"label": "int64"})
         atomic_write(self.run_dir / "predictions.parquet", lambda p: frame.to_parquet(p, index=False))
-        failures = pd.DataFrame([r for r in rows if isinstance(r["reason"], str)],
-                                columns=FAILURE_COLUMNS)
-        atomic_write(self.run_dir / "failures.csv", lambda p: failures.to_csv(p, index=False))
+        self.write_failures(order)
         atomic_write(self.run_dir / "metrics.json",
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
         self._write_progress(finished=True)

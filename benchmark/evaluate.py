@@ -315,15 +315,20 @@ def versions() -> dict[str, str]:
 def harness_version() -> dict[str, str]:
     """The harness's own version and a hash of its package's .py sources (read once, ~0.1 MB):
     an edit to the code that makes predictions is a different run, installed or not."""
-    package = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for path in sorted(package.rglob("*.py")):
-        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     try:
         version = importlib.metadata.version("benchmark")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return {"benchmark": version, "benchmark_source": digest.hexdigest()[:16]}
+    return {"benchmark": version,
+            "benchmark_source": source_digest(Path(__file__).resolve().parent)}
+
+
+def source_digest(package: Path) -> str:
+    """SHA-256 (16 hex) of a package's .py files, their names included."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:

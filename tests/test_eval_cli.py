@@ -27,7 +27,10 @@ def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_
         assert 0 <= metrics[key] <= 1
     assert metrics["gflops"] > 0 and metrics["params_m"] > 0
     assert metrics["views_per_s"] > 0 and metrics["videos_per_s"] > 0
-    assert set(metrics["versions"]) >= {"torch", "pytorchvideo", "av"}
+    assert set(metrics["versions"]) >= {"torch", "pytorchvideo", "av", "benchmark_source"}
+    # What was evaluated and how (the table key has them): the CSV's hash, limit, TF32.
+    assert len(metrics["csv_sha256"]) == 64 and metrics["limit"] is None
+    assert metrics["tf32"] is False and "protocol" in metrics
 
     predictions = pd.read_parquet(tmp / "out" / "predictions.parquet")
     assert len(predictions) == 4 and predictions.video_id.is_unique

@@ -1,8 +1,6 @@
 """What a run reports is what it computed: no empty 'ok' runs, no NaN counted as a miss, no
 class ids that are not the model's."""
 
-import json
-
 import pandas as pd
 import pytest
 import torch

@@ -24,6 +24,10 @@ class DecodeError(RuntimeError):
     """A video that cannot be evaluated; the message is the reason a person reads."""
 
 
+class DecodeTimeout(DecodeError):
+    """Decoding ran past ``data.decode_timeout_s``: transient (a busy disk), tried again on resume."""
+
+
 @dataclass
 class DecodedVideo:
     frames: list[av.VideoFrame]  # presentation order, one per distinct pts
@@ -57,7 +61,7 @@ def time_limit(seconds: float | None):
         return
 
     def expire(signum, frame):
-        raise DecodeError(f"decoding took longer than {seconds:g} s (data.decode_timeout_s)")
+        raise DecodeTimeout(f"decoding took longer than {seconds:g} s (data.decode_timeout_s)")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)

@@ -61,6 +61,20 @@ def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: 
     return torch.compile(module) if compile else module
 
 
+def set_tf32(device: torch.device, enabled: bool) -> bool:
+    """TF32 for fp32 convolutions and matrix products on CUDA (``eval.tf32``); returns what the
+    run uses, for metrics.json, the fingerprint and the tables.
+
+    cuDNN's default runs fp32 convolutions in TF32 (10 mantissa bits): faster, but not the fp32
+    a ``precision=fp32`` run claims, so the harness turns it off unless asked. No effect on a CPU.
+    """
+    if device.type != "cuda":
+        return False
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    return enabled
+
+
 def reuse_freed_memory() -> bool:
     """Keep freed memory in the process (glibc malloc) instead of returning large blocks to the
     operating system at every free (``eval.reuse_memory``).
@@ -111,10 +125,12 @@ class Stopwatch:
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         if self.device.type == "cuda":
+            # On the run's device's stream, not the current device's (device=cuda:1).
+            stream = torch.cuda.current_stream(self.device)
             start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-            start.record()
+            start.record(stream)
             yield
-            end.record()
+            end.record(stream)
             self.events.append((name, start, end))
         else:
             start = time.perf_counter()

@@ -82,6 +82,15 @@ def gather(obj, ranks: Ranks) -> list | None:
     return out
 
 
+def all_gather(obj, ranks: Ranks) -> list:
+    """Every rank's ``obj`` on every rank (in rank order)."""
+    if ranks.world == 1:
+        return [obj]
+    out = [None] * ranks.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def close(ranks: Ranks) -> None:
     if ranks.world > 1 and dist.is_initialized():
         dist.destroy_process_group()

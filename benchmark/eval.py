@@ -20,7 +20,8 @@ from omegaconf import DictConfig  # noqa: E402
 
 from benchmark.decode import DecodeError  # noqa: E402
 from benchmark.distributed import rank_from_env  # noqa: E402
-from benchmark.evaluate import DeviceUnavailable, SettingsError, StrictFailure, evaluate  # noqa: E402
+from benchmark.evaluate import (  # noqa: E402
+    DeviceUnavailable, NothingEvaluated, SettingsError, StrictFailure, evaluate)
 from benchmark.manifest import ManifestError  # noqa: E402
 from benchmark.models import WeightsError  # noqa: E402
 from benchmark.store import ResumeError, atomic_write  # noqa: E402
@@ -29,7 +30,7 @@ log = logging.getLogger("benchmark")
 
 # Errors with a message that says it all: one line, no traceback.
 EXPECTED_ERRORS = (ManifestError, WeightsError, SettingsError, DecodeError, StrictFailure,
-                   ResumeError, OSError)
+                   ResumeError, NothingEvaluated, OSError)
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:

@@ -8,7 +8,10 @@ A video that cannot be read is recorded in failures.csv with its reason and the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
+import json
 import logging
 import platform
 import time
@@ -25,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed
-from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
+from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, decode_video, process_cores, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
@@ -34,13 +37,14 @@ from benchmark.device import (
     precision_problem,
     prepare_model,
     reuse_freed_memory,
+    set_tf32,
 )
-from benchmark.metrics import accuracy
-from benchmark.models import OUTPUTS, Model, build_model
+from benchmark.metrics import accuracy, top_k
+from benchmark.models import OUTPUTS, Model, build_model, resolve_weights
 from benchmark.progress import Progress
 from benchmark.report import report_run
-from benchmark.store import RunStore, check_writable
 from benchmark.protocols import protocol_from_config
+from benchmark.store import RunStore, check_writable, fingerprint
 from benchmark.views import CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
 
 log = logging.getLogger(__name__)
@@ -58,12 +62,17 @@ class StrictFailure(RuntimeError):
     """strict=true and a video could not be evaluated."""
 
 
+class NothingEvaluated(RuntimeError):
+    """No listed video could be evaluated: an error, never an empty result with status ok."""
+
+
 @dataclass
 class LoadedVideo:
     index: int  # position in the manifest
     clips: torch.Tensor | None  # uint8 (clips, C, T, H, W)
     failure: str | None = None
     seconds: float = 0.0  # decoding and cutting, in the worker
+    transient: bool = False  # a failure a later try may not repeat (store.add_failure)
 
     def pin_memory(self) -> LoadedVideo:
         """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
@@ -89,13 +98,16 @@ class VideoClipsDataset(Dataset):
         index = self.indices[item]
         video = self.videos[index]
         if video.path is None:
-            return LoadedVideo(index, None, f"file not found: looked for {video.expected}")
+            return LoadedVideo(index, None, f"file not found: looked for {video.expected}",
+                               transient=True)
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
                 decoded = decode_video(video.path, self.decode_threads)
                 clips = sample_clips(decoded, self.spec, self.clips, self.timing, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
+        except DecodeTimeout as err:
+            return LoadedVideo(index, None, str(err), transient=True)
         except (DecodeError, ValueError) as err:
             return LoadedVideo(index, None, str(err))
         except Exception as err:  # one odd file must never end a long run
@@ -199,7 +211,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
                 copied = None
                 if device.type == "cuda":
                     copied = torch.cuda.Event()
-                    copied.record()
+                    copied.record(torch.cuda.current_stream(device))  # the run's device's
                 finished.append((key, mean, copied))
 
     def hand_over(count: int) -> Iterator[tuple[Hashable, torch.Tensor]]:
@@ -300,7 +312,27 @@ def batch_views_for(setting: int | str, device_type: str) -> int:
 def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "torchvision": torchvision.__version__,
             "pytorchvideo": pytorchvideo.__version__, "av": av.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), **harness_version()}
+
+
+@functools.lru_cache(maxsize=1)
+def harness_version() -> dict[str, str]:
+    """The harness's own version and a hash of its package's .py sources (read once, ~0.1 MB):
+    an edit to the code that makes predictions is a different run, installed or not."""
+    try:
+        version = importlib.metadata.version("benchmark")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"benchmark": version,
+            "benchmark_source": source_digest(Path(__file__).resolve().parent)}
+
+
+def source_digest(package: Path) -> str:
+    """SHA-256 (16 hex) of a package's .py files, their names included."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
@@ -322,19 +354,22 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     problem = precision_problem(str(cfg.precision), device)
     if problem:
         raise SettingsError(problem)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # device=cuda:1: streams and events default to the run's
+    tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
+    # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
+    resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
-    model = build_model(cfg.model, protocol.head)
+    model = build_model(cfg.model, protocol.head, resolved)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
-    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
-        raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
-                            f"(model.num_classes); class names came from {manifest.class_names_source}")
+    check_class_count(manifest, model, bool(cfg.data.get("synthetic")))
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
@@ -343,16 +378,22 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)
         check_writable(Path(cfg.results_dir))
 
-    store = RunStore(run_dir, run_identity(cfg, model, manifest, device),
+    batch_views = batch_views_for(cfg.eval.batch_views, device.type)
+    identity = run_identity(cfg, model, manifest, device, batch_views, tf32)
+    check_ranks_agree(identity, ranks)
+    store = RunStore(run_dir, identity,
                      int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
-    done = store.resume(list(cfg.eval.resume_search)) if cfg.resume and ranks.is_main else set()
+    done: set[str] = set()
+    if ranks.is_main and cfg.resume:
+        done = store.resume(list(cfg.eval.resume_search))
+    elif ranks.is_main:
+        store.start_fresh()
     done = distributed.broadcast(done, ranks)
     todo = [i for i, v in enumerate(manifest.videos) if v.video_id not in done]
     if store.resumed_from is not None:
         log.info("resuming %s: %d of %d videos already done, %d to go", store.resumed_from,
                  len(manifest.videos) - len(todo), len(manifest.videos), len(todo))
     todo = distributed.shard(todo, ranks)
-    batch_views = batch_views_for(cfg.eval.batch_views, device.type)
     loader = video_loader(manifest.videos, todo, spec, cfg, device)
     start, evaluated_now = time.perf_counter(), 0
 
@@ -364,7 +405,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 continue
             video = manifest.videos[item.index]
             log.warning("%s: %s", video.path or video.video_id, item.failure)
-            store.add_failure(video.video_id, video.path, item.failure)
+            store.add_failure(video.video_id, video.path, item.failure, item.transient)
             progress.update(None)
             if cfg.strict:
                 store.flush()
@@ -376,9 +417,11 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                                     str(cfg.precision), bool(cfg.eval.channels_last),
                                     cfg.views.get("fault")):
             video = manifest.videos[index]
-            store.add_prediction(video.video_id, video.path, video.label, probs)
-            progress.update(int(probs.argmax()) == video.label)
-            evaluated_now += 1
+            if record_prediction(store, video, probs, bool(cfg.strict)):
+                progress.update(int(top_k(probs, 1)) == video.label)
+                evaluated_now += 1
+            else:
+                progress.update(None)
     seconds = time.perf_counter() - start
     store.flush()
     shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
@@ -389,13 +432,16 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     evaluated_now = sum(n for _, n, _ in shares)
     seconds = max(s for _, _, s in shares)
 
+    order = [v.video_id for v in manifest.videos]
+    check_some_evaluated(store, len(manifest.videos), order)
     probs, labels = store.probs_and_labels()
     metrics = {
         "model": model.name, "weights": model.weights, "dataset": manifest.name,
-        "device": device.type, "precision": str(cfg.precision),
+        **data_identity(cfg, identity), "protocol": protocol.name,
+        "device": device.type, "precision": str(cfg.precision), "tf32": tf32,
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
         "compile": bool(cfg.compile), "clips": clips, "crops": crops,
-        "protocol": protocol.name, "fault": cfg.views.get("fault"),
+        "fault": cfg.views.get("fault"),
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
@@ -408,29 +454,112 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "versions": versions(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    store.finish(metrics, order=[v.video_id for v in manifest.videos])
+    store.finish(metrics, order=order)
     published = OmegaConf.to_container(cfg.model.published, resolve=True) if "published" in cfg.model else {}
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
     report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
     return metrics
 
 
-def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device) -> dict:
-    """What determines a run's predictions: a run resumes only work with the same identity."""
+def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device,
+                 batch_views: int, tf32: bool) -> dict:
+    """What determines a run's predictions: a run resumes only work with the same identity, and
+    the ranks of one run must all have it. Anything here that changes changes the predictions
+    (or may: batch size and layout move the float rounding), so one run never mixes them."""
     csv = Path(cfg.data.csv).resolve()
     return {
         "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
-                  "input": model.spec, "num_classes": model.num_classes},
-        "weights": model.weights,
+                  "input": model.spec, "num_classes": model.num_classes,
+                  "output": str(cfg.model.get("output", "logits"))},
+        "weights": {"label": model.weights, "sha256": model.checkpoint_sha256,
+                    "url": cfg.model.get("checkpoint_url")},
         "seed": int(cfg.seed),
         "data": {"csv": str(csv), "csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest(),
                  "root": str(Path(cfg.data.root or ".").resolve()), "limit": cfg.data.limit,
-                 "class_names": hashlib.sha256("\n".join(manifest.class_names).encode()).hexdigest()},
+                 "class_names": hashlib.sha256("\n".join(manifest.class_names).encode()).hexdigest(),
+                 "decode_timeout_s": cfg.data.decode_timeout_s},
         "views": OmegaConf.to_container(cfg.views),
         "protocol": OmegaConf.to_container(cfg.protocol),
         "device": device.type,
         "precision": str(cfg.precision),
+        "run": {"batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
+                "compile": bool(cfg.compile), "tf32": tf32},
+        "versions": {k: v for k, v in versions().items() if k != "python"},
     }
+
+
+def data_identity(cfg: DictConfig, identity: dict) -> dict:
+    """What was evaluated, for metrics.json and the table key: a 100-video ``data.limit`` run or
+    another CSV is a row of its own, never the full list's."""
+    data = identity["data"]
+    return {"csv": data["csv"], "csv_sha256": data["csv_sha256"], "limit": data["limit"]}
+
+
+def check_class_count(manifest: Manifest, model: Model, generated: bool) -> None:
+    """The class-name list must have the model's number of classes, or the ids the CSV's names
+    map to are not the model's (``data.class_names=null`` on a subset CSV: sorted names of the
+    classes present, shifted). Integer-label lists are the model's ids already: names padded.
+    A generated set (sample, toy) has its own classes; a Kinetics model on it only shows the
+    pipeline runs, and its labels must still be within the model's classes."""
+    names, source = manifest.class_names, manifest.class_names_source
+    if len(names) < model.num_classes and source == "integer labels":
+        names.extend(str(i) for i in range(len(names), model.num_classes))
+    if len(names) != model.num_classes and not generated:
+        raise SettingsError(
+            f"data.class_names: {len(names)} class names ({source}) but the model has "
+            f"{model.num_classes} classes (model.num_classes): class ids would not be the model's; "
+            "pass the model's class-name file (data.class_names=PATH)")
+    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
+        raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
+                            f"(model.num_classes); class names came from {source}")
+
+
+def check_ranks_agree(identity: dict, ranks: distributed.Ranks) -> None:
+    """Under torchrun every rank must evaluate the same run (weights, data, settings, code): any
+    rank whose fingerprint differs from rank 0's stops every rank, saying what differs."""
+    identities = distributed.all_gather(identity, ranks)
+    prints = [fingerprint(i) for i in identities]
+    differ = {rank: sorted(k for k in set(i) | set(identities[0])
+                           if json_of(i.get(k)) != json_of(identities[0].get(k)))
+              for rank, i in enumerate(identities) if prints[rank] != prints[0]}
+    if differ:
+        raise SettingsError("ranks disagree on the run's fingerprint: " + "; ".join(
+            f"rank {r} differs from rank 0 in {', '.join(keys) or 'its fingerprint'}"
+            for r, keys in differ.items()) + " (every rank must see the same weights, data, "
+            "settings and code); stopping")
+
+
+def json_of(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def record_prediction(store: RunStore, video: Video, probs: torch.Tensor, strict: bool) -> bool:
+    """Store ``video``'s probabilities; NaN or inf in them (an fp16 overflow) makes the video a
+    failure with the reason, never a silent miss. Returns whether it was a prediction."""
+    finite = torch.isfinite(probs)
+    if bool(finite.all()):
+        store.add_prediction(video.video_id, video.path, video.label, probs)
+        return True
+    reason = (f"non-finite probabilities: {int(probs.isnan().sum())} NaN and "
+              f"{int(probs.isinf().sum())} inf of {probs.numel()} (the model's output overflowed?)")
+    log.warning("%s: %s", video.path or video.video_id, reason)
+    store.add_failure(video.video_id, video.path, reason)
+    if strict:
+        store.flush()
+        raise StrictFailure(f"{video.path or video.video_id}: {reason} (strict=true)")
+    return False
+
+
+def check_some_evaluated(store: RunStore, listed: int, order: list[str]) -> None:
+    """A run in which no video could be evaluated is an error: its failures are written (for
+    the reasons), no metrics.json and no table row."""
+    if store.predictions:
+        return
+    store.write_failures(order)
+    reasons = sorted({str(r["reason"]) for r in store.failures})
+    raise NothingEvaluated(
+        f"no video could be evaluated: {len(store.failures)} of {listed} listed failed"
+        + (f" (first reason: {reasons[0]}; all in {store.run_dir / 'failures.csv'})" if reasons else ""))
 
 
 def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSpec,

@@ -104,25 +104,37 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
     return names, "sorted CSV labels"
 
 
-def _index_videos(root: Path) -> dict[str, Path]:
-    """Map file stem -> path for videos directly under ``root`` or one folder down."""
-    found: dict[str, Path] = {}
-    if not root.is_dir():
-        return found
+def _index_videos(root: Path) -> dict[str, list[Path]]:
+    """Map file stem -> the video files with that stem directly under ``root`` or one folder
+    down (several when a video is both flat and in a folder, or in two containers)."""
+    found: dict[str, list[Path]] = {}
     for entry in os.scandir(root):
         entries = os.scandir(entry.path) if entry.is_dir() else [entry]
         for item in entries:
             stem, ext = os.path.splitext(item.name)
             if ext in VIDEO_EXTENSIONS and item.is_file():
-                found.setdefault(stem, Path(item.path))
+                found.setdefault(stem, []).append(Path(item.path))
     return found
+
+
+# Which file stands for a video when several share its stem (README: Point it at Kinetics-400).
+PICK_RULE = "the label's folder, then flat under the root, then another folder; .mp4, .mkv, .webm"
+
+
+def _pick(candidates: list[Path], root: Path, label_name: str) -> Path:
+    """The file ``PICK_RULE`` picks, whatever order the filesystem lists them in."""
+    def rank(path: Path) -> tuple:
+        place = 0 if path.parent == root / label_name else 1 if path.parent == root else 2
+        return place, VIDEO_EXTENSIONS.index(path.suffix), str(path)
+    return min(candidates, key=rank)
 
 
 def _read_rows(csv_path: Path) -> tuple[str, list[tuple[int, list[str]]]]:
     """Detect the format from the first line; return it with (line number, fields) rows."""
     if not csv_path.is_file():
         raise ManifestError(f"{csv_path}: no such file (set data.csv)")
-    lines = csv_path.read_text().splitlines()
+    # utf-8-sig: a CSV saved with a byte-order mark (Excel, Windows tools) reads as without.
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
     if not any(line.strip() for line in lines):
         raise ManifestError(f"{csv_path}: the file is empty")
     first = next(csv.reader([lines[0]]))
@@ -168,7 +180,11 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
         names, source = (resolve_class_names(class_names, []) if class_names else
                          ([str(i) for i in range(max(labels) + 1)], "integer labels"))
     ids = {label: i for i, label in enumerate(names)}
+    if kind == "official" and not root.is_dir():
+        raise ManifestError(f"data.root: {root} is not a folder (the videos of {csv_path} are "
+                            "looked for directly under it or under <root>/<label>/)")
     index = _index_videos(root) if kind == "official" else {}
+    several: list[str] = []
     videos: list[Video] = []
     seen: set[str] = set()
     duplicates: list[str] = []
@@ -179,7 +195,10 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
                 raise ManifestError(f"{csv_path}:{line}: label {label_name!r} is not in the class "
                                     f"names ({source})")
             video_id = f"{row[1].strip()}_{int(row[2]):06d}_{int(row[3]):06d}"
-            path = index.get(video_id)
+            candidates = index.get(video_id, [])
+            path = _pick(candidates, root, label_name) if candidates else None
+            if len(candidates) > 1:
+                several.append(f"{video_id} -> {path} (of {len(candidates)})")
             label = ids[label_name]
             expected = (f"{video_id}{{{','.join(VIDEO_EXTENSIONS)}}} under {root} or "
                         f"{root}/{label_name}/")
@@ -189,9 +208,11 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
                 raise ManifestError(f"{csv_path}:{line}: label {label} is outside the "
                                     f"{len(names)} classes ({source})")
             label_name = names[label]
-            candidate = Path(row[0].strip())
-            candidate = candidate if candidate.is_absolute() else root / candidate
-            video_id, path, expected = candidate.stem, candidate if candidate.is_file() else None, str(candidate)
+            listed = Path(row[0].strip())
+            candidate = listed if listed.is_absolute() else root / listed
+            # The path relative to the root is the id: a/0001.mp4 and b/0001.mp4 are two videos.
+            video_id = (listed.relative_to(root) if listed.is_relative_to(root) else listed).as_posix()
+            path, expected = candidate if candidate.is_file() else None, str(candidate)
         if video_id in seen:
             duplicates.append(video_id)
             continue
@@ -200,8 +221,14 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
     if duplicates:
         log.warning("%s: %d duplicate video ids evaluated once each: %s", csv_path,
                     len(duplicates), ", ".join(duplicates[:5]) + (" ..." if len(duplicates) > 5 else ""))
+    if several:
+        log.info("%s: %d videos have several files; picked by the rule (%s): %s", csv_path,
+                 len(several), PICK_RULE, "; ".join(several[:5]) + (" ..." if len(several) > 5 else ""))
     if limit is not None:
         videos = videos[:limit]
+    if videos and not any(v.path for v in videos):
+        raise ManifestError(f"data.root: none of the {len(videos)} listed videos of {csv_path} is "
+                            f"there (looked for {videos[0].expected}, ...)")
     return Manifest(name, videos, names, source, duplicates)
 
 

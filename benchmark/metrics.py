@@ -1,37 +1,46 @@
 """Accuracy from per-video probabilities: top-1/top-5 (micro), mean per-class accuracy, bootstrap
-intervals, per-class accuracy and the confusions between classes."""
+intervals, per-class accuracy and the confusions between classes.
+
+Every hit count goes through ``top_k`` (one tie-break: the lower class id first), so the point
+estimates, the bootstrap, predictions.parquet's top5, the per-class tables and the regression
+check agree on every video, ties included (torchmetrics, ``Tensor.topk`` and ``argmax`` each
+break ties their own way).
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
-from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+
+def top_k(probs: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` most probable class ids per row (or of one vector), most probable first; equal
+    probabilities in class id order (a stable sort), whatever the device or the library."""
+    order = torch.sort(probs, dim=-1, descending=True, stable=True).indices
+    return order[..., :min(k, probs.shape[-1])]
+
+
+def topk_hits(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Per video: is the label among the ``k`` most probable classes (bool, shape (N,))."""
+    return (top_k(probs, k) == labels[:, None]).any(dim=1)
 
 
 def accuracy(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
     """Fractions in 0..1 over the evaluated videos (None when there are none).
 
-    torchmetrics' MulticlassAccuracy defaults to average="macro"; the model zoo's top-1/top-5 are
-    "micro" (share of videos), so it is stated explicitly. Mean class accuracy averages only over
-    classes that have videos here (a subset of Kinetics lacks some classes).
+    top-1/top-5 are "micro" as in the model zoo (share of videos). Mean class accuracy averages
+    only over classes that have videos here (a subset of Kinetics lacks some classes).
     """
     if len(labels) == 0:
         return {"top1": None, "top5": None, "mean_class_accuracy": None}
-    top5 = min(5, num_classes)
-    result = {
-        "top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")(probs, labels).item(),
-        "top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro")(probs, labels).item(),
-    }
-    per_class = MulticlassAccuracy(num_classes, top_k=1, average=None)(probs, labels)
-    present = torch.bincount(labels, minlength=num_classes) > 0
-    result["mean_class_accuracy"] = per_class[present].mean().item()
+    top1 = topk_hits(probs, labels, 1).double()
+    result = {"top1": top1.mean().item(),
+              "top5": topk_hits(probs, labels, min(5, num_classes)).double().mean().item()}
+    videos = torch.bincount(labels, minlength=num_classes).double()
+    per_class = torch.bincount(labels, weights=top1, minlength=num_classes)
+    present = videos > 0
+    result["mean_class_accuracy"] = (per_class[present] / videos[present]).mean().item()
     return result
-
-
-def topk_hits(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Per video: is the label among the ``k`` most probable classes (bool, shape (N,))."""
-    top = probs.topk(min(k, probs.shape[1]), dim=1).indices
-    return (top == labels[:, None]).any(dim=1)
 
 
 def bootstrap_ci(probs: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] = (1, 5),
@@ -58,7 +67,10 @@ def bootstrap_ci(probs: torch.Tensor, labels: torch.Tensor, ks: tuple[int, ...] 
 
 def confusion_matrix(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """(true class, top-1 predicted class) video counts."""
-    return MulticlassConfusionMatrix(probs.shape[1])(probs, labels)
+    num_classes = probs.shape[1]
+    predicted = top_k(probs, 1)[:, 0]
+    return torch.bincount(labels * num_classes + predicted,
+                          minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
 def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> pd.DataFrame:
@@ -66,8 +78,9 @@ def per_class_accuracy(probs: torch.Tensor, labels: torch.Tensor) -> pd.DataFram
     and the class its videos are most often mistaken for (most_confused_id, confused_videos)."""
     num_classes = probs.shape[1]
     videos = torch.bincount(labels, minlength=num_classes)
-    top1 = MulticlassAccuracy(num_classes, top_k=1, average=None)(probs, labels)
-    top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average=None)(probs, labels)
+    counts = videos.clamp(min=1).double()
+    top1, top5 = (torch.bincount(labels, weights=topk_hits(probs, labels, k).double(),
+                                 minlength=num_classes) / counts for k in (1, 5))
     wrong = confusion_matrix(probs, labels).fill_diagonal_(0)
     confused, most = wrong.max(dim=1)
     present = videos.nonzero().flatten()

@@ -56,6 +56,7 @@ class Model:
     weights: str  # "official", "random-init", or "<file name>@<sha256 prefix>"
     spec: InputSpec
     num_classes: int
+    checkpoint_sha256: str | None = None  # of the loaded file (weights=auto too); None: random
 
 
 def input_spec(cfg: DictConfig) -> InputSpec:
@@ -118,12 +119,12 @@ def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
     module.load_state_dict(state)
 
 
-def _short_sha256(path: Path) -> str:
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:8]
+    return digest.hexdigest()
 
 
 def _single_pathway(module: torch.nn.Module, args: tuple) -> tuple | None:
@@ -152,27 +153,41 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
     return module
 
 
-def build_model(cfg: DictConfig, head: str = "pooled_logits") -> Model:
-    """Build ``cfg.builder``, load the weights that ``cfg.weights`` names, and pool its head's
-    output locations as the protocol's ``head`` says (protocols.apply_head)."""
+def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
+    """(checkpoint file or None for random init, label) for ``cfg.weights``, downloading the
+    official checkpoint if needed. Under torchrun only rank 0 calls this; the other ranks load
+    the file it resolved, so no rank falls back to random weights on its own."""
+    weights = str(cfg.weights)
+    if weights in ("auto", "pretrained"):
+        path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")
+        return (None, RANDOM_INIT) if path is None else (str(path), "official")
+    if weights == "random":
+        return None, RANDOM_INIT
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"model.weights: {path}: no such file")
+    return str(path), path.name  # the content hash is added when it is loaded
+
+
+def build_model(cfg: DictConfig, head: str = "pooled_logits",
+                resolved: tuple[str | None, str] | None = None) -> Model:
+    """Build ``cfg.builder``, load the weights that ``cfg.weights`` names (``resolved``:
+    ``resolve_weights``'s answer, from another rank), and pool its head's output locations as
+    the protocol's ``head`` says (protocols.apply_head)."""
     spec = input_spec(cfg)
     module = hydra.utils.instantiate(cfg.builder)
     output = "probs" if apply_head(module, head) else str(cfg.get("output", "logits"))
     module = adapt_io(module, spec.alpha is None, output)
-    weights = str(cfg.weights)
-    if weights in ("auto", "pretrained"):
-        path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")
-        label = "official"
-    elif weights == "random":
-        path = None
-    else:
-        path = Path(weights).expanduser()
+    path, label = resolved if resolved is not None else resolve_weights(cfg)
+    digest = None
+    if path is not None:
+        path = Path(path)
         if not path.is_file():
-            raise WeightsError(f"model.weights: {path}: no such file")
-        label = f"{path.name}@{_short_sha256(path)}"
-    if path is None:
-        label = RANDOM_INIT
-    else:
+            raise WeightsError(f"model.weights: {path}: no such file (resolved by rank 0; every "
+                               "rank must see it at the same path)")
+        digest = _sha256(path)
+        if label != "official":
+            label = f"{path.name}@{digest[:8]}"
         load_checkpoint(module, path)
     module.eval()
-    return Model(str(cfg.name), module, label, spec, int(cfg.num_classes))
+    return Model(str(cfg.name), module, label, spec, int(cfg.num_classes), digest)

@@ -1,10 +1,12 @@
 """Reports: tables (CSV for tools, Markdown for people) and plots, built from finished runs.
 
 - ``results/evaluations.csv`` / ``.md``: one row per evaluation, keyed by what identifies it
-  (model, weights, dataset, device, precision, views), so a rerun replaces its row. Measured
-  top-1/top-5 carry a seeded 95% bootstrap interval (``+-`` in the Markdown); the published
-  numbers (pytorchvideo model zoo) sit in their own columns beside the measured ones, never in
-  their place, with the measured minus published delta.
+  (model, weights, dataset, the data evaluated: CSV and its hash, ``data.limit``, protocol,
+  device, precision, TF32, views), so a rerun replaces its row and a subset run is a row of its
+  own. Measured top-1/top-5 carry a seeded 95% bootstrap interval (``+-`` in the Markdown); the
+  published numbers (pytorchvideo model zoo) sit in their own columns beside the measured ones,
+  never in their place, with the measured minus published delta only where the run is
+  comparable (official weights, the published views and protocol, the full list).
 - Per run, in its folder: ``report.md``, ``per_class.csv``/``.md`` (worst class first),
   ``confusions.csv``/``.md`` (most confused class pairs), and the two plots.
 - Plots (PNG, in the run folder and ``results/``): top-1 against GFLOPs per view with the zoo's
@@ -37,7 +39,12 @@ from benchmark.store import atomic_write
 
 log = logging.getLogger(__name__)
 
-EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views", "protocol"]
+EVAL_KEY = ["model", "weights", "dataset", "data", "limit", "protocol", "device", "precision",
+            "tf32", "views"]
+# The views and protocol the zoo's numbers were measured with, unless a model's
+# ``published.views`` / ``published.protocol`` say otherwise.
+PUBLISHED_VIEWS = "10x3"
+PUBLISHED_PROTOCOL = "zoo"
 EVAL_COLUMNS = EVAL_KEY + [
     "videos",
     "top1", "top1_ci95", "published_top1", "top1_delta",
@@ -46,12 +53,14 @@ EVAL_COLUMNS = EVAL_KEY + [
     "gflops", "published_gflops", "gflops_delta",
     "params_m", "published_params_m", "params_delta",
     "views_per_s", "videos_per_s", "batch_views", "channels_last", "compile",
-    "torch", "pytorchvideo", "av", "finished",
+    "torch", "pytorchvideo", "av", "benchmark", "benchmark_source", "finished",
 ]
 EVAL_NOTE = (
     "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
     "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400); `*_delta` = "
-    "measured - published. GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
+    "measured - published, only for runs comparable with the zoo's (official weights, the "
+    "published views and protocol, the full list; `data`: CSV@hash, `limit`: data.limit). "
+    "GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
     "conventions). views_per_s: model only; videos_per_s: end to end."
 )
 FLOPS_COLUMNS = [
@@ -82,12 +91,30 @@ def _delta(measured, published):
     return None if measured is None or published is None else round(measured - published, 2)
 
 
+def comparable(metrics: dict, published: dict) -> bool:
+    """Whether the run's accuracy compares with the zoo's: Kinetics-400, the official weights,
+    the views and protocol the published numbers were measured with, and the whole list (a
+    ``data.limit`` subset or a deliberately broken run is not)."""
+    return (metrics["dataset"] == "kinetics400" and metrics["weights"] == "official"
+            and f"{metrics['clips']}x{metrics['crops']}" == str(published.get("views", PUBLISHED_VIEWS))
+            and not metrics.get("fault") and metrics.get("limit") is None
+            and metrics.get("protocol") == published.get("protocol", PUBLISHED_PROTOCOL))
+
+
+def data_label(metrics: dict) -> str:
+    """The data evaluated, for the table key: CSV file name @ the first 8 hex of its SHA-256."""
+    if not metrics.get("csv_sha256"):
+        return ""  # a run from before the key had it
+    return f"{Path(str(metrics['csv'])).name}@{metrics['csv_sha256'][:8]}"
+
+
 def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
     """A table row from a run's metrics.json (accuracies in percent, as the zoo prints them);
     ``ci``: ``bootstrap_ci``'s intervals, shown as their half width."""
     ci = ci or {}
     if metrics["dataset"] != "kinetics400":  # the zoo's accuracy is Kinetics-400's, nothing else's
         published = {k: v for k, v in published.items() if k not in ("top1", "top5")}
+    accuracy_delta = comparable(metrics, published)
 
     def half_width(name):
         low, high = ci.get(name, (None, None))
@@ -97,7 +124,9 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
     gflops, params = _round(metrics.get("gflops")), _round(metrics.get("params_m"))
     return {
         "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
+        "data": data_label(metrics), "limit": metrics.get("limit"),
         "device": metrics["device"], "precision": metrics["precision"],
+        "tf32": metrics.get("tf32", False),
         # A deliberately broken run (views.fault) never takes a real run's row.
         "views": f"{metrics['clips']}x{metrics['crops']}"
                  + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
@@ -105,9 +134,9 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "protocol": metrics.get("protocol") or f"spacing={metrics.get('spacing')}",
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
         "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
-        "top1_delta": _delta(top1, published.get("top1")),
+        "top1_delta": _delta(top1, published.get("top1")) if accuracy_delta else None,
         "top5": top5, "top5_ci95": half_width("top5"), "published_top5": published.get("top5"),
-        "top5_delta": _delta(top5, published.get("top5")),
+        "top5_delta": _delta(top5, published.get("top5")) if accuracy_delta else None,
         "mean_class_accuracy": _pct(metrics["mean_class_accuracy"]),
         "gflops": gflops, "published_gflops": published.get("gflops"),
         "gflops_delta": _delta(gflops, published.get("gflops")),
@@ -119,7 +148,9 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "batch_views": metrics.get("batch_views"), "channels_last": metrics.get("channels_last"),
         "compile": metrics.get("compile"),
         "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
-        "av": metrics["versions"]["av"], "finished": metrics["finished"],
+        "av": metrics["versions"]["av"], "benchmark": metrics["versions"].get("benchmark"),
+        "benchmark_source": metrics["versions"].get("benchmark_source"),
+        "finished": metrics["finished"],
     }
 
 
@@ -151,7 +182,7 @@ def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
     table = pd.read_csv(csv_path, dtype=str) if csv_path.exists() else pd.DataFrame(columns=columns)
     new = pd.DataFrame([{k: "" if v is None else str(v) for k, v in row.items()}], columns=columns)
     if not table.empty:
-        same = (table.reindex(columns=key).astype(str) == new[key].iloc[0]).all(axis=1)
+        same = (table.reindex(columns=key).fillna("").astype(str) == new[key].iloc[0]).all(axis=1)
         table = table[~same]
     table = pd.concat([table, new], ignore_index=True).sort_values(key, ignore_index=True)
     table = table.reindex(columns=columns)
@@ -327,7 +358,7 @@ def plot_accuracy_vs_gflops(rows: pd.DataFrame, zoo: pd.DataFrame, path: Path) -
     """Top-1 against GFLOPs per view (log scale): the zoo's published points (hollow circles, one
     colour per model) and the measured runs (filled squares in their model's colour, with their
     95% interval), a dotted line joining a run to its model's published point."""
-    rows = _numbers(rows, ["top1", "top1_ci95", "gflops"]).dropna(subset=["top1", "gflops"])
+    rows = _numbers(rows, ["top1", "top1_ci95", "gflops", "top1_delta"]).dropna(subset=["top1", "gflops"])
     rows = rows[rows.gflops > 0]
     zoo = _numbers(zoo, ["top1", "gflops"]).dropna(subset=["top1", "gflops"])
     colours = {m: f"C{i % 10}" for i, m in enumerate(zoo.model)}
@@ -343,7 +374,7 @@ def plot_accuracy_vs_gflops(rows: pd.DataFrame, zoo: pd.DataFrame, path: Path) -
                     color=colour, capsize=3, label=f"{r.model}: {r.dataset}, {r.views} views, "
                                                    f"{r.device} {r.precision}, {r.weights}")
         same = zoo[zoo.model == r.model]
-        if len(same):
+        if len(same) and pd.notna(r.top1_delta):  # joined only where the run is comparable
             ax.plot([r.gflops, same.gflops.iloc[0]], [r.top1, same.top1.iloc[0]], ":",
                     color=colour, linewidth=1)
     ax.set_xscale("log")

@@ -5,7 +5,12 @@ file renamed into place, so a crash never leaves a half-written part that a late
 ``progress.json`` holds the run's fingerprint (a hash of what determines its predictions: model,
 weights, data, views, device, precision). A new run with the same fingerprint picks up an
 unfinished run's parts and skips those videos; a run with another fingerprint never does.
-At the end the parts become predictions.parquet, failures.csv and metrics.json.
+The adopted run's progress.json is then marked ``superseded_by`` the new run, so its parts are
+never adopted again. Failures marked transient (file not found, decoding too slow: a disk that
+may be back or less busy) are tried again by the run that resumes; the others stay failures.
+A run that does not resume (``resume=false``) clears its run dir's parts and writes its own
+progress.json before any work. At the end the parts become predictions.parquet, failures.csv
+and metrics.json.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmark.metrics import top_k
+
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
 FAILURE_COLUMNS = ["video_id", "path", "reason"]
-PART_COLUMNS = PREDICTION_COLUMNS + ["reason"]  # reason set: a failure; else a prediction
+# reason set: a failure (transient: tried again on resume); else a prediction
+PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "transient"]
 
 
 _UMASK = os.umask(0)
@@ -86,7 +94,7 @@ def find_unfinished(run_dir: Path, search: list[str], identity: dict) -> Path | 
     others = []
     for candidate in [run_dir] + sorted(found - {run_dir}, key=lambda p: p.stat().st_mtime, reverse=True):
         progress = _read_progress(candidate)
-        if progress is None or progress.get("finished"):
+        if progress is None or progress.get("finished") or progress.get("superseded_by"):
             continue
         if progress.get("fingerprint") == wanted:
             return candidate
@@ -117,14 +125,21 @@ class RunStore:
         self.resumed_from: Path | None = None
 
     def resume(self, search: list[str]) -> set[str]:
-        """Load the parts of an unfinished run with the same fingerprint; return its video ids."""
+        """Load the parts of an unfinished run with the same fingerprint; return the ids of its
+        videos that need no new try (predictions and permanent failures)."""
         source = find_unfinished(self.run_dir, search, self.identity)
         if source != self.run_dir:  # a fresh start here: parts of a finished run go
             shutil.rmtree(self.parts, ignore_errors=True)
         if source is not None:
             frames = [pd.read_parquet(p) for p in sorted((source / "parts").glob("part-*.parquet"))]
             if frames:
-                done = pd.concat(frames, ignore_index=True).drop_duplicates("video_id")
+                rows = pd.concat(frames, ignore_index=True).reindex(columns=PART_COLUMNS)
+                rows["transient"] = rows["transient"].fillna(False).astype(bool)  # older parts
+                retry = rows.reason.map(lambda r: isinstance(r, str)) & rows.transient
+                if retry.any():
+                    log.info("%s: %d videos failed for a transient reason; trying them again",
+                             source, rows[retry].video_id.nunique())
+                done = rows[~retry].drop_duplicates("video_id")
                 self.rows = done.to_dict("records")
                 self.resumed_from = source
                 if source != self.run_dir:  # keep this run self-contained
@@ -132,16 +147,37 @@ class RunStore:
         self._write_progress(finished=False)
         if self.pending:
             self.flush()
+        if source is not None and source != self.run_dir:
+            self._mark_superseded(source)
         return {row["video_id"] for row in self.rows}
 
-    def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
-        top = probs.topk(min(5, probs.numel())).indices.tolist()
-        self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
-                   "probs": probs.float().tolist(), "reason": None})
+    def start_fresh(self) -> None:
+        """``resume=false``: this run owns its run dir: stale parts go, its progress.json is
+        written before any work (so no older config's progress.json stands beside its parts)."""
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self._write_progress(finished=False)
 
-    def add_failure(self, video_id: str, path, reason: str) -> None:
+    def _mark_superseded(self, source: Path) -> None:
+        """Mark the adopted run so no later run adopts its (now stale) parts again."""
+        progress = _read_progress(source) or {}
+        progress["superseded_by"] = str(self.run_dir)
+        try:
+            atomic_write(source / "progress.json",
+                         lambda p: p.write_text(json.dumps(progress, indent=2, default=str) + "\n"))
+        except OSError as err:  # a read-only old run: its parts are copied here all the same
+            log.warning("%s: cannot mark it superseded: %s", source, err)
+
+    def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
+        top = top_k(probs, 5).tolist()
+        self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
+                   "probs": probs.float().tolist(), "reason": None, "transient": False})
+
+    def add_failure(self, video_id: str, path, reason: str, transient: bool = False) -> None:
+        """``transient``: the reason may not hold next time (file not found, decode timeout), so
+        a run that resumes tries the video again; otherwise (a broken file, a crashed decoder)
+        it stays a failure."""
         self._add({"video_id": video_id, "path": str(path or ""), "label": None, "top5": None,
-                   "probs": None, "reason": reason})
+                   "probs": None, "reason": reason, "transient": bool(transient)})
 
     def _add(self, row: dict) -> None:
         self.rows.append(row)
@@ -177,18 +213,27 @@ class RunStore:
         labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
         return probs, labels
 
+    def _ordered(self, order: list[str]) -> list[dict]:
+        """One row per video (the first of any repeats), in manifest ``order``."""
+        rank = {video_id: i for i, video_id in enumerate(order)}
+        unique = {r["video_id"]: r for r in reversed(self.rows)}
+        return sorted(unique.values(), key=lambda r: rank.get(r["video_id"], len(rank)))
+
+    def write_failures(self, order: list[str]) -> None:
+        """failures.csv (also for a run that ends without any prediction: the reasons)."""
+        self.flush()
+        failures = pd.DataFrame([r for r in self._ordered(order) if isinstance(r["reason"], str)],
+                                columns=FAILURE_COLUMNS)
+        atomic_write(self.run_dir / "failures.csv", lambda p: failures.to_csv(p, index=False))
+
     def finish(self, metrics: dict, order: list[str]) -> None:
         """Write the final files, rows in manifest ``order``, and mark the run finished."""
         self.flush()
-        rank = {video_id: i for i, video_id in enumerate(order)}
-        unique = {r["video_id"]: r for r in reversed(self.rows)}  # the first of any repeats
-        rows = sorted(unique.values(), key=lambda r: rank.get(r["video_id"], len(rank)))
+        rows = self._ordered(order)
         frame = pd.DataFrame([r for r in rows if not isinstance(r["reason"], str)],
                              columns=PREDICTION_COLUMNS).astype({"label": "int64"})
         atomic_write(self.run_dir / "predictions.parquet", lambda p: frame.to_parquet(p, index=False))
-        failures = pd.DataFrame([r for r in rows if isinstance(r["reason"], str)],
-                                columns=FAILURE_COLUMNS)
-        atomic_write(self.run_dir / "failures.csv", lambda p: failures.to_csv(p, index=False))
+        self.write_failures(order)
         atomic_write(self.run_dir / "metrics.json",
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
         self._write_progress(finished=True)

@@ -81,7 +81,8 @@ def run_eval(*overrides, check=True):
 @pytest.fixture(scope="session")
 def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
     """A finished run of the CLI over the generated set plus one listed video not on disk:
-    (folder, overrides, CompletedProcess); the run dir is folder / "out"."""
+    (folder, overrides, CompletedProcess); the run dir is folder / "out". 5 views a batch for
+    12 a video: batches span videos, end to end."""
     tmp = tmp_path_factory.mktemp("run")
     csv = tmp / "val.csv"
     csv.write_text((action_set / "validate.csv").read_text() + '"moving left",notthere,0,10,validate\n')
@@ -89,7 +90,8 @@ def kinetics_run(action_set, tiny_checkpoint, tmp_path_factory):
         "model=slowfast_tiny", "model.num_classes=4", f"model.weights={tiny_checkpoint}",
         "data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
         f"data.class_names={action_set / 'kinetics_classnames.json'}", "views.clips=4",
-        "protocol=pytorchvideo", "device=cpu", f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
+        "protocol=pytorchvideo", "eval.batch_views=5", "device=cpu",
+        f"results_dir={tmp / 'results'}", f"hydra.run.dir={tmp / 'out'}",
     ]
     result = run_eval(*overrides)
     return tmp, overrides, result

@@ -69,4 +69,28 @@ def test_eval_on_cuda_in_bf16(tmp_path, action_set, tiny_checkpoint):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (metrics["device"], metrics["precision"], metrics["batch_views"]) == ("cuda", "bf16", 60)
     assert metrics["videos_evaluated"] == 4 and metrics["videos_failed"] == 0
+    assert metrics["tf32"] is False  # eval.tf32=false: fp32 work on the GPU is fp32
     assert pd.read_csv(tmp_path / "results" / "evaluations.csv").device[0] == "cuda"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_a_run_on_the_second_gpu_times_and_copies_on_its_own_stream(tiny_model, tiny_clips,
+                                                                    cpu_probs):
+    """device=cuda:1 while cuda:0 is current: the copy-back events and the Stopwatch's events
+    are recorded on cuda:1's stream, so the host never reads a mean before its copy lands."""
+    second = torch.device("cuda", 1)
+    assert torch.cuda.current_device() == 0
+    stopwatch = Stopwatch(second)
+    runner = prepare_model(tiny_model.module, second, channels_last=True, compile=False)
+    items = [LoadedVideo(i, c.pin_memory()) for i, c in enumerate(tiny_clips)]
+    videos = ((item.index, item.clips) for item in on_device(items, second))
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        got = [p for _, p in predict(runner, videos, tiny_model.spec, 3, 7, second, "fp32",
+                                     channels_last=True, stopwatch=stopwatch)]
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+        tiny_model.module.to(CPU, memory_format=torch.contiguous_format)
+    for probs, expected in zip(got, cpu_probs):
+        torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)
+    assert all(t > 0 for t in stopwatch.totals().values())

@@ -11,6 +11,7 @@ import torch
 
 from benchmark.device import Stopwatch, precision_problem, prepare_model
 from benchmark.evaluate import batch_views_for, loader_workers, predict
+from benchmark.views import make_views
 
 CPU = torch.device("cpu")
 
@@ -24,9 +25,15 @@ def predict_video(model, clips, spec, crops, batch_views, device, precision, **k
 
 @pytest.fixture(scope="module")
 def plain(tiny_model, tiny_clips):
-    """The plain path: fp32, NCDHW, one clip's 3 views per forward."""
-    return [predict_video(tiny_model.module, c, tiny_model.spec, 3, 3, CPU, "fp32")
-            for c in tiny_clips]
+    """Not ``predict``: the model on each view alone (fp32, NCDHW, batch 1), softmax, mean."""
+    means = []
+    with torch.inference_mode():
+        for clips in tiny_clips:
+            views = make_views(clips, tiny_model.spec, 3)
+            probs = [tiny_model.module([v[i:i + 1] for v in views]).softmax(-1)[0]
+                     for i in range(views[0].shape[0])]
+            means.append(torch.stack(probs).mean(0))
+    return means
 
 
 @pytest.mark.parametrize("channels_last, batch_views", [(True, 1), (True, 12), (False, 5)])
@@ -77,9 +84,15 @@ def test_stopwatch_times_views_and_model(tiny_model, tiny_clips):
     assert set(seconds) == {"views", "model"} and all(t > 0 for t in seconds.values())
 
 
-def test_auto_settings_follow_the_device():
+def test_auto_settings_follow_the_device(monkeypatch):
+    import benchmark.evaluate
+
     assert (batch_views_for("auto", "cpu"), loader_workers("auto", "cpu")) == (3, 1)
-    assert batch_views_for("auto", "cuda") == 60 and loader_workers("auto", "cuda") >= 1
+    assert batch_views_for("auto", "cuda") == 60
+    # On a GPU one worker per core but the main process's, and at least one.
+    for cores, workers in [(16, 15), (2, 1), (1, 1)]:
+        monkeypatch.setattr(benchmark.evaluate, "process_cores", lambda: cores)
+        assert loader_workers("auto", "cuda") == workers, cores
     assert (batch_views_for(8, "cuda"), loader_workers(0, "cuda")) == (8, 0)
 
 

@@ -50,3 +50,72 @@ def test_two_processes_equal_one(tmp_path, action_set, tiny_checkpoint):
         assert metrics[0][key] == metrics[1][key], key
     # Both ranks wrote their share's parts into the one run dir; only rank 0 made a run dir.
     assert {p.name.split("-")[1] for p in (tmp_path / "two" / "parts").iterdir()} == {"r0", "r1"}
+
+
+def launch_ranks(tmp_path, per_rank: list[tuple[list[str], dict]]) -> list[tuple[int, str]]:
+    """``python -m benchmark.eval`` as two ranks of one process group (what torchrun sets up),
+    each with its own overrides and environment: (exit code, stderr) per rank."""
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    processes = []
+    for rank, (overrides, env) in enumerate(per_rank):
+        log = open(tmp_path / f"rank{rank}.log", "w")
+        processes.append((subprocess.Popen(
+            [sys.executable, "-m", "benchmark.eval", *overrides], cwd=REPO, stdout=log,
+            stderr=subprocess.STDOUT, env={**os.environ, "MASTER_ADDR": "127.0.0.1",
+                                           "MASTER_PORT": str(port), "RANK": str(rank),
+                                           "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                                           "LOCAL_WORLD_SIZE": "2", **env}), log))
+    results = []
+    for rank, (process, log) in enumerate(processes):
+        process.wait(timeout=300)
+        log.close()
+        results.append((process.returncode, (tmp_path / f"rank{rank}.log").read_text()))
+    return results
+
+
+def test_rank0_resolves_the_weights_and_the_others_load_its_file(kinetics_run, tmp_path,
+                                                                 tiny_checkpoint):
+    """weights=auto with the checkpoint only in rank 0's hub cache and no network: rank 1 loads
+    rank 0's file instead of falling back to random weights on its own, so the run is the
+    one-process run (kinetics_run, the same checkpoint under its file name)."""
+    import shutil
+
+    tmp, overrides, _ = kinetics_run
+    cache = tmp_path / "home0" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    shutil.copy(tiny_checkpoint, cache / "tiny.pyth")
+    (tmp_path / "home1").mkdir()
+    common = [o for o in overrides if not o.startswith(("model.weights=", "results_dir=",
+                                                        "hydra.run.dir="))]
+    common += ["model.weights=auto", "model.checkpoint_url=http://127.0.0.1:9/tiny.pyth",
+               "data.workers=0", "cost.flops=false", "cost.throughput_iters=0",
+               f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'two'}"]
+    results = launch_ranks(tmp_path, [(common, {"TORCH_HOME": str(tmp_path / f"home{r}")})
+                                      for r in range(2)])
+    assert all(code == 0 for code, _ in results), results[0][1][-2000:] + results[1][1][-2000:]
+    assert "RANDOM weights" not in results[1][1]
+    assert json.loads((tmp_path / "two" / "metrics.json").read_text())["weights"] == "official"
+    want = pd.read_parquet(tmp / "out" / "predictions.parquet")
+    got = pd.read_parquet(tmp_path / "two" / "predictions.parquet")
+    assert got.video_id.tolist() == want.video_id.tolist()
+    np.testing.assert_allclose(np.stack(got.probs), np.stack(want.probs), atol=1e-6)
+
+
+def test_ranks_with_different_fingerprints_stop_the_run(kinetics_run, tmp_path):
+    """A rank that would evaluate under other settings (here its batch size) stops every rank
+    before any video, with one line saying what differs."""
+    _, overrides, _ = kinetics_run
+    common = [o for o in overrides if not o.startswith(("results_dir=", "hydra.run.dir="))]
+    common += ["data.workers=0", "cost.flops=false", "cost.throughput_iters=0",
+               f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'two'}"]
+    results = launch_ranks(tmp_path, [(common, {}), ([*common, "eval.batch_views=4"], {})])
+    for code, output in results:
+        assert code != 0
+        assert ("error: ranks disagree on the run's fingerprint: rank 1 differs from rank 0 in "
+                "run (every rank") in output, output[-2000:]
+    assert not (tmp_path / "two" / "parts").exists()

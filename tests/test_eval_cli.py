@@ -27,7 +27,10 @@ def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_
         assert 0 <= metrics[key] <= 1
     assert metrics["gflops"] > 0 and metrics["params_m"] > 0
     assert metrics["views_per_s"] > 0 and metrics["videos_per_s"] > 0
-    assert set(metrics["versions"]) >= {"torch", "pytorchvideo", "av"}
+    assert set(metrics["versions"]) >= {"torch", "pytorchvideo", "av", "benchmark_source"}
+    # What was evaluated and how (the table key has them): the CSV's hash, limit, TF32.
+    assert len(metrics["csv_sha256"]) == 64 and metrics["limit"] is None
+    assert metrics["tf32"] is False and "protocol" in metrics
 
     predictions = pd.read_parquet(tmp / "out" / "predictions.parquet")
     assert len(predictions) == 4 and predictions.video_id.is_unique
@@ -52,17 +55,22 @@ def test_run_writes_metrics_predictions_failures_and_table(kinetics_run, action_
 
 
 def test_predictions_equal_the_reference_pipeline(kinetics_run, tiny_checkpoint):
-    """Per-video probabilities = mean softmax of the model over the reference pipeline's views."""
-    tmp, _, _ = kinetics_run
+    """Per-video probabilities = mean softmax of the model over the reference pipeline's views,
+    for every video, though the run's view batches (5 views) span videos (12 views each)."""
+    tmp, overrides, _ = kinetics_run
+    assert "eval.batch_views=5" in overrides
     predictions = pd.read_parquet(tmp / "out" / "predictions.parquet")
+    assert json.loads((tmp / "out" / "metrics.json").read_text())["batch_views"] == 5
     cfg = compose_eval("model=slowfast_tiny", "model.num_classes=4",
                        f"model.weights={tiny_checkpoint}")
     model = build_model(cfg.model).module
-    row = predictions.iloc[0]
-    with torch.inference_mode():
-        probs = torch.stack([model(view).softmax(-1)[0]
-                             for view in reference_views(row.path, TINY_SPEC, 4, 3)]).mean(0)
-    torch.testing.assert_close(torch.tensor(row.probs, dtype=torch.float32), probs, atol=1e-5, rtol=0)
+    assert len(predictions) == 4
+    for row in predictions.itertuples():
+        with torch.inference_mode():
+            probs = torch.stack([model(view).softmax(-1)[0]
+                                 for view in reference_views(row.path, TINY_SPEC, 4, 3)]).mean(0)
+        torch.testing.assert_close(torch.tensor(row.probs, dtype=torch.float32), probs,
+                                   atol=1e-5, rtol=0)
 
 
 def test_rerun_replaces_its_table_row(kinetics_run):

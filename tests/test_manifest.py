@@ -51,7 +51,8 @@ def test_path_label_list(tmp_path, copy):
     root, _ = copy
     csv = write_csv(tmp_path, "aaa_000010_000020.mp4 0\nmissing.mp4 3\n", "val.txt")
     manifest = read_manifest(csv, root, None)
-    assert [(v.video_id, v.label) for v in manifest.videos] == [("aaa_000010_000020", 0), ("missing", 3)]
+    assert [(v.video_id, v.label) for v in manifest.videos] == [("aaa_000010_000020.mp4", 0),
+                                                                ("missing.mp4", 3)]
     assert manifest.videos[0].path == root / "aaa_000010_000020.mp4"
     assert manifest.videos[1].path is None
 
@@ -130,3 +131,59 @@ def test_generated_set_reads_back_through_the_official_format(action_set):
     assert len(manifest.videos) == 4 and all(v.path and v.path.is_file() for v in manifest.videos)
     assert sorted(v.label_name for v in manifest.videos) == sorted(manifest.class_names)
     assert all(manifest.class_names[v.label] == v.label_name for v in manifest.videos)
+
+
+def test_path_label_ids_are_paths_relative_to_the_root(tmp_path):
+    """a/0001.mp4 and b/0001.mp4 are two videos, not a duplicate (the stem is not the id)."""
+    root = tmp_path / "videos"
+    for folder in ("a", "b"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "0001.mp4").write_bytes(b"x")
+    csv = write_csv(tmp_path, f"a/0001.mp4 0\nb/0001.mp4 1\n{root}/b/0001.mp4 1\n", "val.txt")
+    manifest = read_manifest(csv, root, None)
+    assert [v.video_id for v in manifest.videos] == ["a/0001.mp4", "b/0001.mp4"]
+    assert [v.path for v in manifest.videos] == [root / "a" / "0001.mp4", root / "b" / "0001.mp4"]
+    assert manifest.duplicates == ["b/0001.mp4"]  # the same file listed by its absolute path
+
+
+def test_a_stem_with_several_files_is_picked_by_the_rule(tmp_path, copy, caplog):
+    """Label folder, then flat, then another folder; .mp4, .mkv, .webm: never the listing order."""
+    root, names = copy
+    (root / "abseiling").mkdir()
+    cases = {  # youtube id -> (files, the one the rule picks), all labelled "abseiling"
+        "lf": (["abseiling/lf_000000_000010.webm", "lf_000000_000010.mp4"], 0),
+        "fo": (["riding a bike/fo_000000_000010.mp4", "fo_000000_000010.webm"], 1),
+    }
+    for i in range(6):  # the same folder, three containers: .mp4 first
+        files = [f"ext{i}_000000_000010{e}" for e in (".webm", ".mkv", ".mp4")]
+        files = files[i % 3:] + files[:i % 3]  # made on disk in another order each time
+        cases[f"ext{i}"] = (files, files.index(f"ext{i}_000000_000010.mp4"))
+    for files, _ in cases.values():
+        for name in files:
+            (root / name).write_bytes(b"x")
+    csv = write_csv(tmp_path, HEADER + "".join(f"abseiling,{key},0,10,val,0\n" for key in cases))
+    with caplog.at_level("INFO", logger="benchmark.manifest"):
+        manifest = read_manifest(csv, root, str(names))
+    for video, (files, pick) in zip(manifest.videos, cases.values()):
+        assert video.path == root / files[pick], video.video_id
+    assert "8 videos have several files; picked by the rule" in caplog.text
+
+
+def test_a_csv_with_a_byte_order_mark_reads(tmp_path, copy):
+    root, names = copy
+    csv = tmp_path / "bom.csv"
+    csv.write_text(HEADER + "abseiling,aaa,10,20,val,0\n", encoding="utf-8-sig")
+    assert csv.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert [v.label for v in read_manifest(csv, root, str(names)).videos] == [0]
+
+
+def test_a_root_that_is_not_a_folder_or_holds_no_listed_video_is_refused(tmp_path, copy):
+    root, names = copy
+    csv = write_csv(tmp_path, HEADER + "abseiling,zzz,10,20,val,0\nabseiling,aaa,10,20,val,0\n")
+    with pytest.raises(ManifestError, match=r"data.root: .*typo is not a folder"):
+        read_manifest(csv, root.parent / "typo", str(names))
+    with pytest.raises(ManifestError, match=r"data.root: none of the 1 listed videos .* is there"):
+        read_manifest(csv, root, str(names), limit=1)  # only zzz, which is not on disk
+    assert len(read_manifest(csv, root, str(names)).videos) == 2  # one found is enough
+    with pytest.raises(ManifestError, match=r"data.root: none of the 1 listed"):
+        read_manifest(write_csv(tmp_path, "nothere.mp4 0\n", "v.txt"), root, None)

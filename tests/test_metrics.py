@@ -67,3 +67,27 @@ def test_per_class_accuracy_and_confusions_by_hand():
         (1, 2, 2), (6, 0, 1), (0, 1, 1), (2, 0, 1)]  # most videos, then largest share
     assert confused.share.tolist() == pytest.approx([1.0, 1.0, 1 / 3, 1 / 4])
     assert len(confused_pairs(probs, labels, top=1)) == 1
+
+
+def test_ties_are_broken_one_way_everywhere(tmp_path):
+    """All-equal outputs (and partial ties): the point estimate, the bootstrap, the stored top5,
+    the per-class table and the confusions all take the lower class id first."""
+    from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy, top_k
+    from benchmark.store import RunStore
+
+    probs = torch.full((6, 4), 0.25)
+    probs[3] = torch.tensor([0.1, 0.4, 0.4, 0.1])  # class 1 and 2 tie at the top
+    labels = torch.tensor([0, 0, 2, 1, 3, 0])
+    assert top_k(probs, 2).tolist() == [[0, 1]] * 3 + [[1, 2]] + [[0, 1]] * 2
+    result = accuracy(probs, labels, num_classes=4)
+    assert result["top1"] == pytest.approx(4 / 6)  # the three 0s and the tie won by 1
+    for name, (low, high) in bootstrap_ci(probs, labels, ks=(1, 2)).items():
+        assert low <= result.get(name, 5 / 6) <= high, name  # top2: all but the label 3
+    store = RunStore(tmp_path, {})
+    for i, (p, label) in enumerate(zip(probs, labels)):
+        store.add_prediction(str(i), "x.mp4", int(label), p)
+    assert [r["top5"][0] for r in store.rows] == [0, 0, 0, 1, 0, 0]
+    table = per_class_accuracy(probs, labels).set_index("class_id")
+    assert table.top1.to_dict() == {0: 1.0, 1: 1.0, 2: 0.0, 3: 0.0}
+    assert sorted(zip(*[confused_pairs(probs, labels)[c] for c in ("true_id", "predicted_id")])) == [
+        (2, 0), (3, 0)]

@@ -143,8 +143,11 @@ def test_report_cli_rebuilds_runs_and_sweeps_without_evaluating(kinetics_run, tm
     # numbers in its saved config: the rebuilt row puts them beside the measured ones.
     metrics = json.loads((sweep / "1" / "metrics.json").read_text())
     (sweep / "1" / "metrics.json").write_text(json.dumps({**metrics, "precision": "bf16"}))
+    # The first as if official weights on the whole list in the published views: comparable.
+    (sweep / "0" / "metrics.json").write_text(json.dumps({**metrics, "weights": "official"}))
     saved = sweep / "0" / ".hydra" / "config.yaml"
-    cfg = saved.read_text().replace("published: {}", "published:\n    top1: 50.0\n    gflops: 0.01")
+    cfg = saved.read_text().replace(
+        "published: {}", "published:\n    top1: 50.0\n    gflops: 0.01\n    views: 4x3")
     saved.write_text(cfg)
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
 
@@ -157,7 +160,7 @@ def test_report_cli_rebuilds_runs_and_sweeps_without_evaluating(kinetics_run, tm
         for name in REPORT_FILES:
             assert (run / name).stat().st_size > 0, (run, name)
     table = pd.read_csv(tmp_path / "results" / "evaluations.csv").set_index("precision")
-    assert len(table) == 2
+    assert len(table) == 2 and pd.isna(table.top1_delta["bf16"])
     assert table.top1["fp32"] == pytest.approx(round(100 * metrics["top1"], 2))
     assert table.published_top1["fp32"] == 50.0
     assert table.top1_delta["fp32"] == pytest.approx(round(100 * metrics["top1"] - 50, 2))
@@ -193,10 +196,11 @@ def test_zoo_has_the_pytorchvideo_kinetics_models():
 def test_zoo_configs_compose_with_their_official_views(name):
     cfg = compose_eval(f"model={name}")
     hydra.utils.get_method(cfg.model.builder._target_)  # the builder exists in pytorchvideo
-    assert set(cfg.model.published) == {"top1", "top5", "gflops", "params_m"}
+    assert set(cfg.model.published) - {"views"} == {"top1", "top5", "gflops", "params_m"}
     assert cfg.model.checkpoint_url.startswith("https://dl.fbaipublicfiles.com/pytorchvideo/")
     views = (cfg.views.clips, cfg.views.crops)
     assert views == ((5, 1) if name == "mvit_base_16x4" else (10, 3))
+    assert cfg.model.published.get("views", "10x3") == f"{views[0]}x{views[1]}"  # the deltas'
     assert (cfg.model.input.alpha is None) == (not name.startswith("slowfast"))
     check_settings(cfg)
     if name == "mvit_base_16x4":  # the command line still chooses
@@ -246,3 +250,39 @@ def test_make_flops_takes_a_model_without_published_numbers(tmp_path):
     assert pd.isna(row.published_gflops) and pd.isna(row.flops_match)
     with pytest.raises(SystemExit, match="error: --models nonsense: no conf/model/nonsense.yaml"):
         flops.main(["--models", "nonsense", "--results-dir", str(tmp_path)])
+
+
+def test_published_deltas_only_beside_comparable_runs():
+    """Official weights, the published views and protocol, the whole list: else no delta."""
+    ci = {"top1": (0.4, 0.6), "top5": (0.75, 1.0)}
+    assert eval_row(metrics_json(), PUBLISHED, ci)["top1_delta"] == -26.94
+    for change in [{"weights": "random-init"}, {"weights": "mine.pth@1234abcd"},
+                   {"clips": 1, "crops": 1}, {"limit": 100}, {"protocol": "pytorchvideo_main"},
+                   {"fault": "bgr"}]:
+        row = eval_row(metrics_json(**change), PUBLISHED, ci)
+        assert row["top1_delta"] is None and row["top5_delta"] is None, change
+        assert row["published_top1"] == 76.94 and row["gflops_delta"] is not None  # still shown
+    mvit = eval_row(metrics_json(clips=5, crops=1), {**PUBLISHED, "views": "5x1"}, ci)
+    assert mvit["top1_delta"] == -26.94
+
+
+def test_a_subset_run_is_a_row_of_its_own(tmp_path):
+    """data.limit, another CSV, the protocol and TF32 are in the key: a 100-video run never
+    replaces the full list's row; a rerun of either replaces its own."""
+    stem = tmp_path / "evaluations"
+    full = metrics_json(csv="/k400/val.csv", csv_sha256="ab" * 32, limit=None)
+
+    def upsert(metrics):
+        return upsert_table(stem, eval_row(metrics, PUBLISHED), EVAL_KEY, EVAL_COLUMNS)
+
+    upsert(full)
+    upsert({**full, "limit": 100, "top1": 0.9})
+    upsert({**full, "csv_sha256": "cd" * 32})  # the same file name, other content
+    upsert({**full, "protocol": "pytorchvideo"})
+    upsert({**full, "tf32": True})
+    table = upsert({**full, "top1": 0.25})  # a rerun of the full list: its own row only
+    assert len(table) == 5
+    row = table[(table.data == "val.csv@abababab") & (table.limit == "") & (table.protocol == "")
+                & (table.tf32 == "False")]
+    assert row.top1.tolist() == ["25.0"]
+    assert table[table.limit == "100"].top1.tolist() == ["90.0"]

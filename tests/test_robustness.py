@@ -167,7 +167,10 @@ def test_strict_stops_at_the_first_failure_with_path_and_reason(corpus, tmp_path
 
 
 def test_slow_decoding_is_a_failure_not_a_hang(corpus, tmp_path):
-    run_eval(*corpus_overrides(corpus, tmp_path, "data.limit=13", "data.decode_timeout_s=0.001"))
+    # At 1 ms every video fails, so the run itself is an error; failures.csv has the reasons.
+    result = run_eval(*corpus_overrides(corpus, tmp_path, "data.limit=13",
+                                        "data.decode_timeout_s=0.001"), check=False)
+    assert result.returncode != 0 and "no video could be evaluated" in result.stderr
     failures = pd.read_csv(tmp_path / "run" / "failures.csv")
     assert "full_hd_000000_000010" in failures.video_id.tolist()
     assert any("took longer than 0.001 s" in r for r in failures.reason)

@@ -40,17 +40,28 @@ def test_crops_differ_and_follow_the_long_side(videos):
 
 @pytest.mark.parametrize("fault", ["reverse_frames", "bgr", "clips_from_start", "centre_crop_only"])
 def test_each_fault_breaks_the_views_it_names(videos, fault):
-    """views.fault: the deliberate pipeline bugs the regression check must catch."""
+    """views.fault: the deliberate pipeline bugs the regression check must catch. Each fault's
+    views (clips and crops as the run makes them) differ from the good views exactly as named."""
     decoded = decode_video(videos["landscape"])
     good = sample_clips(decoded, TINY_SPEC, 4, TIMING)
     bad = sample_clips(decoded, TINY_SPEC, 4, TIMING, fault=fault)
     expected = {"reverse_frames": good.flip(2), "bgr": good.flip(1),
                 "clips_from_start": good[:1].expand_as(good), "centre_crop_only": good}[fault]
     assert torch.equal(bad, expected) and (fault == "centre_crop_only") == torch.equal(bad, good)
-    views = make_views(bad, TINY_SPEC, 3, fault=fault)[1]
-    good_views = make_views(bad, TINY_SPEC, 3)[1]
-    centre_only = fault == "centre_crop_only"
-    assert torch.equal(views[0::3], good_views[1::3] if centre_only else good_views[0::3])
+    slow, fast = make_views(bad, TINY_SPEC, 3, fault=fault)
+    good_slow, good_fast = make_views(good, TINY_SPEC, 3)  # (clip, crop) = 3 * clip + crop
+    assert not torch.equal(fast, good_fast)
+    if fault == "reverse_frames":
+        torch.testing.assert_close(fast, good_fast.flip(2), atol=1e-6, rtol=0)
+    elif fault == "bgr":  # the same mean and std per channel: the channels swap
+        torch.testing.assert_close(fast, good_fast.flip(1), atol=1e-6, rtol=0)
+    elif fault == "clips_from_start":
+        torch.testing.assert_close(fast, good_fast[:3].repeat(4, 1, 1, 1, 1), atol=1e-6, rtol=0)
+        torch.testing.assert_close(slow, good_slow[:3].repeat(4, 1, 1, 1, 1), atol=1e-6, rtol=0)
+    else:  # every crop is the centre one
+        for crop in range(3):
+            torch.testing.assert_close(fast[crop::3], good_fast[1::3], atol=0, rtol=0)
+            torch.testing.assert_close(slow[crop::3], good_slow[1::3], atol=0, rtol=0)
 
 
 @pytest.fixture(scope="module")

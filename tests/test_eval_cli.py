@@ -88,6 +88,8 @@ def test_rerun_replaces_its_table_row(kinetics_run):
     ("eval.batch_views=many", "error: eval.batch_views: must be auto or >= 1, got many"),
     ("data.workers=-2", "error: data.workers: must be auto or >= 0, got -2"),
     ("model=nonsense", "Could not find 'model/nonsense'"),
+    ("protocol=nonsense", "Could not find 'protocol/nonsense'"),
+    ("protocol.head=mean", "error: protocol.head: must be one of pooled_logits, softmax_per_location"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, override, message):
     result = run_eval("model=slowfast_tiny", "data=kinetics400", f"data.csv={tmp_path}/x.csv",

@@ -24,7 +24,7 @@ import torchvision
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from benchmark import cost, distributed
+from benchmark import cost, distributed, fuse
 from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
@@ -128,6 +128,15 @@ def check_settings(cfg: DictConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
+
+
+def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
+    """The rewrites ``eval.fuse`` names on ``device`` (``benchmark.fuse``); a bad value is a
+    SettingsError naming the key."""
+    try:
+        return fuse.resolve(cfg.eval.get("fuse", "none"), device.type)
+    except fuse.FuseError as err:
+        raise SettingsError(str(err)) from None
 
 
 def auto_or_at_least(value, least: int) -> bool:
@@ -318,6 +327,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     problem = precision_problem(str(cfg.precision), device)
     if problem:
         raise SettingsError(problem)
+    rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
@@ -325,7 +335,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
-    runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
+    runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
+                           rewrites)
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
     if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
         raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
@@ -389,7 +400,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "model": model.name, "weights": model.weights, "dataset": manifest.name,
         "device": device.type, "precision": str(cfg.precision),
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
-        "compile": bool(cfg.compile), "clips": clips, "crops": crops,
+        "compile": bool(cfg.compile), "fuse": fuse.label(rewrites),
+        "clips": clips, "crops": crops,
         "spacing": str(cfg.views.spacing), "fault": cfg.views.get("fault"),
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),

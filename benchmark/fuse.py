@@ -17,7 +17,7 @@ the module FLOPs and parameters are counted on stays the hub model.
   between them) runs as one oneDNN convolution with a ReLU post-op
   (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor uses on a CPU).
 
-``eval.fuse``: ``auto`` (the rewrites that help on the device, ``DEFAULTS``), ``none``/``false``,
+``eval.fuse``: ``auto`` (the rewrites measured to help on the device, ``DEFAULTS``), ``none``/``false``,
 ``all``/``true`` (every rewrite the device supports), or a list / ``+``-joined string of names
 (``bn+stem``). metrics.json and the tables record the resolved value (``fuse``: ``bn+stem`` or
 ``none``).
@@ -44,10 +44,11 @@ from pytorchvideo.models.x3d import ProjectedPool
 
 REWRITES = ("bn", "stem", "relu")
 # What ``auto`` applies per device type: only what was measured to help there (README: Speed).
-# CPU (2-core EPYC, bf16, channels-last, slowfast_r50 batch 3): bn helped; stem padding and
-# the ReLU post-op measured within noise or slower (benchmark/fuse_timing.py).
-# CUDA: bn and stem until the GPU script (.ci/gpu-check) measures otherwise.
-DEFAULTS = {"cpu": ("bn",), "cuda": ("bn", "stem")}
+# CPU (2-core EPYC with AVX512-BF16, slowfast_r50 bf16 channels-last batch 3, model only,
+# `python -m benchmark.fuse --iters 5`, 2026-12-01, the machine shared at load 8-12): CPU
+# seconds per pass against none: bn 1.10x, bn+relu 1.19x, bn+stem 1.03x (the padding costs
+# more than oneDNN gains from 8 channels). CUDA: bn+stem until .ci/gpu-check measures it.
+DEFAULTS = {"cpu": ("bn", "relu"), "cuda": ("bn", "stem")}
 DEVICE_ONLY = {"relu": "cpu"}  # rewrites with a library path on one device type only
 STEM_CHANNELS = 8
 

@@ -71,7 +71,7 @@ def profile_model(module: torch.nn.Module, example: list[torch.Tensor], device: 
                 continue
             self_us = event.self_device_time_total
         else:  # operators' own time (nested operators are not counted twice)
-            if not event.key.startswith("aten::"):
+            if not event.key.startswith(("aten::", "mkldnn::")):  # mkldnn: eval.fuse's relu
                 continue
             self_us = event.self_cpu_time_total
         if self_us > 0:

@@ -49,11 +49,11 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
     assert bench["agreement"]["max_abs_prob_diff"] < 1e-4
     assert "data_speedup" in result.stdout
     # bench.compare_fuse: the harness also ran with eval.fuse=none first; same answers.
-    assert (bench["harness"]["fuse"], bench["harness_unfused"]["fuse"]) == ("bn", "none")
+    assert (bench["harness"]["fuse"], bench["harness_unfused"]["fuse"]) == ("bn+relu", "none")
     assert bench["harness_unfused"]["videos"] == 5 and bench["fuse_model_speedup"] > 0
     assert bench["fuse_agreement"]["top1_agree"] == 1.0
     assert bench["fuse_agreement"]["max_abs_prob_diff"] < 1e-4
-    assert "eval.fuse=bn against none" in result.stdout
+    assert "eval.fuse=bn+relu against none" in result.stdout
 
 
 def test_bench_rss_check_and_tables(bench_run):
@@ -66,6 +66,6 @@ def test_bench_rss_check_and_tables(bench_run):
     table = pd.read_csv(tmp / "results" / "bench-cpu.csv")
     assert sorted(table.pipeline) == ["harness", "harness", "harness (RSS check)", "reference"]
     harness = table[table.pipeline == "harness"]
-    assert sorted(harness.fuse) == ["bn", "none"]
+    assert sorted(harness.fuse) == ["bn+relu", "none"]
     assert (harness.total_speedup > 0).all() and (harness.precision == "fp32").all()
     assert "| reference" in (tmp / "results" / "bench-cpu.md").read_text()

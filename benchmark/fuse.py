@@ -360,12 +360,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--compile", action="store_true", help="torch.compile each variant")
     parser.add_argument("--json", type=str, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:  # the device is not on this machine: one line
+        raise SystemExit(f"error: --device {args.device}: {str(err).split(': ', 1)[1]}") from None
     problem = precision_problem(args.precision, device)
     if problem:
         raise SystemExit(f"error: {problem}")
     variants = [v for v in args.variants.split(",")
                 if all(DEVICE_ONLY.get(n, device.type) == device.type for n in v.split("+"))]
+    for variant in variants:
+        try:
+            resolve(variant, device.type)
+        except FuseError as err:
+            raise SystemExit(f"error: --variants: {str(err).split(': ', 1)[1]}") from None
     torch.manual_seed(0)
     model = build_model(compose_for_model(args.model).model)
     batch = args.batch or (3 if device.type == "cpu" else 60)

@@ -174,3 +174,17 @@ def test_plain_conv_args_remove_the_compile_graph_break():
     with torch.inference_mode():
         explained = torch._dynamo.explain(runner)(list(model.spec.example(1)))
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
+def test_timing_cli_times_each_variant(tmp_path, capsys):
+    """``python -m benchmark.fuse`` (what .ci/gpu-check's model stage runs), on the tiny model."""
+    import json
+
+    rows = fuse.main(["--model", "slowfast_tiny", "--device", "cpu", "--precision", "fp32",
+                      "--batch", "1", "--iters", "1", "--variants", "none,bn,all",
+                      "--json", str(tmp_path / "rows.json")])
+    assert [r["fuse"] for r in rows] == ["none", "bn", "bn+stem+relu"]
+    assert all(r["views_per_s"] > 0 and r["cpu_s"] > 0 for r in rows)
+    assert rows[0]["speedup_vs_none"] == 1.0
+    assert json.loads((tmp_path / "rows.json").read_text())["rows"] == rows
+    assert "| bn+stem+relu" in capsys.readouterr().out

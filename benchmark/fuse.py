@@ -2,8 +2,8 @@
 
 Each rewrite turns the eval-mode model into one that computes the same function with fewer or
 faster kernels; the tests hold the rewritten model's probabilities to the plain model's
-(tests/test_fuse.py). Applied by ``benchmark.device.prepare_model`` to a copy of the module, so
-the module FLOPs and parameters are counted on stays the hub model.
+(tests/test_fuse.py). ``benchmark.device.prepare_model`` applies them to a copy, so the module
+that FLOPs and parameters are counted on stays the hub model.
 
 - ``bn``: every BatchNorm3d that directly follows a convolution in pytorchvideo's blocks is
   folded into it with its inference statistics (w' = w * gamma / sqrt(var + eps),
@@ -17,10 +17,10 @@ the module FLOPs and parameters are counted on stays the hub model.
   between them) runs as one oneDNN convolution with a ReLU post-op
   (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor uses on a CPU).
 
-``eval.fuse``: ``auto`` (the rewrites measured to help on the device, ``DEFAULTS``), ``none``/``false``,
-``all``/``true`` (every rewrite the device supports), or a list / ``+``-joined string of names
-(``bn+stem``). metrics.json and the tables record the resolved value (``fuse``: ``bn+stem`` or
-``none``).
+``eval.fuse``: ``auto`` (the rewrites measured to help on the device, ``DEFAULTS``),
+``none``/``false``, ``all``/``true`` (every rewrite the device supports), or a list /
+``+``-joined string of names (``bn+stem``). metrics.json and the tables record the resolved
+value (``fuse``: ``bn+stem`` or ``none``).
 
 Separately, ``plain_conv_args`` makes convolution strides etc. plain Python ints:
 pytorchvideo's ``create_res_basic_block`` leaves numpy int64 strides on the shortcut

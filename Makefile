@@ -72,6 +72,12 @@ profile: install
 protocols: install
 	$(PY) -m benchmark.protocols $(ARGS)
 
+# On a lent GPU machine (no registry there: no install step; wheels from .ci/gpu-wheels):
+# issue 14's tests, model-only fuse comparison, profiles and bench (header of .ci/gpu-check).
+.PHONY: gpu-check
+gpu-check:
+	.ci/gpu-check $(STAGES)
+
 # Every zoo model's GFLOPs per view and params beside the published numbers: results/flops.csv/.md
 flops: install
 	$(PY) -m benchmark.flops

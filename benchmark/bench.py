@@ -45,7 +45,7 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from benchmark import cost  # noqa: E402
+from benchmark import cost, fuse  # noqa: E402
 from benchmark.decode import decode_threads  # noqa: E402
 from benchmark.device import (  # noqa: E402
     PRECISIONS,
@@ -59,6 +59,7 @@ from benchmark.evaluate import (  # noqa: E402
     SettingsError,
     batch_views_for,
     check_settings,
+    fuse_rewrites,
     loader_workers,
     on_device,
     predict,
@@ -75,7 +76,7 @@ from benchmark.views import InputSpec  # noqa: E402
 log = logging.getLogger("benchmark")
 
 BENCH_KEY = ["model", "device", "pipeline", "precision", "batch_views", "channels_last", "compile",
-             "workers"]
+             "fuse", "workers"]
 BENCH_COLUMNS = BENCH_KEY + [
     "videos", "views_per_video", "data_s", "model_s", "total_s", "views_per_s",
     "data_wait_fraction", "gmacs_per_s", "matmul_gmacs_per_s", "peak_fraction", "peak_rss_mb",
@@ -95,7 +96,8 @@ BENCH_NOTE = (
     "mark; rss_first/last_mb: main process + loader workers after the first and the last "
     "video. *_speedup = reference / harness, same run. others_cpu: the share of the machine's "
     "CPU time other processes took while the pipeline ran (they slow it, unevenly: compare "
-    "quiet runs)."
+    "quiet runs). fuse: the harness's exact inference rewrites (eval.fuse, benchmark/fuse.py); "
+    "with bench.compare_fuse it also runs without them (fuse none)."
 )
 
 
@@ -315,12 +317,13 @@ def harness_settings(cfg: DictConfig, device: torch.device) -> dict:
     return {"precision": str(cfg.precision),
             "batch_views": batch_views_for(cfg.eval.batch_views, device.type),
             "channels_last": bool(cfg.eval.channels_last), "compile": bool(cfg.compile),
+            "fuse": fuse.label(fuse_rewrites(cfg, device)),
             "workers": workers,
             "decode_threads": decode_threads(cfg.data.decode_threads, workers, device.type)}
 
 
 REFERENCE_SETTINGS = {"precision": "fp32", "batch_views": 1, "channels_last": False,
-                      "compile": False, "workers": 0, "decode_threads": 0}
+                      "compile": False, "fuse": "none", "workers": 0, "decode_threads": 0}
 
 
 def bench(cfg: DictConfig, run_dir: Path) -> dict:
@@ -330,6 +333,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     problem = precision_problem(str(cfg.precision), device)
     if problem:
         raise SettingsError(problem)
+    rewrites = fuse_rewrites(cfg, device)
     if int(cfg.bench.videos) < 1:
         raise SettingsError(f"bench.videos: must be >= 1, got {cfg.bench.videos}")
     load_start = os.getloadavg()[0]
@@ -372,25 +376,40 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     matmul_samples.append(matmul_now())
 
     # 2. The harness with its settings, over bench.harness_videos (cycling through the
-    # reference's videos; default: the same ones).
+    # reference's videos; default: the same ones); with bench.compare_fuse and eval.fuse
+    # naming rewrites, first the same without them (eval.fuse=none).
     settings = harness_settings(cfg, device)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
-    runner = prepare_model(module, device, settings["channels_last"], settings["compile"])
-    cpu, start = cpu_seconds(), time.perf_counter()
     count = int(cfg.bench.harness_videos or len(videos))
-    harness, ours_probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
-    harness["others_cpu"] = others_share(cpu, time.perf_counter() - start)
-    log.info("harness: %.3f s per video, %.1f views/s, waited for data %.1f%% of the time",
-             harness["total_s"], harness["views_per_s"], 100 * harness["data_wait_fraction"])
-    matmul_samples.append(matmul_now())
+    variants = [("harness", rewrites)]
+    if cfg.bench.get("compare_fuse") and rewrites:
+        variants.insert(0, ("harness_unfused", ()))
+    sides: dict[str, tuple[dict, dict, list[torch.Tensor]]] = {}
+    for name, chosen in variants:
+        runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
+                               chosen)
+        cpu, start = cpu_seconds(), time.perf_counter()
+        summary, probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
+        del runner
+        summary["others_cpu"] = others_share(cpu, time.perf_counter() - start)
+        log.info("%s (fuse %s): %.3f s per video, %.1f views/s, waited for data %.1f%% of the "
+                 "time", name, fuse.label(chosen), summary["total_s"], summary["views_per_s"],
+                 100 * summary["data_wait_fraction"])
+        sides[name] = ({**settings, "fuse": fuse.label(chosen)}, summary, probs)
+        matmul_samples.append(matmul_now())
+    settings, harness, ours_probs = sides["harness"]
     matmul = {p: max(sample[p] for sample in matmul_samples) for p in precisions}
-    for side, precision in ((reference, "fp32"), (harness, str(cfg.precision))):
+    for side, precision in ((reference, "fp32"), *((s[1], str(cfg.precision))
+                                                  for s in sides.values())):
         side["matmul_gmacs_per_s"] = matmul[precision]
         side["peak_fraction"] = side["gmacs_per_s"] / matmul[precision]
 
-    speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
+    def speedups_of(side: dict) -> dict:
+        return {f"{k}_speedup": reference[f"{k}_s"] / side[f"{k}_s"]
                 for k in ("data", "model", "total")}
+
+    speedups = speedups_of(harness)
     rss = rss_check_in_fresh_process(cfg, manifest.videos[: int(cfg.bench.rss_videos)], device)
     if rss:
         log.info("RSS check (%s, %d videos): %.0f MB before, %.0f MB after the first video, "
@@ -414,6 +433,13 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         "harness": {**settings, "reuse_memory": bool(cfg.eval.reuse_memory), **harness},
         # The harness's first videos are the reference's videos.
         "agreement": agreement(ref_probs, ours_probs[: len(ref_probs)]),
+        **({"harness_unfused": {**sides["harness_unfused"][0], **sides["harness_unfused"][1]},
+            # What eval.fuse's rewrites buy: model and total seconds without over with them,
+            # and how far they move the probabilities (the same views, the same weights).
+            "fuse_model_speedup": sides["harness_unfused"][1]["model_s"] / harness["model_s"],
+            "fuse_total_speedup": sides["harness_unfused"][1]["total_s"] / harness["total_s"],
+            "fuse_agreement": agreement(sides["harness_unfused"][2], ours_probs)}
+           if "harness_unfused" in sides else {}),
         "rss_check": rss,
         "load_average": {"start": load_start, "end": meta["load_end"]},
         "reference_per_video": ref_rows,
@@ -424,8 +450,9 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     stem = Path(cfg.results_dir) / f"bench-{device.type}"
     upsert_table(stem, table_row("reference", reference, REFERENCE_SETTINGS, {}, meta),
                  BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
-    upsert_table(stem, table_row("harness", harness, settings, speedups, meta),
-                 BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
+    for name, (side_settings, side, _) in sides.items():
+        upsert_table(stem, table_row("harness", side, side_settings, speedups_of(side), meta),
+                     BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
     if rss:
         upsert_table(stem, table_row("harness (RSS check)", rss["summary"], settings, {},
                                      {**meta, "model": rss["model"], "weights": rss["weights"]}),
@@ -452,7 +479,8 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
         reuse_freed_memory()
     torch.manual_seed(int(cfg.seed))
     model = build_model(compose_for_model(str(cfg.bench.rss_model)).model)
-    runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
+    runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
+                           fuse.resolve(cfg.eval.get("fuse", "none"), device.type))
     gflops = cost.gflops_per_view(model.module, [x.to(device) for x in model.spec.example(1)])
     before = tree_rss_mb()
     summary, _ = run_harness(runner, videos, len(videos), model.spec, cfg, device, gflops)
@@ -478,13 +506,19 @@ def main(cfg: DictConfig) -> None:
     except (ManifestError, WeightsError, SettingsError, OSError) as err:
         log.error("%s", err)
         sys.exit(f"error: {err}")
+    names = ("reference", "harness_unfused", "harness")
     table = pd.DataFrame([{"pipeline": name, **{k: result[name].get(k) for k in (
-        "precision", "batch_views", "channels_last", "data_s", "model_s", "total_s",
+        "precision", "batch_views", "channels_last", "fuse", "data_s", "model_s", "total_s",
         "views_per_s", "data_wait_fraction", "gmacs_per_s", "peak_fraction", "peak_rss_mb",
-        "others_cpu")}} for name in ("reference", "harness")])
+        "others_cpu")}} for name in names if name in result])
     print(table.to_markdown(index=False, floatfmt=".3g"))
     print(", ".join(f"{k} {result[k]:.2f}" for k in (
         "data_speedup", "model_speedup", "total_speedup", "model_peak_fraction")))
+    if "fuse_model_speedup" in result:
+        print(f"eval.fuse={result['harness']['fuse']} against none: model "
+              f"{result['fuse_model_speedup']:.3f}x, total {result['fuse_total_speedup']:.3f}x, "
+              f"probabilities within {result['fuse_agreement']['max_abs_prob_diff']:.1e}, "
+              f"top-1 agreement {result['fuse_agreement']['top1_agree']:.2f}")
     if result["rss_check"]:
         rss = result["rss_check"]
         print(f"RSS check ({rss['model']}, {rss['videos']} videos): "

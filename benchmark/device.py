@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import torch
 
+from benchmark import fuse as fuse_module
+
 # precision -> the autocast dtype around the model (fp32: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -46,19 +48,23 @@ def precision_problem(precision: str, device: torch.device) -> str | None:
 
 
 def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: bool,
-                  compile: bool) -> torch.nn.Module:
+                  compile: bool, fuse: tuple[str, ...] = ()) -> torch.nn.Module:
     """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:
-    oneDNN and cuDNN run 3D convolutions faster on NDHWC) and compiled (``compile``).
+    oneDNN and cuDNN run 3D convolutions faster on NDHWC), rewritten (``eval.fuse``: the
+    rewrites ``benchmark.fuse.resolve`` names, applied to a copy) and compiled (``compile``).
 
-    Returns the module to call; with ``compile`` it wraps ``module``, which stays the one to
-    count FLOPs and parameters on.
+    Returns the module to call; with ``fuse`` or ``compile`` it is not ``module``, which stays
+    the one to count FLOPs and parameters on.
     """
-    module = module.to(device).eval()
+    module = fuse_module.plain_conv_args(module.to(device).eval())  # torch.compile: no breaks
     if channels_last:
         module = module.to(memory_format=torch.channels_last_3d)
+    runner = fuse_module.fused(module, fuse) if fuse else module
+    if fuse and channels_last:  # folded weights are new tensors
+        runner = runner.to(memory_format=torch.channels_last_3d)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed view shapes: time cuDNN's algorithms once
-    return torch.compile(module) if compile else module
+    return torch.compile(runner) if compile else runner
 
 
 def set_tf32(device: torch.device, enabled: bool) -> bool:

@@ -27,7 +27,7 @@ import torchvision
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from benchmark import cost, distributed
+from benchmark import cost, distributed, fuse
 from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, decode_video, process_cores, time_limit
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
@@ -142,6 +142,15 @@ def check_settings(cfg: DictConfig) -> None:
     try:
         protocol_from_config(cfg.protocol)
     except ValueError as err:
+        raise SettingsError(str(err)) from None
+
+
+def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
+    """The rewrites ``eval.fuse`` names on ``device`` (``benchmark.fuse``); a bad value is a
+    SettingsError naming the key."""
+    try:
+        return fuse.resolve(cfg.eval.get("fuse", "none"), device.type)
+    except fuse.FuseError as err:
         raise SettingsError(str(err)) from None
 
 
@@ -357,6 +366,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if device.type == "cuda":
         torch.cuda.set_device(device)  # device=cuda:1: streams and events default to the run's
     tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
+    rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
@@ -367,7 +377,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
-    runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile))
+    runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
+                           rewrites)
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
     check_class_count(manifest, model, bool(cfg.data.get("synthetic")))
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
@@ -440,8 +451,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         **data_identity(cfg, identity), "protocol": protocol.name,
         "device": device.type, "precision": str(cfg.precision), "tf32": tf32,
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
-        "compile": bool(cfg.compile), "clips": clips, "crops": crops,
-        "fault": cfg.views.get("fault"),
+        "compile": bool(cfg.compile), "fuse": fuse.label(rewrites),
+        "clips": clips, "crops": crops, "fault": cfg.views.get("fault"),
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
@@ -483,7 +494,8 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
         "device": device.type,
         "precision": str(cfg.precision),
         "run": {"batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
-                "compile": bool(cfg.compile), "tf32": tf32},
+                "compile": bool(cfg.compile), "tf32": tf32,
+                "fuse": fuse.label(fuse_rewrites(cfg, device))},
         "versions": {k: v for k, v in versions().items() if k != "python"},
     }
 

@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from benchmark import fuse  # noqa: E402
 from benchmark.bench import device_name  # noqa: E402
 from benchmark.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
 from benchmark.evaluate import resolve_device  # noqa: E402
@@ -47,16 +48,18 @@ def kind_of(name: str) -> str:
 
 
 def profile_model(module: torch.nn.Module, example: list[torch.Tensor], device: torch.device,
-                  precision: str, iters: int) -> pd.DataFrame:
-    """Per kernel (GPU) or operator (CPU): its kind, milliseconds and calls per forward pass.
-    Two untimed passes first (cuDNN autotuning, oneDNN's choices)."""
+                  precision: str, iters: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per kernel (GPU) or operator (CPU): its kind, milliseconds and calls per forward pass;
+    and per convolution input shape (``record_shapes``): the device (GPU) or CPU milliseconds
+    of its kernels, which says which convolution a slow kernel belongs to. Two untimed passes
+    first (cuDNN autotuning, oneDNN's choices)."""
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with torch.inference_mode(), autocast(device, precision):
         for _ in range(2):
             module(list(example))  # a fresh list: the model mutates it
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        with profile(activities=activities) as prof:
+        with profile(activities=activities, record_shapes=True) as prof:
             for _ in range(iters):
                 module(list(example))
             if device.type == "cuda":
@@ -68,13 +71,30 @@ def profile_model(module: torch.nn.Module, example: list[torch.Tensor], device: 
                 continue
             self_us = event.self_device_time_total
         else:  # operators' own time (nested operators are not counted twice)
-            if not event.key.startswith("aten::"):
+            if not event.key.startswith(("aten::", "mkldnn::")):  # mkldnn: eval.fuse's relu
                 continue
             self_us = event.self_cpu_time_total
         if self_us > 0:
             rows.append({"name": event.key, "kind": kind_of(event.key),
                          "ms": self_us / 1e3 / iters, "calls": event.count // iters})
-    return pd.DataFrame(rows).sort_values("ms", ascending=False, ignore_index=True)
+    table = pd.DataFrame(rows).sort_values("ms", ascending=False, ignore_index=True)
+    return table, conv_shapes(prof, device, iters)
+
+
+def conv_shapes(prof, device: torch.device, iters: int) -> pd.DataFrame:
+    """Milliseconds per forward pass of ``aten::convolution`` per (input, weight) shape: the
+    time of everything it ran (its kernels on a GPU, its operators on a CPU)."""
+    rows = []
+    for event in prof.key_averages(group_by_input_shape=True):
+        if event.key != "aten::convolution":
+            continue
+        us = event.device_time_total if device.type == "cuda" else event.cpu_time_total
+        shapes = event.input_shapes or []
+        rows.append({"input": "x".join(map(str, shapes[0])) if shapes else "",
+                     "weight": "x".join(map(str, shapes[1])) if len(shapes) > 1 else "",
+                     "ms": us / 1e3 / iters, "calls": event.count // iters})
+    return (pd.DataFrame(rows, columns=["input", "weight", "ms", "calls"])
+            .sort_values("ms", ascending=False, ignore_index=True))
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +117,8 @@ def main(argv: list[str] | None = None) -> Path:
                         help="views per forward pass (default: eval.batch_views=auto's)")
     parser.add_argument("--nchw", action="store_true", help="NCDHW instead of channels-last")
     parser.add_argument("--iters", type=int, default=3, help="profiled forward passes")
+    parser.add_argument("--fuse", default="none",
+                        help="eval.fuse's rewrites (benchmark/fuse.py): none, auto, bn+stem, ...")
     parser.add_argument("--top", type=int, default=20, help="kernels/operators listed")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -110,15 +132,20 @@ def main(argv: list[str] | None = None) -> Path:
         model = build_model(compose_for_model(args.model).model)
     except UnknownModel as err:
         raise SystemExit(f"error: --model {args.model}: {err}") from None
+    try:
+        rewrites = fuse.resolve(args.fuse, device.type)
+    except fuse.FuseError as err:
+        raise SystemExit(f"error: --fuse {args.fuse}: {str(err).split(': ', 1)[1]}") from None
     channels_last = not args.nchw
-    runner = prepare_model(model.module, device, channels_last, compile=False)
+    runner = prepare_model(model.module, device, channels_last, compile=False, fuse=rewrites)
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     example = [x.to(device).contiguous(memory_format=layout) for x in model.spec.example(batch)]
-    table = profile_model(runner, example, device, args.precision, args.iters)
+    table, convs = profile_model(runner, example, device, args.precision, args.iters)
     kinds = summary(table)
     what = "kernels" if device.type == "cuda" else "operators"
     header = (f"`python -m benchmark.profile`: {model.name}, {device_name(device)}, "
               f"{args.precision}, {'channels-last' if channels_last else 'NCDHW'}, batch {batch}, "
+              f"fuse {fuse.label(rewrites)}, "
               f"milliseconds of {what} per forward pass (mean of {args.iters}); torch "
               f"{torch.__version__}"
               + (f", cuDNN {torch.backends.cudnn.version()}" if device.type == "cuda" else "")
@@ -126,9 +153,13 @@ def main(argv: list[str] | None = None) -> Path:
     top = table.head(args.top).assign(ms=lambda t: t.ms.round(2),
                                       name=lambda t: t.name.str.slice(0, 120))
     stem = (args.results_dir / "profiles"
-            / f"{device.type}-{model.name}-{args.precision}-b{batch}")
+            / (f"{device.type}-{model.name}-{args.precision}-b{batch}"
+               + (f"-fuse-{fuse.label(rewrites)}" if rewrites else "")))
     stem.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n\n".join([header, kinds.to_markdown(index=False), top.to_markdown(index=False)])
+    shapes = convs.head(args.top).assign(ms=lambda t: t.ms.round(2))
+    text = "\n\n".join([header, kinds.to_markdown(index=False), top.to_markdown(index=False),
+                         "Convolutions by input x weight shape (record_shapes):",
+                         shapes.to_markdown(index=False)])
     stem.with_suffix(".md").write_text(text + "\n")
     table.to_csv(stem.with_suffix(".csv"), index=False)
     print(text)

@@ -52,7 +52,7 @@ EVAL_COLUMNS = EVAL_KEY + [
     "mean_class_accuracy",
     "gflops", "published_gflops", "gflops_delta",
     "params_m", "published_params_m", "params_delta",
-    "views_per_s", "videos_per_s", "batch_views", "channels_last", "compile",
+    "views_per_s", "videos_per_s", "batch_views", "channels_last", "compile", "fuse",
     "torch", "pytorchvideo", "av", "benchmark", "benchmark_source", "finished",
 ]
 EVAL_NOTE = (
@@ -146,7 +146,7 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "videos_per_s": _round(metrics.get("videos_per_s"), 4),
         # How the model ran (precision is in the key): what views_per_s was measured with.
         "batch_views": metrics.get("batch_views"), "channels_last": metrics.get("channels_last"),
-        "compile": metrics.get("compile"),
+        "compile": metrics.get("compile"), "fuse": metrics.get("fuse"),
         "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
         "av": metrics["versions"]["av"], "benchmark": metrics["versions"].get("benchmark"),
         "benchmark_source": metrics["versions"].get("benchmark_source"),

@@ -48,6 +48,12 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
     assert bench["agreement"]["top1_agree"] == 1.0
     assert bench["agreement"]["max_abs_prob_diff"] < 1e-4
     assert "data_speedup" in result.stdout
+    # bench.compare_fuse: the harness also ran with eval.fuse=none first; same answers.
+    assert (bench["harness"]["fuse"], bench["harness_unfused"]["fuse"]) == ("bn+relu", "none")
+    assert bench["harness_unfused"]["videos"] == 5 and bench["fuse_model_speedup"] > 0
+    assert bench["fuse_agreement"]["top1_agree"] == 1.0
+    assert bench["fuse_agreement"]["max_abs_prob_diff"] < 1e-4
+    assert "eval.fuse=bn+relu against none" in result.stdout
 
 
 def test_bench_rss_check_and_tables(bench_run):
@@ -58,7 +64,8 @@ def test_bench_rss_check_and_tables(bench_run):
     assert samples[0]["video"] == 1 and samples[-1]["video"] == 3
     assert all(s["rss_mb"] > 0 for s in samples)
     table = pd.read_csv(tmp / "results" / "bench-cpu.csv")
-    assert sorted(table.pipeline) == ["harness", "harness (RSS check)", "reference"]
-    harness = table[table.pipeline == "harness"].iloc[0]
-    assert harness.total_speedup > 0 and harness.precision == "fp32"
+    assert sorted(table.pipeline) == ["harness", "harness", "harness (RSS check)", "reference"]
+    harness = table[table.pipeline == "harness"]
+    assert sorted(harness.fuse) == ["bn+relu", "none"]
+    assert (harness.total_speedup > 0).all() and (harness.precision == "fp32").all()
     assert "| reference" in (tmp / "results" / "bench-cpu.md").read_text()

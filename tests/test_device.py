@@ -135,14 +135,16 @@ def test_eval_records_how_the_model_ran(tmp_path):
     precision = "bf16" if precision_problem("bf16", CPU) is None else "fp32"
     run_eval("model=slowfast_tiny", "views=1x1", "cost.flops=false", "cost.throughput_iters=1",
              f"precision={precision}", "eval.batch_views=1", "eval.channels_last=true",
+             "eval.fuse=bn+stem",
              "device=cpu", f"cache_dir={tmp_path / 'cache'}",
              f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'out'}")
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert (metrics["precision"], metrics["batch_views"], metrics["channels_last"],
-            metrics["compile"]) == (precision, 1, True, False)
+            metrics["compile"], metrics["fuse"]) == (precision, 1, True, False, "bn+stem")
     assert metrics["views_per_s"] > 0
     row = pd.read_csv(tmp_path / "results" / "evaluations.csv").iloc[0]
-    assert (row.precision, row.batch_views, bool(row.channels_last)) == (precision, 1, True)
+    assert (row.precision, row.batch_views, bool(row.channels_last), row.fuse) == (
+        precision, 1, True, "bn+stem")
 
 
 @pytest.mark.skipif(precision_problem("fp16", CPU) is None, reason="this CPU has fp16")

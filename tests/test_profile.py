@@ -25,6 +25,9 @@ def test_profile_writes_the_kinds_and_the_top_operators(tmp_path, capsys):
     ms = table.groupby("kind").ms.sum()
     assert ms.idxmax() == "conv/linear" and ms["batch norm"] > 0
     assert table.calls.min() >= 1 and "| conv/linear" in text
+    # record_shapes: the convolutions by shape, the stems' 3-channel inputs among them
+    assert "Convolutions by input x weight shape" in text and "fuse none" in text
+    assert "2x3x8x32x32" in text  # the tiny model's fast stem input: batch 2, RGB, 8 frames
 
 
 def test_an_unknown_model_is_one_line():

@@ -38,7 +38,7 @@ from benchmark.device import (
 from benchmark.metrics import accuracy
 from benchmark.models import OUTPUTS, Model, build_model
 from benchmark.progress import Progress
-from benchmark.report import report_run
+from benchmark.report import check_eval_table, report_run
 from benchmark.store import RunStore, check_writable
 from benchmark.views import CLIP_SPACINGS, CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
 
@@ -88,7 +88,8 @@ class VideoClipsDataset(Dataset):
         index = self.indices[item]
         video = self.videos[index]
         if video.path is None:
-            return LoadedVideo(index, None, f"file not found: looked for {video.expected}")
+            return LoadedVideo(index, None,
+                               video.there or f"file not found: looked for {video.expected}")
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
@@ -102,8 +103,10 @@ class VideoClipsDataset(Dataset):
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Reject impossible settings before any work, naming the key."""
+    """Reject impossible settings before any work, naming the key: ranges and rules between
+    keys (the types were checked as the config was composed, benchmark/schema.py)."""
     spec = cfg.model.input
+    iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
     checks = [
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
         (cfg.views.crops in CROP_INDICES, "views.crops",
@@ -120,6 +123,11 @@ def check_settings(cfg: DictConfig) -> None:
          f"must be auto or >= 1, got {cfg.eval.batch_views}"),
         (auto_or_at_least(cfg.data.workers, 0), "data.workers",
          f"must be auto or >= 0, got {cfg.data.workers}"),
+        (auto_or_at_least(cfg.data.decode_threads, 0), "data.decode_threads",
+         f"must be auto or >= 0 (0: FFmpeg chooses), got {cfg.data.decode_threads}"),
+        (cfg.data.decode_timeout_s is None or cfg.data.decode_timeout_s >= 0,
+         "data.decode_timeout_s", f"must be >= 0 or null, got {cfg.data.decode_timeout_s}"),
+        (iters >= 0, "cost.throughput_iters", f"must be >= 0 (0: skip), got {iters}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
         (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
@@ -131,7 +139,10 @@ def check_settings(cfg: DictConfig) -> None:
 
 
 def auto_or_at_least(value, least: int) -> bool:
-    return value == "auto" or (isinstance(value, int) and value >= least)
+    """``auto`` or a whole number >= ``least`` (the schema types these keys Any: a bool such as
+    ``true`` is an int to Python, and is refused here)."""
+    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= least)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -319,7 +330,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if problem:
         raise SettingsError(problem)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
-    manifest = load_dataset(cfg.data)
+    if ranks.is_main:
+        check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
+    manifest = load_dataset(cfg.data, int(cfg.model.num_classes))
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     model = build_model(cfg.model)
     if cfg.eval.reuse_memory:

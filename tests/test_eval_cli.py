@@ -78,7 +78,7 @@ def test_rerun_replaces_its_table_row(kinetics_run):
     ("data.limit=-1", "error: data.limit: must be >= 0"),
     ("eval.batch_views=many", "error: eval.batch_views: must be auto or >= 1, got many"),
     ("data.workers=-2", "error: data.workers: must be auto or >= 0, got -2"),
-    ("model=nonsense", "Could not find 'model/nonsense'"),
+    ("model=nonsense", "error: model=nonsense: no conf/model/nonsense.yaml; one of c2d_r50,"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, override, message):
     result = run_eval("model=slowfast_tiny", "data=kinetics400", f"data.csv={tmp_path}/x.csv",

@@ -21,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.files import file_problem
 from benchmark.views import InputSpec
 

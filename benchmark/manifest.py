@@ -169,7 +169,11 @@ def _index_videos(root: Path) -> tuple[dict[str, Path], dict[str, str]]:
             stem = os.path.splitext(item.name)[0]
             if not _is_video_name(item.name):
                 continue
-            problem = file_problem(item.path)
+            try:
+                regular = item.is_file()  # cached by scandir: no system call for most files
+            except OSError:
+                regular = False
+            problem = None if regular else file_problem(item.path)
             if problem is None:
                 found.setdefault(stem, Path(item.path))
             elif problem.startswith("cannot be read"):

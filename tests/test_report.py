@@ -1,6 +1,7 @@
 """Reports: tables and plots from finished runs, the report CLI, the FLOPs table, the model zoo."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -72,6 +72,7 @@ from benchmark.models import WeightsError, build_model, compose_for_model  # noq
 from benchmark.reference import reference_views  # noqa: E402
 from benchmark.report import upsert_table  # noqa: E402
 from benchmark.views import InputSpec  # noqa: E402
+from benchmark.schema import composed, hydra_cli  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
@@ -500,6 +501,7 @@ def device_name(device: torch.device) -> str:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
+    composed()  # from here on Hydra reports errors its way
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = bench(cfg, run_dir)
@@ -529,4 +531,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_cli(main)  # a config that cannot be composed: one line, no traceback

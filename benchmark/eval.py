@@ -24,13 +24,15 @@ from benchmark.evaluate import (  # noqa: E402
     DeviceUnavailable, NothingEvaluated, SettingsError, StrictFailure, evaluate)
 from benchmark.manifest import ManifestError  # noqa: E402
 from benchmark.models import WeightsError  # noqa: E402
+from benchmark.report import ReportError  # noqa: E402
+from benchmark.schema import composed, hydra_cli  # noqa: E402
 from benchmark.store import ResumeError, atomic_write  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
 # Errors with a message that says it all: one line, no traceback.
 EXPECTED_ERRORS = (ManifestError, WeightsError, SettingsError, DecodeError, StrictFailure,
-                   ResumeError, NothingEvaluated, OSError)
+                   ResumeError, NothingEvaluated, ReportError, OSError)
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:
@@ -41,6 +43,7 @@ def write_status(run_dir: Path, status: str, reason: str = "") -> None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    composed()
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -76,4 +79,4 @@ if __name__ == "__main__":
         # write their shard's parts into rank 0's dir (broadcast in evaluate).
         sys.argv += ["hydra.output_subdir=null",
                      f"hydra.run.dir={tempfile.mkdtemp(prefix='benchmark-rank')}"]
-    main()
+    hydra_cli(main)  # a config that cannot be composed: one line, no traceback

@@ -42,8 +42,8 @@ from benchmark.device import (
 from benchmark.metrics import accuracy, top_k
 from benchmark.models import OUTPUTS, Model, build_model, resolve_weights
 from benchmark.progress import Progress
-from benchmark.report import report_run
 from benchmark.protocols import protocol_from_config
+from benchmark.report import check_eval_table, report_run
 from benchmark.store import RunStore, check_writable, fingerprint
 from benchmark.views import CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
 
@@ -98,8 +98,9 @@ class VideoClipsDataset(Dataset):
         index = self.indices[item]
         video = self.videos[index]
         if video.path is None:
-            return LoadedVideo(index, None, f"file not found: looked for {video.expected}",
-                               transient=True)
+            return LoadedVideo(index, None,
+                               video.there or f"file not found: looked for {video.expected}",
+                               transient=not video.there)
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
@@ -115,8 +116,10 @@ class VideoClipsDataset(Dataset):
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Reject impossible settings before any work, naming the key."""
+    """Reject impossible settings before any work, naming the key: ranges and rules between
+    keys (the types were checked as the config was composed, benchmark/schema.py)."""
     spec = cfg.model.input
+    iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
     checks = [
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
         (cfg.views.crops in CROP_INDICES, "views.crops",
@@ -131,6 +134,11 @@ def check_settings(cfg: DictConfig) -> None:
          f"must be auto or >= 1, got {cfg.eval.batch_views}"),
         (auto_or_at_least(cfg.data.workers, 0), "data.workers",
          f"must be auto or >= 0, got {cfg.data.workers}"),
+        (auto_or_at_least(cfg.data.decode_threads, 0), "data.decode_threads",
+         f"must be auto or >= 0 (0: FFmpeg chooses), got {cfg.data.decode_threads}"),
+        (cfg.data.decode_timeout_s is None or cfg.data.decode_timeout_s >= 0,
+         "data.decode_timeout_s", f"must be >= 0 or null, got {cfg.data.decode_timeout_s}"),
+        (iters >= 0, "cost.throughput_iters", f"must be >= 0 (0: skip), got {iters}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
         (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
@@ -155,7 +163,10 @@ def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
 
 
 def auto_or_at_least(value, least: int) -> bool:
-    return value == "auto" or (isinstance(value, int) and value >= least)
+    """``auto`` or a whole number >= ``least`` (the schema types these keys Any: a bool such as
+    ``true`` is an int to Python, and is refused here)."""
+    return value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= least)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -368,7 +379,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
     rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
-    manifest = load_dataset(cfg.data)
+    if ranks.is_main:
+        check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
+    manifest = load_dataset(cfg.data, int(cfg.model.num_classes))
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run

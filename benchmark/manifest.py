@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from benchmark.files import file_problem
+
 log = logging.getLogger(__name__)
 
 CLASSNAMES_URL = "https://dl.fbaipublicfiles.com/pyslowfast/dataset/class_names/kinetics_classnames.json"
@@ -35,6 +37,7 @@ class Video:
     label: int
     label_name: str
     expected: str = ""  # what was looked for, for the failure reason when path is None
+    there: str = ""  # when path is None: what is there instead of a video file (a directory, ...)
 
 
 @dataclass
@@ -52,14 +55,60 @@ def default_classnames_cache() -> Path:
 
 def read_class_names(path: Path) -> list[str]:
     """Read the model card's ``{"\\"name\\"": id}`` JSON (quotes around names optional)."""
+    problem = file_problem(path)
+    if problem:
+        raise ManifestError(f"{path}: {problem}")
+
+    def no_repeats(pairs: list) -> dict:
+        seen = [name for name, _ in pairs]
+        twice = next((name for name in seen if seen.count(name) > 1), None)
+        if twice is not None:
+            raise ManifestError(f"{path}: class name {twice!r} is listed twice")
+        return dict(pairs)
+
     try:
-        mapping = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        mapping = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=no_repeats)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ManifestError(f"{path}: cannot read class names: {err}") from None
-    names = {int(i): str(name).strip('"') for name, i in mapping.items()}
-    if sorted(names) != list(range(len(names))):
-        raise ManifestError(f"{path}: class ids must be 0..{len(names) - 1} without gaps")
-    return [names[i] for i in range(len(names))]
+    return class_list(mapping, path)
+
+
+def class_list(mapping, path: Path | str) -> list[str]:
+    """Names by id from a ``name -> id`` mapping whose ids are 0..N-1, each once."""
+    if not isinstance(mapping, dict):
+        raise ManifestError(f"{path}: expected a JSON object of class name -> integer id (as the "
+                            f"model card's kinetics_classnames.json), got a JSON {type(mapping).__name__}")
+    by_id: dict[int, str] = {}
+    for name, i in mapping.items():
+        name = str(name).strip('"')
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise ManifestError(f"{path}: class {name!r}: the id must be an integer, got {i!r}")
+        if i in by_id:
+            raise ManifestError(f"{path}: classes {by_id[i]!r} and {name!r} both have id {i}; "
+                                "each id 0..N-1 must name one class")
+        by_id[i] = name
+    absent = sorted(set(range(len(by_id))) - set(by_id))
+    if absent:
+        raise ManifestError(f"{path}: class ids must be 0..{len(by_id) - 1} without gaps; "
+                            f"no class has id {absent[0]}")
+    names = [by_id[i] for i in range(len(by_id))]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise ManifestError(f"{path}: class name {twice!r} is listed twice")
+    return names
+
+
+# Class names taken from the CSV itself: a subset of the model's classes, not a full list.
+DERIVED_SOURCES = ("sorted CSV labels", "integer labels")
+
+
+def check_class_count(manifest: Manifest, num_classes: int) -> None:
+    """A class-name file lists the model's classes: as many names as it has outputs, or the
+    ids would not be the model's (600 names for a 400-class model shift them silently)."""
+    count = len(manifest.class_names)
+    if manifest.class_names_source not in DERIVED_SOURCES and count != num_classes:
+        raise ManifestError(f"{manifest.class_names_source}: {count} class names, but the model "
+                            f"has {num_classes} classes (model.num_classes)")
 
 
 TORCHVISION_NAMES = "torchvision's Kinetics-400 categories"
@@ -95,8 +144,9 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
         log.warning("class ids: %s (%s is not there)", TORCHVISION_NAMES, cache)
         return kinetics400_names(), TORCHVISION_NAMES
     if setting:
-        if not Path(setting).exists():
-            raise ManifestError(f"data.class_names: {setting}: no such file")
+        problem = file_problem(setting)
+        if problem:
+            raise ManifestError(f"data.class_names: {setting}: {problem}")
         return read_class_names(Path(setting)), str(setting)
     names = sorted(set(csv_labels))
     log.warning("no class-name file: class ids are the %d sorted label names of the CSV "
@@ -104,17 +154,55 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
     return names, "sorted CSV labels"
 
 
-def _index_videos(root: Path) -> dict[str, list[Path]]:
+def _index_videos(root: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Map file stem -> the video files with that stem directly under ``root`` or one folder
-    down (several when a video is both flat and in a folder, or in two containers)."""
+    down, any case of the extension (several when a video is both flat and in a folder, or in
+    two containers); and stem -> what is there for video names that are not files (a folder
+    named x.mp4). Entries that cannot be read (symlink loops, no permission) are skipped and
+    counted in a warning: one bad entry must not stop a run over the others."""
     found: dict[str, list[Path]] = {}
-    for entry in os.scandir(root):
-        entries = os.scandir(entry.path) if entry.is_dir() else [entry]
-        for item in entries:
-            stem, ext = os.path.splitext(item.name)
-            if ext in VIDEO_EXTENSIONS and item.is_file():
+    odd: dict[str, str] = {}
+    skipped: list[str] = []
+
+    def listing(folder: str) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as entries:
+                return list(entries)
+        except OSError as err:
+            skipped.append(f"{folder}: {err.strerror}")
+            return []
+
+    if not root.is_dir():
+        return found, odd
+    for entry in listing(str(root)):
+        try:
+            is_folder = entry.is_dir() and not _is_video_name(entry.name)
+        except OSError as err:
+            skipped.append(f"{entry.path}: {err.strerror}")
+            continue
+        for item in listing(entry.path) if is_folder else [entry]:
+            stem = os.path.splitext(item.name)[0]
+            if not _is_video_name(item.name):
+                continue
+            try:
+                regular = item.is_file()  # cached by scandir: no system call for most files
+            except OSError:
+                regular = False
+            problem = None if regular else file_problem(item.path)
+            if problem is None:
                 found.setdefault(stem, []).append(Path(item.path))
-    return found
+            elif problem.startswith("cannot be read"):
+                skipped.append(f"{item.path}: {problem}")
+            else:
+                odd.setdefault(stem, f"{item.path}: {problem}")
+    if skipped:
+        log.warning("data.root %s: skipped %d entries that cannot be read: %s", root, len(skipped),
+                    "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""))
+    return found, odd
+
+
+def _is_video_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
 # Which file stands for a video when several share its stem (README: Point it at Kinetics-400).
@@ -131,14 +219,14 @@ def _pick(candidates: list[Path], root: Path, label_name: str) -> Path:
 
 def _read_rows(csv_path: Path) -> tuple[str, list[tuple[int, list[str]]]]:
     """Detect the format from the first line; return it with (line number, fields) rows."""
-    if not csv_path.is_file():
-        raise ManifestError(f"{csv_path}: no such file (set data.csv)")
-    # utf-8-sig: a CSV saved with a byte-order mark (Excel, Windows tools) reads as without.
-    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    problem = file_problem(csv_path)
+    if problem:
+        raise ManifestError(f"{csv_path}: {problem} (set data.csv)")
+    lines = _read_text(csv_path).splitlines()
     if not any(line.strip() for line in lines):
         raise ManifestError(f"{csv_path}: the file is empty")
     first = next(csv.reader([lines[0]]))
-    if first and first[0].strip() == "label":
+    if _is_official_header(first):
         columns = [c.strip() for c in first]
         missing = [c for c in OFFICIAL_COLUMNS if c not in columns]
         if missing:
@@ -146,12 +234,16 @@ def _read_rows(csv_path: Path) -> tuple[str, list[tuple[int, list[str]]]]:
                                 "label,youtube_id,time_start,time_end,split[,is_cc]")
         rows = []
         for n, row in enumerate(csv.reader(lines[1:]), start=2):
-            if row and len(row) != len(columns):
+            if not any(field.strip() for field in row):
+                continue  # an empty or whitespace-only line
+            if len(row) != len(columns):
                 raise ManifestError(f"{csv_path}:{n}: expected {len(columns)} fields as in the "
                                     f"header, got {len(row)}: {','.join(row)!r}")
-            if row:
-                rows.append((n, [dict(zip(columns, row))[c] for c in OFFICIAL_COLUMNS]))
+            rows.append((n, [dict(zip(columns, row))[c] for c in OFFICIAL_COLUMNS]))
         return "official", rows
+    if _is_headerless_official(first):
+        raise ManifestError(f"{csv_path}:1: no header; the official CSV's first line is "
+                            f"'label,youtube_id,time_start,time_end,split[,is_cc]', got {lines[0]!r}")
     if len(lines[0].rsplit(maxsplit=1)) == 2:
         return "path_label", [(n, line.rsplit(maxsplit=1)) for n, line in enumerate(lines, 1)
                               if line.strip()]
@@ -159,8 +251,38 @@ def _read_rows(csv_path: Path) -> tuple[str, list[tuple[int, list[str]]]]:
                         "'label,youtube_id,time_start,time_end,split' or 'path label' lines")
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text; other encodings (Excel's Latin-1) name the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark (Excel, Windows tools) is dropped
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ManifestError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x}); save "
+                            "the CSV as UTF-8 (Excel: 'CSV UTF-8')") from None
+
+
+def _is_official_header(cells: list[str]) -> bool:
+    """A first line naming the official columns, in any order (they are read by name)."""
+    return bool({c.strip() for c in cells} & {"label", "youtube_id", "time_start", "time_end"})
+
+
+def _is_headerless_official(cells: list[str]) -> bool:
+    """A first line that is an official row (label,youtube_id,start,end,...) without the header."""
+    return len(cells) >= 4 and cells[2].strip().isdigit() and cells[3].strip().isdigit()
+
+
+def _check_label_range(csv_path: Path, line: int, label: int, num_classes: int | None) -> None:
+    """A ``path label`` line's label is one of the model's ids, checked as the line is read
+    (before a class list of that size is built for a label such as 30000000)."""
+    if num_classes is not None and not 0 <= label < num_classes:
+        raise ManifestError(f"{csv_path}:{line}: label {label} is outside the model's "
+                            f"{num_classes} classes (0..{num_classes - 1}, model.num_classes)")
+
+
 def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | None = "auto",
-                  name: str = "kinetics400", limit: int | None = None) -> Manifest:
+                  name: str = "kinetics400", limit: int | None = None,
+                  num_classes: int | None = None) -> Manifest:
     csv_path, root = Path(csv_path), Path(root or ".")
     kind, rows = _read_rows(csv_path)
     if kind == "official":
@@ -174,6 +296,7 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
             if len(row) != 2 or not row[1].strip().lstrip("-").isdigit():
                 raise ManifestError(f"{csv_path}:{line}: expected 'path label' with an integer "
                                     f"label, got {' '.join(row)!r}")
+            _check_label_range(csv_path, line, int(row[1]), num_classes)
         labels = [int(row[1]) for _, row in rows]
         if class_names == "auto" and max(labels) >= 400:  # not Kinetics-400's ids
             class_names = None
@@ -183,7 +306,7 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
     if kind == "official" and not root.is_dir():
         raise ManifestError(f"data.root: {root} is not a folder (the videos of {csv_path} are "
                             "looked for directly under it or under <root>/<label>/)")
-    index = _index_videos(root) if kind == "official" else {}
+    index, odd = _index_videos(root) if kind == "official" else ({}, {})
     several: list[str] = []
     videos: list[Video] = []
     seen: set[str] = set()
@@ -213,11 +336,12 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
             # The path relative to the root is the id: a/0001.mp4 and b/0001.mp4 are two videos.
             video_id = (listed.relative_to(root) if listed.is_relative_to(root) else listed).as_posix()
             path, expected = candidate if candidate.is_file() else None, str(candidate)
+        there = "" if path else odd.get(video_id) or _not_a_file(expected, kind)
         if video_id in seen:
             duplicates.append(video_id)
             continue
         seen.add(video_id)
-        videos.append(Video(video_id, path, label, label_name, expected))
+        videos.append(Video(video_id, path, label, label_name, expected, there))
     if duplicates:
         log.warning("%s: %d duplicate video ids evaluated once each: %s", csv_path,
                     len(duplicates), ", ".join(duplicates[:5]) + (" ..." if len(duplicates) > 5 else ""))
@@ -232,7 +356,13 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
     return Manifest(name, videos, names, source, duplicates)
 
 
-def load_dataset(cfg) -> Manifest:
+def _not_a_file(path: str, kind: str) -> str:
+    """What is at a listed ``path label`` path that is not a file ("" when nothing is)."""
+    problem = file_problem(path) if kind == "path_label" else None
+    return f"{path}: {problem}" if problem and problem != "no such file" else ""
+
+
+def load_dataset(cfg, num_classes: int | None = None) -> Manifest:
     """The manifest a ``conf/data`` config describes; generated sets are made first if needed."""
     if cfg.get("synthetic"):
         from benchmark.synthetic import ActionSetSpec, ensure_action_set
@@ -241,4 +371,8 @@ def load_dataset(cfg) -> Manifest:
     if not cfg.get("csv"):
         raise ManifestError(f"data.csv: not set for data={cfg.name} (e.g. KINETICS_CSV=... or "
                             "data.csv=PATH)")
-    return read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit)
+    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes)
+    # A generated set's file names only its own few classes (a pipeline check with any model).
+    if num_classes is not None and not cfg.get("synthetic"):
+        check_class_count(manifest, num_classes)
+    return manifest

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark import schema  # noqa: F401  (registers the config schemas compose reads)
+from benchmark.files import file_problem
 from benchmark.protocols import apply_head
 from benchmark.views import InputSpec
 
@@ -91,16 +94,48 @@ def _fetch_official(url: str | None, required: bool) -> Path | None:
     return cache
 
 
+# torch.save's two formats: a zip archive holding <name>/data.pkl, or (before torch 1.6, and
+# with _use_new_zipfile_serialization=False) a pickle stream that starts with this number.
+_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
+
+
+def is_torch_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is in one of torch.save's formats (read before unpickling anything:
+    a JSON, CSV, image, video or text file is then "not a PyTorch checkpoint")."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return any(name.endswith("/data.pkl") or name == "data.pkl"
+                           for name in archive.namelist())
+        with open(path, "rb") as f:
+            head = f.read(14)
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
+
+
+def _unsafe_reason(err: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL x.Foo"),
+    without its advice to load the file with weights_only=False, which would run its code."""
+    for line in str(err).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" was not an allowed")[0].strip()
+    return "objects other than tensors and plain containers"
+
+
 def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
     """Load a state dict, or ``{"model_state": ...}`` as in the official .pyth, safely."""
+    if not is_torch_checkpoint(path):
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise WeightsError(f"{path}: refused: the checkpoint holds objects that need code to "
-                           f"unpickle (loaded with weights_only=True): {str(err).splitlines()[0]}"
-                           ) from None
-    except (OSError, RuntimeError, EOFError) as err:
-        raise WeightsError(f"{path}: not a readable checkpoint: {err}") from None
+                           f"load ({_unsafe_reason(err)}); only tensors and plain containers are "
+                           "loaded (weights_only=True)") from None
+    except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
+                           f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
     if isinstance(state, dict) and "model_state" in state:
         state = state["model_state"]
     if not isinstance(state, dict):
@@ -164,8 +199,9 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     if weights == "random":
         return None, RANDOM_INIT
     path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"model.weights: {path}: no such file")
+    problem = file_problem(path)
+    if problem:
+        raise WeightsError(f"model.weights: {path}: {problem}")
     return str(path), path.name  # the content hash is added when it is loaded
 
 

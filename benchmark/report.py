@@ -32,6 +32,7 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
+from benchmark.files import file_problem
 from benchmark.manifest import ManifestError, read_class_names
 from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
 from benchmark.models import CONF_DIR
@@ -179,7 +180,8 @@ def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
                  note: str = "") -> pd.DataFrame:
     """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md."""
     csv_path = stem.with_suffix(".csv")
-    table = pd.read_csv(csv_path, dtype=str) if csv_path.exists() else pd.DataFrame(columns=columns)
+    table = read_table(csv_path, key)
+    table = pd.DataFrame(columns=columns) if table is None else table
     new = pd.DataFrame([{k: "" if v is None else str(v) for k, v in row.items()}], columns=columns)
     if not table.empty:
         same = (table.reindex(columns=key).fillna("").astype(str) == new[key].iloc[0]).all(axis=1)
@@ -188,6 +190,35 @@ def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
     table = table.reindex(columns=columns)
     write_table(stem, table, note)
     return table
+
+
+def read_table(csv_path: Path, key: list[str]) -> pd.DataFrame | None:
+    """A results table (as strings) with its ``key`` columns; None if there is none yet. Anything
+    else at that path (empty, not CSV, other columns) is a ReportError naming it."""
+    if not csv_path.exists() and not csv_path.is_symlink():
+        return None
+    problem = file_problem(csv_path)
+    remedy = "move it away or set results_dir"
+    if problem:
+        raise ReportError(f"{csv_path}: {problem}; {remedy}")
+    try:
+        table = pd.read_csv(csv_path, dtype=str)
+    except pd.errors.EmptyDataError:
+        raise ReportError(f"{csv_path}: the file is empty, not a table; {remedy}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as err:
+        raise ReportError(f"{csv_path}: not a CSV table ({str(err).strip().splitlines()[0]}); "
+                          f"{remedy}") from None
+    # None of the key columns: another file. (A table from an older version may lack a key
+    # column added since; upsert_table fills it in.)
+    if not set(key) & set(table.columns):
+        raise ReportError(f"{csv_path}: not a table of this kind: none of the columns "
+                          f"{','.join(key)}; {remedy}")
+    return table
+
+
+def check_eval_table(results_dir: Path) -> None:
+    """Fail before a run if its row could not be added to ``results_dir``/evaluations.csv."""
+    read_table(Path(results_dir) / "evaluations.csv", EVAL_KEY)
 
 
 def zoo_published(conf_dir: Path = CONF_DIR) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from benchmark.models import build_model  # noqa: E402
 from benchmark.protocols import frames_between  # noqa: E402
 from benchmark.store import atomic_write  # noqa: E402
 from benchmark.views import InputSpec, cut_clips, make_views  # noqa: E402
+from benchmark.schema import composed, hydra_cli  # noqa: E402
 
 log = logging.getLogger("benchmark.toy")
 
@@ -74,6 +75,7 @@ def save_checkpoint(module: torch.nn.Module, path: Path) -> None:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="train_toy")
 def main(cfg: DictConfig) -> None:
+    composed()  # from here on Hydra reports errors its way
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
@@ -138,4 +140,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_cli(main)  # a config that cannot be composed: one line, no traceback

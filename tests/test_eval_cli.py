@@ -87,8 +87,8 @@ def test_rerun_replaces_its_table_row(kinetics_run):
     ("data.limit=-1", "error: data.limit: must be >= 0"),
     ("eval.batch_views=many", "error: eval.batch_views: must be auto or >= 1, got many"),
     ("data.workers=-2", "error: data.workers: must be auto or >= 0, got -2"),
-    ("model=nonsense", "Could not find 'model/nonsense'"),
-    ("protocol=nonsense", "Could not find 'protocol/nonsense'"),
+    ("model=nonsense", "error: model=nonsense: no conf/model/nonsense.yaml; one of c2d_r50,"),
+    ("protocol=nonsense", "error: protocol=nonsense: no conf/protocol/nonsense.yaml"),
     ("protocol.head=mean", "error: protocol.head: must be one of pooled_logits, softmax_per_location"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, override, message):

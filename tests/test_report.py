@@ -175,6 +175,13 @@ def test_report_cli_errors_name_the_folder_or_file(tmp_path, hand_run):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="empty: no finished run in it"):
         main([str(tmp_path / "empty")])
+    # An evaluations.csv that is empty or not a table: one line, not a pandas traceback.
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "evaluations.csv").write_bytes(b"")
+    with pytest.raises(SystemExit) as caught:
+        main([str(hand_run), "--results-dir", str(tmp_path / "bad")])
+    assert str(caught.value) == (f"error: {tmp_path / 'bad' / 'evaluations.csv'}: the file is "
+                                 "empty, not a table; move it away or set results_dir")
     (hand_run / "predictions.parquet").write_bytes(b"not parquet")
     with pytest.raises(SystemExit, match="predictions.parquet: cannot read the run's predictions"):
         main([str(hand_run), "--results-dir", str(tmp_path / "results")])

@@ -1,0 +1,259 @@
+"""The config schema: one dataclass per config group, one for each root config's own keys.
+
+Registered in Hydra's ConfigStore; each ``conf/<group>/*.yaml`` starts from its group's schema
+(``defaults: [<group>_schema, _self_]``) and ``eval.yaml`` from ``eval_schema``, so the YAML files
+are presets validated against these types and OmegaConf rejects a value of the wrong type
+(``strict=maybe``, ``views.clips=2.5``, ``device.type=mps``), naming the key, while the config is
+composed: before any import of the heavy modules, before any work. What a type cannot say
+(ranges, rules between keys, ``auto``-or-a-number) is checked once after composition, in
+``benchmark.evaluate.check_settings``.
+
+``config_error_line`` turns OmegaConf's and Hydra's multi-line errors into the one line the
+command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import sys
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import MissingConfigException, OverrideParseException
+from omegaconf import MISSING
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from benchmark.synthetic import ActionSetSpec
+
+AUTO = "auto"  # eval.batch_views, data.workers, data.decode_threads: ``auto`` or a number
+
+
+class DeviceType(str, enum.Enum):
+    """``device.type``: auto (CUDA when there is a GPU, else the CPU), cpu or cuda."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+    def __str__(self) -> str:  # the value, as the code and the files expect a plain string
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+# ---- config groups ------------------------------------------------------------------------------
+
+@dataclass
+class InputSchema:
+    """``model.input``: the model's test input (benchmark.views.InputSpec)."""
+
+    num_frames: int = MISSING
+    sampling_rate: int = MISSING
+    frames_per_second: int = MISSING
+    side_size: int = MISSING
+    crop_size: int = MISSING
+    alpha: Optional[int] = None  # SlowFast speed ratio; null: one pathway
+    mean: List[float] = MISSING
+    std: List[float] = MISSING
+
+
+@dataclass
+class ModelSchema:
+    """``conf/model/*.yaml``."""
+
+    name: str = MISSING
+    builder: Dict[str, Any] = MISSING  # free-form: a ``_target_`` and its arguments
+    checkpoint_url: Optional[str] = None
+    weights: str = AUTO  # auto | pretrained | random | PATH
+    num_classes: int = MISSING
+    output: str = "logits"  # logits | probs (benchmark.models.OUTPUTS)
+    input: InputSchema = field(default_factory=InputSchema)
+    published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
+
+
+# ``data.synthetic``: the fields of the generated set's spec, its types and defaults (one home).
+_SPEC_TYPES = typing.get_type_hints(ActionSetSpec)
+SyntheticSchema = dataclasses.make_dataclass(
+    "SyntheticSchema",
+    [(f.name, _SPEC_TYPES[f.name], f.default) for f in dataclasses.fields(ActionSetSpec)])
+
+
+@dataclass
+class DataSchema:
+    """``conf/data/*.yaml``."""
+
+    name: str = MISSING
+    description: str = ""
+    root: Optional[str] = ""
+    csv: Optional[str] = None
+    class_names: Optional[str] = None  # PATH | auto | null
+    limit: Optional[int] = None
+    workers: Any = AUTO  # auto | N >= 0 (check_settings)
+    decode_threads: Any = AUTO  # auto | N >= 0 (check_settings)
+    decode_timeout_s: Optional[float] = 120.0
+    synthetic: Optional[SyntheticSchema] = None  # type: ignore[valid-type]
+
+
+@dataclass
+class ViewsSchema:
+    """``conf/views/*.yaml``."""
+
+    clips: int = MISSING
+    crops: int = MISSING
+    fault: Optional[str] = None  # test only (check_settings names the accepted values)
+
+
+@dataclass
+class ProtocolSchema:
+    """``conf/protocol/*.yaml`` (the accepted values: benchmark/protocols.py, checked by
+    check_settings)."""
+
+    name: str = MISSING
+    clips: str = MISSING
+    head: str = MISSING
+    combine: str = MISSING
+
+
+@dataclass
+class DeviceSchema:
+    """``conf/device/*.yaml``."""
+
+    type: DeviceType = DeviceType.auto
+
+
+# ---- eval.yaml ----------------------------------------------------------------------------------
+
+@dataclass
+class EvalSettings:
+    batch_views: Any = AUTO  # auto | N >= 1 (check_settings)
+    channels_last: bool = True
+    fuse: Any = "auto"  # auto | none | all | names (benchmark/fuse.py checks them)
+    reuse_memory: bool = True
+    tf32: bool = False
+    flush_every: int = 20
+    flush_seconds: float = 60.0
+    resume_search: List[str] = field(default_factory=list)
+
+
+@dataclass
+class CostSettings:
+    flops: bool = True
+    throughput_iters: int = 2
+
+
+@dataclass
+class EvalConfig:
+    """``conf/eval.yaml`` (``python -m benchmark.eval``)."""
+
+    data: DataSchema = MISSING
+    views: ViewsSchema = MISSING
+    protocol: ProtocolSchema = MISSING
+    model: ModelSchema = MISSING
+    device: DeviceSchema = MISSING
+    seed: int = 0
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (check_settings)
+    compile: bool = False
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    resume: bool = True
+    strict: bool = False
+    cost: CostSettings = field(default_factory=CostSettings)
+    results_dir: str = MISSING
+    cache_dir: str = MISSING
+
+
+GROUPS = {"model": ModelSchema, "data": DataSchema, "views": ViewsSchema,
+          "protocol": ProtocolSchema, "device": DeviceSchema}
+
+
+def register() -> None:
+    """Put the schemas in Hydra's ConfigStore: ``<group>/<group>_schema`` and ``eval_schema``."""
+    store = ConfigStore.instance()
+    for group, schema in GROUPS.items():
+        store.store(group=group, name=f"{group}_schema", node=schema)
+    store.store(name="eval_schema", node=EvalConfig)
+
+
+register()
+
+
+# ---- one line per bad setting -------------------------------------------------------------------
+
+def accepted(kind: Any) -> str:
+    """What a value of type ``kind`` may be, in words."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join([accepted(a) for a in rest] + ["null"])
+    if origin in (list, List):
+        return "a list"
+    if origin in (dict, Dict) or dataclasses.is_dataclass(kind):
+        return "a mapping"
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return "one of " + ", ".join(m.name for m in kind)
+    return {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(kind, str(kind))
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """One line for a config that cannot be composed (a bad value, an unknown key or group
+    option, an unparsable override), naming the key; None for any other error."""
+    chain = [err]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    for e in chain:
+        if isinstance(e, MissingConfigException):
+            option = (e.missing_cfg_file or "").split("/")
+            options = [o for o in e.options or [] if not o.endswith("_schema")]
+            if len(option) == 2 and options:
+                return (f"{option[0]}={option[1]}: no conf/{option[0]}/{option[1]}.yaml; "
+                        f"one of {', '.join(options)}")
+            return str(e).strip().splitlines()[0]
+        if isinstance(e, OverrideParseException):
+            return f"cannot parse the override {e.override!r}: {e.message.splitlines()[0]}"
+    for e in chain:
+        if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and getattr(e, "full_key", None):
+            parent = e.full_key.rpartition(".")[0]
+            return f"{e.full_key}: no such setting{f' in {parent}' if parent else ''}"
+        if isinstance(e, ValidationError) and getattr(e, "full_key", None):
+            kind = None  # the key's type in its schema (e.ref_type is its parent's)
+            if e.object_type is not None and dataclasses.is_dataclass(e.object_type):
+                kind = typing.get_type_hints(e.object_type).get(str(e.key))
+            expected = f"expected {accepted(kind)}" if kind is not None else e.msg.splitlines()[0]
+            return f"{e.full_key}: {expected}, got {e.value!r}"
+        if isinstance(e, OmegaConfBaseException):
+            where = getattr(e, "full_key", None)
+            message = str(e.msg if getattr(e, "msg", None) else e).strip().splitlines()[0]
+            return f"{where}: {message}" if where else message
+    return None
+
+
+def hydra_cli(main: Callable[[], Any]) -> None:
+    """Run a ``@hydra.main`` function; a config that cannot be composed, or a run folder that
+    cannot be made, ends the command with one line (exit 1) instead of Hydra's multi-line
+    report. ``HYDRA_FULL_ERROR=1`` (set by the user) keeps Hydra's full traceback."""
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        main()
+        return
+    # Hydra re-raises instead of printing when this is set; our function unsets it again as
+    # its first step, so errors inside the run get Hydra's usual report.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except Exception as err:
+        line = config_error_line(err)
+        if line is None and isinstance(err, OSError) and err.filename:
+            line = f"hydra.run.dir: {err.filename}: cannot make the run folder: {err.strerror}"
+        if line is None:
+            raise
+        sys.exit(f"error: {line}")
+
+
+def composed() -> None:
+    """Call first in a function ``hydra_cli`` runs: from here on Hydra reports errors its way."""
+    os.environ.pop("HYDRA_FULL_ERROR", None)

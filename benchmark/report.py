@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from benchmark.manifest import ManifestError, read_class_names
 from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
 from benchmark.models import CONF_DIR
-from benchmark.store import atomic_write
+from benchmark.store import atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,13 @@ def write_table(stem: Path, table: pd.DataFrame, note: str = "") -> None:
 
 def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
                  note: str = "") -> pd.DataFrame:
-    """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md."""
+    """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md.
+    Under ``stem``'s file lock, re-reading the table inside it (concurrent runs keep every row)."""
+    with file_lock(stem):
+        return _upsert(stem, row, key, columns, note)
+
+
+def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str) -> pd.DataFrame:
     csv_path = stem.with_suffix(".csv")
     table = pd.read_csv(csv_path, dtype=str) if csv_path.exists() else pd.DataFrame(columns=columns)
     new = pd.DataFrame([{k: "" if v is None else str(v) for k, v in row.items()}], columns=columns)
@@ -303,10 +309,11 @@ def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
     atomic_write(run_dir / "report.md",
                  lambda p: p.write_text(_summary(metrics, row, ci, per_class, pairs)))
     if results_dir is not None:
-        table = upsert_table(Path(results_dir) / "evaluations", row, EVAL_KEY, EVAL_COLUMNS,
-                             EVAL_NOTE)
-        plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
-        plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
+        stem = Path(results_dir) / "evaluations"
+        with file_lock(stem):  # the plots too: the last writer draws the table with every row
+            table = _upsert(stem, row, EVAL_KEY, EVAL_COLUMNS, EVAL_NOTE)
+            plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
+            plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
     return row
 
 

@@ -10,6 +10,7 @@ At the end the parts become predictions.parquet, failures.csv and metrics.json.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,24 @@ def atomic_write(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout_s: float = 600.0):
+    """An exclusive lock (``path`` + ``.lock``) around a read-change-rewrite of a shared file:
+    the jobs of a sweep or a SLURM array finishing together on a shared filesystem each re-read
+    the file inside it, so none drops another's rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock", timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OSError(f"{path}.lock: still locked by another run after {timeout_s:g} s "
+                      "(delete the lock file if no run is writing there)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def fingerprint(identity: dict) -> str:

@@ -22,10 +22,10 @@ import pytorchvideo
 import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed
 from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
+from benchmark.loader import SupervisedLoader, test_hooks
 from benchmark.manifest import Manifest, Video, load_dataset
 from benchmark.device import (
     PRECISIONS,
@@ -63,6 +63,7 @@ class LoadedVideo:
     clips: torch.Tensor | None  # uint8 (clips, C, T, H, W)
     failure: str | None = None
     seconds: float = 0.0  # decoding and cutting, in the worker
+    kind: str | None = None  # of failure: loader.CRASH (killed its decoder twice) or None
 
     def pin_memory(self) -> LoadedVideo:
         """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
@@ -71,7 +72,7 @@ class LoadedVideo:
         return self
 
 
-class VideoClipsDataset(Dataset):
+class VideoClipsDataset:
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
@@ -89,6 +90,7 @@ class VideoClipsDataset(Dataset):
         video = self.videos[index]
         if video.path is None:
             return LoadedVideo(index, None, f"file not found: looked for {video.expected}")
+        test_hooks(video.video_id)
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
@@ -263,16 +265,23 @@ def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
 
 
 def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
-                 device: torch.device) -> DataLoader:
-    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order;
-    on CUDA the clips come pinned, so their copy to the GPU can run asynchronously."""
+                 device: torch.device) -> SupervisedLoader:
+    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order,
+    supervised by this process (benchmark/loader.py: a worker that dies or hangs costs one
+    video, not the run); on CUDA the clips come pinned, so their copy to the GPU can run
+    asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
     dataset = VideoClipsDataset(
         videos, indices, spec, int(cfg.views.clips), str(cfg.views.spacing),
         decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
         cfg.views.get("fault"))
-    return DataLoader(dataset, batch_size=None, num_workers=workers,
-                      pin_memory=device.type == "cuda")
+
+    def failed(position: int, reason: str, kind: str | None) -> LoadedVideo:
+        return LoadedVideo(indices[position], None, reason, kind=kind)
+
+    return SupervisedLoader(dataset.__getitem__, len(dataset), workers, failed,
+                            cfg.data.decode_timeout_s, pin_memory=device.type == "cuda",
+                            memory_bytes=int(cfg.data.get("loader_memory_mb", 8192)) << 20)
 
 
 def loader_workers(setting: int | str, device_type: str) -> int:
@@ -359,7 +368,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 continue
             video = manifest.videos[item.index]
             log.warning("%s: %s", video.path or video.video_id, item.failure)
-            store.add_failure(video.video_id, video.path, item.failure)
+            store.add_failure(video.video_id, video.path, item.failure, item.kind)
             progress.update(None)
             if cfg.strict:
                 store.flush()

@@ -28,8 +28,10 @@ from filelock import FileLock, Timeout
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
-FAILURE_COLUMNS = ["video_id", "path", "reason"]
-PART_COLUMNS = PREDICTION_COLUMNS + ["reason"]  # reason set: a failure; else a prediction
+# kind: "crash" for a video that killed its decoder twice (benchmark/loader.py), else empty.
+FAILURE_COLUMNS = ["video_id", "path", "reason", "kind"]
+PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "kind"]  # reason set: a failure; else a prediction
+PERMANENT_KINDS = ("crash",)  # failures a resumed run does not retry
 
 
 _UMASK = os.umask(0)
@@ -157,11 +159,11 @@ class RunStore:
     def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
         top = probs.topk(min(5, probs.numel())).indices.tolist()
         self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
-                   "probs": probs.float().tolist(), "reason": None})
+                   "probs": probs.float().tolist(), "reason": None, "kind": None})
 
-    def add_failure(self, video_id: str, path, reason: str) -> None:
+    def add_failure(self, video_id: str, path, reason: str, kind: str | None = None) -> None:
         self._add({"video_id": video_id, "path": str(path or ""), "label": None, "top5": None,
-                   "probs": None, "reason": reason})
+                   "probs": None, "reason": reason, "kind": kind})
 
     def _add(self, row: dict) -> None:
         self.rows.append(row)
@@ -186,6 +188,10 @@ class RunStore:
     @property
     def predictions(self) -> list[dict]:
         return [r for r in self.rows if r["reason"] is None or pd.isna(r["reason"])]
+
+    def permanent_failures(self) -> set[str]:
+        """Videos a resumed run must not try again: they killed their decoder (loader.CRASH)."""
+        return {r["video_id"] for r in self.failures if r.get("kind") in PERMANENT_KINDS}
 
     @property
     def failures(self) -> list[dict]:

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import platform
+import signal
 import time
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,39 @@ class DeviceUnavailable(SettingsError):
 
 class StrictFailure(RuntimeError):
     """strict=true and a video could not be evaluated."""
+
+
+class Preempted(RuntimeError):
+    """SIGTERM (SLURM's notice before it kills a job) or SIGINT (Ctrl-C) stopped the run after
+    its finished videos were saved; ``signum`` gives the exit status (128 + signum)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _Signalled(BaseException):
+    """Raised by the signal handler inside the loop (BaseException: no ``except Exception``
+    on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
+    """Turn ``signals`` into ``_Signalled`` in the main thread while the loop runs."""
+    def handler(signum, frame):
+        for s in signals:  # a second signal must not interrupt the flush that follows
+            signal.signal(s, signal.SIG_IGN)
+        raise _Signalled(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -375,14 +409,17 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
 
     # videos, videos/s, ETA, running top-1
-    with Progress(len(todo), model.name) as progress:
-        for index, probs in predict(runner, loaded(progress), spec, crops, batch_views, device,
-                                    str(cfg.precision), bool(cfg.eval.channels_last),
-                                    cfg.views.get("fault")):
-            video = manifest.videos[index]
-            store.add_prediction(video.video_id, video.path, video.label, probs)
-            progress.update(int(probs.argmax()) == video.label)
-            evaluated_now += 1
+    try:
+        with stop_on_signals(), Progress(len(todo), model.name) as progress:
+            for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
+                                        device, str(cfg.precision), bool(cfg.eval.channels_last),
+                                        cfg.views.get("fault")):
+                video = manifest.videos[index]
+                store.add_prediction(video.video_id, video.path, video.label, probs)
+                progress.update(int(probs.argmax()) == video.label)
+                evaluated_now += 1
+    except _Signalled as caught:
+        raise preempted(store, caught.signum, len(manifest.videos)) from None
     seconds = time.perf_counter() - start
     store.flush()
     shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
@@ -417,6 +454,16 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
     report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
     return metrics
+
+
+def preempted(store: RunStore, signum: int, listed: int) -> Preempted:
+    """Save the finished videos and the progress at once; the one line to show."""
+    store.flush()
+    name = signal.Signals(signum).name
+    store.mark_interrupted(name)
+    return Preempted(f"stopped by {name}: {len(store.rows)} of {listed} videos done and saved "
+                     f"in {store.parts}; run the same command again to resume from there",
+                     signum)
 
 
 def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device) -> dict:

@@ -219,7 +219,12 @@ class RunStore:
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
         self._write_progress(finished=True)
 
-    def _write_progress(self, finished: bool) -> None:
-        state = {"fingerprint": self.print, "identity": self.identity, "finished": finished}
+    def mark_interrupted(self, signal_name: str) -> None:
+        """progress.json after a SIGTERM/SIGINT: still unfinished (so it resumes), and says so."""
+        self._write_progress(finished=False, interrupted=signal_name, videos_done=len(self.rows))
+
+    def _write_progress(self, finished: bool, **extra) -> None:
+        state = {"fingerprint": self.print, "identity": self.identity, "finished": finished,
+                 **extra}
         atomic_write(self.run_dir / "progress.json",
                      lambda p: p.write_text(json.dumps(state, indent=2, default=str) + "\n"))

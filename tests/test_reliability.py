@@ -1,13 +1,16 @@
 """Nothing lost at scale: concurrent table writers, decoders that die or hang, preemption,
 which copy of the data was evaluated, and the pre-run scan (``python -m benchmark.check``)."""
 
+import json
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.loader import HANG_ON, KILL_ON
@@ -92,3 +95,52 @@ def test_a_stuck_decode_is_ended_from_the_main_process(action_set, tmp_path):
     assert pd.isna(failures.kind[0])  # transient: a resumed run may try it again
     assert len(pd.read_parquet(tmp_path / "run" / "predictions.parquet")) == len(ids) - 1
     assert time.monotonic() - started < 120
+
+
+# ---- preemption --------------------------------------------------------------------------------
+
+def test_sigterm_saves_every_finished_video_and_the_rerun_equals_an_uninterrupted_run(
+        action_set, tmp_path):
+    """SIGTERM while the loader is stuck on video 3 (so videos 0-2 are done, 1 of them a
+    decoder crash, and nothing was flushed yet: flush_every is large); the rerun resumes, does
+    not retry the crash, and predicts what an uninterrupted run predicts."""
+    ids = video_ids(action_set)
+    first = tmp_path / "a"
+    big = ["eval.flush_every=1000", "eval.flush_seconds=1000"]
+    run = eval_process(loader_overrides(action_set, first, *big),
+                       **{KILL_ON: ids[0], HANG_ON: ids[3]})
+    deadline = time.monotonic() + 200
+    seen = ""
+    while "test hook: blocking on" not in seen:
+        assert run.poll() is None and time.monotonic() < deadline, "ended before the hang"
+        seen += run.stderr.readline()
+    time.sleep(3)  # the main process finishes the videos before the stuck one
+    assert not (first / "parts").exists() or not list((first / "parts").iterdir())
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: stopped by SIGTERM: ") and "run the same command again" in last
+    parts = pd.concat([pd.read_parquet(p) for p in (first / "parts").glob("part-*.parquet")])
+    done = int(last.split("SIGTERM: ")[1].split(" of ")[0])
+    assert len(parts) == done >= 2 and set(parts.video_id) == set(ids[:done])
+    assert parts.set_index("video_id").kind[ids[0]] == "crash"
+    progress = json.loads((first / "progress.json").read_text())
+    assert progress["interrupted"] == "SIGTERM" and not progress["finished"]
+
+    resumed = subprocess.run([sys.executable, "-m", "benchmark.eval",
+                              *loader_overrides(action_set, tmp_path / "b")],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {first}: {done} of {len(ids)} videos already done" in (
+        resumed.stdout + resumed.stderr)
+    failures = pd.read_csv(tmp_path / "b" / "failures.csv")
+    assert failures.video_id.tolist() == [ids[0]] and failures.kind[0] == "crash"  # not retried
+    whole = subprocess.run([sys.executable, "-m", "benchmark.eval",
+                            *loader_overrides(action_set, tmp_path / "c", "resume=false")],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    got = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
+    want = pd.read_parquet(tmp_path / "c" / "predictions.parquet").iloc[1:]  # less the crash
+    assert got.video_id.tolist() == want.video_id.tolist() == ids[1:]
+    np.testing.assert_allclose(np.stack(got.probs), np.stack(want.probs), atol=1e-6)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import cost, distributed
 from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
 from benchmark.loader import SupervisedLoader, test_hooks
-from benchmark.manifest import Manifest, Video, load_dataset
+from benchmark.manifest import Manifest, Video, data_fingerprint, load_dataset
 from benchmark.device import (
     PRECISIONS,
     Stopwatch,
@@ -363,6 +363,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         raise SettingsError(problem)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     manifest = load_dataset(cfg.data)
+    found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     model = build_model(cfg.model)
     if cfg.eval.reuse_memory:
@@ -438,7 +439,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "compile": bool(cfg.compile), "clips": clips, "crops": crops,
         "spacing": str(cfg.views.spacing), "fault": cfg.views.get("fault"),
         "processes": ranks.world,
-        "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
+        "videos_listed": len(manifest.videos), "videos_found": found,
+        "data_fingerprint": data_print, "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
         **accuracy(probs, labels, model.num_classes),
         "class_names": manifest.class_names_source,

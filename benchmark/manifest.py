@@ -9,6 +9,7 @@ a subset of the CSV does not contain them all, so the class-name file is the sou
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -187,6 +188,19 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
     if limit is not None:
         videos = videos[:limit]
     return Manifest(name, videos, names, source, duplicates)
+
+
+def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
+    """(videos found, sha256 over their sorted "video id<TAB>file size" lines): copies of
+    Kinetics differ in which listed videos they hold (and in how they were re-encoded), so two
+    runs compare only when their fingerprints do."""
+    pairs = []
+    for video in videos:
+        try:
+            pairs.append(f"{video.video_id}\t{os.stat(video.path).st_size}\n")
+        except (OSError, TypeError):  # not found (path None) or gone since it was listed
+            continue
+    return len(pairs), hashlib.sha256("".join(sorted(pairs)).encode()).hexdigest()
 
 
 def load_dataset(cfg) -> Manifest:

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 EVAL_KEY = ["model", "weights", "dataset", "device", "precision", "views"]
 EVAL_COLUMNS = EVAL_KEY + [
-    "videos",
+    "videos", "found", "data_fingerprint",
     "top1", "top1_ci95", "published_top1", "top1_delta",
     "top5", "top5_ci95", "published_top5", "top5_delta",
     "mean_class_accuracy",
@@ -52,7 +52,9 @@ EVAL_NOTE = (
     "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
     "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400); `*_delta` = "
     "measured - published. GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
-    "conventions). views_per_s: model only; videos_per_s: end to end."
+    "conventions). views_per_s: model only; videos_per_s: end to end. found: listed videos found "
+    "on disk; data_fingerprint: the first 12 characters of the sha256 over the found videos' "
+    "(id, file size) pairs: equal on the same copy of the data."
 )
 FLOPS_COLUMNS = [
     "model", "input", "views", "gflops", "gflops_with_norm", "published_gflops", "gflops_delta",
@@ -102,6 +104,7 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "views": f"{metrics['clips']}x{metrics['crops']}"
                  + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
+        **data_copy(metrics),
         "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
         "top1_delta": _delta(top1, published.get("top1")),
         "top5": top5, "top5_ci95": half_width("top5"), "published_top5": published.get("top5"),
@@ -119,6 +122,15 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
         "av": metrics["versions"]["av"], "finished": metrics["finished"],
     }
+
+
+def data_copy(metrics: dict) -> dict:
+    """Which copy of the data: listed files found, the data fingerprint's first 12 characters
+    (empty for runs from before they were recorded)."""
+    if "videos_found" not in metrics:
+        return {"found": None, "data_fingerprint": None}
+    return {"found": f"{metrics['videos_found']}/{metrics['videos_listed']}",
+            "data_fingerprint": str(metrics["data_fingerprint"])[:12]}
 
 
 def to_markdown(table: pd.DataFrame, note: str = "") -> str:
@@ -262,6 +274,10 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
         f"Weights: {metrics['weights']}. Videos: {metrics['videos_evaluated']} evaluated of "
         f"{metrics['videos_listed']} listed" + (f", {failed} failed (failures.csv)" if failed else "")
         + f". Finished {metrics['finished']}.",
+        "",
+        (f"Data: {row['found']} listed files found, fingerprint {row['data_fingerprint']} "
+         "(sha256 of the found videos' ids and file sizes: runs on the same copy share it)."
+         if row.get("found") else "Data: no fingerprint recorded."),
         "",
         numbers.to_markdown(index=False),
         "",
@@ -485,7 +501,8 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: report.md, per_class.md, confusions.md, plots", run)
     except ReportError as err:
         sys.exit(f"error: {err}")
-    shown = ["model", "weights", "dataset", "device", "precision", "views", "videos", "top1",
+    shown = ["model", "weights", "dataset", "device", "precision", "views", "videos", "found",
+             "data_fingerprint", "top1",
              "top1_ci95", "published_top1", "top5", "top5_ci95", "published_top5", "gflops",
              "views_per_s"]
     print(to_markdown(pd.DataFrame(rows)[shown]))

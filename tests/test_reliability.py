@@ -4,6 +4,7 @@ which copy of the data was evaluated, and the pre-run scan (``python -m benchmar
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from benchmark.loader import HANG_ON, KILL_ON
+from benchmark.manifest import data_fingerprint, read_manifest
 from benchmark.report import EVAL_COLUMNS, EVAL_KEY, eval_row, upsert_table
 
 from conftest import REPO
@@ -144,3 +147,40 @@ def test_sigterm_saves_every_finished_video_and_the_rerun_equals_an_uninterrupte
     want = pd.read_parquet(tmp_path / "c" / "predictions.parquet").iloc[1:]  # less the crash
     assert got.video_id.tolist() == want.video_id.tolist() == ids[1:]
     np.testing.assert_allclose(np.stack(got.probs), np.stack(want.probs), atol=1e-6)
+
+
+# ---- which copy of the data --------------------------------------------------------------------
+
+def test_the_data_fingerprint_tells_copies_apart(action_set, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(action_set, copy)
+    csv, names = copy / "validate.csv", copy / "kinetics_classnames.json"
+    same = read_manifest(csv, copy, str(names))
+    found, print_ = data_fingerprint(read_manifest(csv, action_set, str(names)).videos)
+    assert data_fingerprint(same.videos) == (found, print_) and found == len(same.videos)
+    missing = same.videos[0].path
+    missing.unlink()
+    fewer = data_fingerprint(read_manifest(csv, copy, str(names)).videos)
+    assert fewer[0] == found - 1 and fewer[1] != print_
+    reencoded = same.videos[1].path
+    reencoded.write_bytes(reencoded.read_bytes() + b"\0")  # another size: another copy
+    assert data_fingerprint(read_manifest(csv, copy, str(names)).videos)[1] not in (
+        print_, fewer[1])
+
+
+def test_metrics_report_and_table_say_which_copy(kinetics_run):
+    tmp, _, _ = kinetics_run
+    metrics = json.loads((tmp / "out" / "metrics.json").read_text())
+    videos = read_manifest(tmp / "val.csv", metrics_root(tmp), None).videos
+    assert (metrics["videos_listed"], metrics["videos_found"]) == (len(videos), len(videos) - 1)
+    assert (metrics["videos_found"], metrics["data_fingerprint"]) == data_fingerprint(videos)
+    short = metrics["data_fingerprint"][:12]
+    assert f"{len(videos) - 1}/{len(videos)} listed files found, fingerprint {short}" in (
+        tmp / "out" / "report.md").read_text()
+    table = pd.read_csv(tmp / "results" / "evaluations.csv", dtype=str)
+    assert (table.found[0], table.data_fingerprint[0]) == (f"{len(videos) - 1}/{len(videos)}", short)
+
+
+def metrics_root(tmp: Path) -> Path:
+    """The data root the kinetics_run fixture passed (from its saved config)."""
+    return Path(OmegaConf.load(tmp / "out" / ".hydra" / "config.yaml").data.root)

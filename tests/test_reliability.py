@@ -184,3 +184,42 @@ def test_metrics_report_and_table_say_which_copy(kinetics_run):
 def metrics_root(tmp: Path) -> Path:
     """The data root the kinetics_run fixture passed (from its saved config)."""
     return Path(OmegaConf.load(tmp / "out" / ".hydra" / "config.yaml").data.root)
+
+
+# ---- python -m benchmark.check -----------------------------------------------------------------
+
+def test_check_decodes_every_listed_video_and_strict_fails_on_any(action_set, tmp_path):
+    ids = video_ids(action_set)
+    csv = tmp_path / "val.csv"
+    broken = action_set / "moving left" / "broken_000000_000010.mp4"
+    broken.write_bytes(b"not a video")
+    csv.write_text((action_set / "validate.csv").read_text()
+                   + '"moving left",notthere,0,10,validate\n"moving left",broken,0,10,validate\n')
+    overrides = ["data=kinetics400", f"data.csv={csv}", f"data.root={action_set}",
+                 f"data.class_names={action_set / 'kinetics_classnames.json'}", "workers=2"]
+    try:
+        result = subprocess.run([sys.executable, "-m", "benchmark.check", *overrides,
+                                 f"hydra.run.dir={tmp_path / 'a'}"], cwd=REPO, text=True,
+                                capture_output=True, timeout=300, env={**os.environ, KILL_ON: ids[2]})
+        strict = subprocess.run([sys.executable, "-m", "benchmark.check", *overrides, "strict=true",
+                                 f"hydra.run.dir={tmp_path / 'b'}"], cwd=REPO, text=True,
+                                capture_output=True, timeout=300)
+        _, fingerprint = data_fingerprint(read_manifest(csv, action_set, None).videos)
+    finally:
+        broken.unlink()
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "a" / "check.csv")
+    assert list(table.columns) == ["video_id", "path", "status", "reason", "duration_s", "fps",
+                                   "frames", "width", "height", "codec", "bytes"]
+    assert table.video_id.tolist() == ids + ["notthere_000000_000010", "broken_000000_000010"]
+    reasons = dict(zip(table.video_id, table.reason.fillna("")))
+    assert reasons[ids[2]] == "decoder process died: signal 11 (SIGSEGV)"
+    assert reasons["notthere_000000_000010"].startswith("file not found")
+    assert reasons["broken_000000_000010"].startswith("cannot open as a video")
+    good = table[table.status == "ok"]
+    assert len(good) == len(ids) - 1
+    assert (good.width == 112).all() and (good.height == 64).all() and (good.codec == "h264").all()
+    assert (good.frames == 75).all() and (good.duration_s == 2.5).all() and (good.fps == 30).all()
+    assert f"data fingerprint: {fingerprint}" in result.stdout
+    assert "      1  decoder process died" in result.stdout
+    assert strict.returncode == 1 and "2 of" in strict.stderr.strip().splitlines()[-1]

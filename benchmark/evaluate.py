@@ -25,7 +25,7 @@ import torchvision
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import cost, distributed
-from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores, time_limit
+from benchmark.decode import DecodeError, decode_threads, process_cores, time_limit
 from benchmark.loader import SupervisedLoader, test_hooks
 from benchmark.manifest import Manifest, Video, data_fingerprint, load_dataset
 from benchmark.device import (
@@ -41,7 +41,7 @@ from benchmark.models import OUTPUTS, Model, build_model
 from benchmark.progress import Progress
 from benchmark.report import report_run
 from benchmark.store import RunStore, check_writable
-from benchmark.views import CLIP_SPACINGS, CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
+from benchmark.views import CLIP_SPACINGS, CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ class VideoClipsDataset:
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
-                decoded = decode_video(video.path, self.decode_threads)
-                clips = sample_clips(decoded, self.spec, self.clips, self.spacing, self.fault)
+                clips = decode_clips(video.path, self.spec, self.clips, self.spacing,
+                                     self.decode_threads, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
         except (DecodeError, ValueError) as err:
             return LoadedVideo(index, None, str(err))

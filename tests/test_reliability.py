@@ -13,13 +13,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 from omegaconf import OmegaConf
 
+from benchmark.decode import decode_video
 from benchmark.loader import HANG_ON, KILL_ON
 from benchmark.manifest import data_fingerprint, read_manifest
 from benchmark.report import EVAL_COLUMNS, EVAL_KEY, eval_row, upsert_table
+from benchmark import views
+from benchmark.views import decode_clips, sample_clips
 
-from conftest import REPO
+from conftest import REPO, TINY_SPEC
 from test_report import PUBLISHED, metrics_json
 
 
@@ -223,3 +228,22 @@ def test_check_decodes_every_listed_video_and_strict_fails_on_any(action_set, tm
     assert f"data fingerprint: {fingerprint}" in result.stdout
     assert "      1  decoder process died" in result.stdout
     assert strict.returncode == 1 and "2 of" in strict.stderr.strip().splitlines()[-1]
+
+
+# ---- memory: only the frames a clip may use are held while decoding ----------------------------
+
+@pytest.mark.parametrize("clips, spacing, fault", [
+    (10, "to_end", None), (4, "pytorchvideo_0.1.5", None), (3, "to_end", "clips_from_start"),
+    (2, "to_end", "reverse_frames"), (1, "to_end", None)])
+def test_streamed_clips_equal_decoding_everything_first(videos, tmp_path, clips, spacing, fault):
+    from test_robustness import write_vfr
+
+    paths = [*videos.values(), write_vfr(tmp_path / "vfr.mp4")]
+    for path in paths:
+        want = sample_clips(decode_video(path), TINY_SPEC, clips, spacing, fault)
+        got = decode_clips(path, TINY_SPEC, clips, spacing, fault=fault)
+        assert torch.equal(got, want) and got.stride() == want.stride(), path.name
+    # ... and the files in order with a duration took the streamed path, not the fallback
+    streamed = views._streamed_clips(videos["landscape"], TINY_SPEC, clips, spacing, 0, fault)
+    assert torch.equal(streamed, decode_clips(videos["landscape"], TINY_SPEC, clips, spacing,
+                                              fault=fault))

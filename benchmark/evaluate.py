@@ -315,7 +315,7 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
 
     return SupervisedLoader(dataset.__getitem__, len(dataset), workers, failed,
                             cfg.data.decode_timeout_s, pin_memory=device.type == "cuda",
-                            memory_bytes=int(cfg.data.get("loader_memory_mb", 8192)) << 20)
+                            memory_bytes=int(cfg.data.get("loader_memory_mb", 4096)) << 20)
 
 
 def loader_workers(setting: int | str, device_type: str) -> int:

@@ -102,6 +102,7 @@ def _serve(conn: Connection, load: Callable[[int], object]) -> None:
         item.clips = None
         conn.send((item, (tuple(clips.shape), tuple(clips.stride()), order)))
         conn.send_bytes(memoryview(clips.permute(order).contiguous().numpy()).cast("B"))
+        del item, clips  # not held while waiting for, and decoding, the next video
 
 
 @dataclass
@@ -121,7 +122,7 @@ class SupervisedLoader:
 
     def __init__(self, load: Callable[[int], object], count: int, workers: int,
                  failed: Callable[[int, str, str | None], object], timeout_s: float | None = None,
-                 pin_memory: bool = False, memory_bytes: int = 8 << 30):
+                 pin_memory: bool = False, memory_bytes: int = 4 << 30):
         self.load, self.count, self.workers, self.failed = load, count, workers, failed
         self.timeout_s, self.pin, self.memory_bytes = timeout_s, pin_memory, memory_bytes
 
@@ -175,7 +176,7 @@ class _Run:
         busy = sum(w.position is not None for w in self.pool)
         if busy == 0 and not self.ready:
             return True
-        if self.todo[0] >= first_waiting + 2 * len(self.pool) + 2:
+        if self.todo[0] > first_waiting + len(self.pool):
             return False  # far ahead of the consumer: the reorder buffer would grow
         if self.largest == 0:
             return busy == 0

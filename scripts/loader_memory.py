@@ -3,7 +3,8 @@
     python scripts/loader_memory.py REPO [--videos 3] [--workers 1]
 
 Runs ``python -m benchmark.eval`` from ``REPO`` (so the same script measures two checkouts) with
-a tiny SlowFast given slowfast_r50's test input (32 frames at rate 2, 10x3 views), and samples
+a tiny SlowFast (8 frames at rate 8: slowfast_r50's 64/30 s clips) over 40 clips x 1 crop, so the
+loader carries 320 frames per video as for slowfast_r50's 10 clips x 32 frames, and samples
 the process tree's memory every 0.2 s: the peak sum of PSS (shared pages counted once) and RSS.
 """
 
@@ -45,8 +46,7 @@ def make_videos(root: Path, count: int, seconds: float = 10.0, fps: int = 30) ->
 
 def measure(repo: Path, data: Path, workers: int, out: Path) -> dict:
     command = [sys.executable, "-m", "benchmark.eval", "model=slowfast_tiny", "model.num_classes=2",
-               "model.weights=random", "model.input.num_frames=32", "model.input.sampling_rate=2",
-               "views=10x3", "device=cpu", "data=kinetics400", f"data.csv={data / 'val.csv'}",
+               "model.weights=random", "views.clips=40", "views.crops=1", "device=cpu", "data=kinetics400", f"data.csv={data / 'val.csv'}",
                f"data.root={data}", f"data.class_names={data / 'names.json'}",
                f"data.workers={workers}", "cost.flops=false", "cost.throughput_iters=0",
                "resume=false", f"results_dir={out / 'results'}", f"hydra.run.dir={out / 'run'}"]

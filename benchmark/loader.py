@@ -82,6 +82,22 @@ def _dense_order(clips: torch.Tensor) -> list[int] | None:
     return order if clips.permute(order).is_contiguous() else None
 
 
+def _write_all(conn: Connection, data: memoryview) -> None:
+    """The raw bytes, straight from the tensor (``send_bytes`` would be fine here, but its
+    ``recv_bytes_into`` on the other side reads into a temporary copy first)."""
+    while data:
+        data = data[os.write(conn.fileno(), data):]
+
+
+def _read_all(conn: Connection, data: memoryview) -> None:
+    """Read exactly ``len(data)`` bytes straight into ``data`` (pinned memory on CUDA)."""
+    while data:
+        n = os.readv(conn.fileno(), [data])
+        if n == 0:
+            raise EOFError("loader worker closed its pipe")
+        data = data[n:]
+
+
 def _serve(conn: Connection, load: Callable[[int], object]) -> None:
     """A worker: load the positions the main process sends, one at a time, until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
@@ -101,7 +117,7 @@ def _serve(conn: Connection, load: Callable[[int], object]) -> None:
             clips, order = clips.contiguous(), list(range(clips.dim()))
         item.clips = None
         conn.send((item, (tuple(clips.shape), tuple(clips.stride()), order)))
-        conn.send_bytes(memoryview(clips.permute(order).contiguous().numpy()).cast("B"))
+        _write_all(conn, memoryview(clips.permute(order).contiguous().numpy()).cast("B"))
         del item, clips  # not held while waiting for, and decoding, the next video
 
 
@@ -230,7 +246,7 @@ class _Run:
             for n in shape:
                 size *= n
             raw = torch.empty(size, dtype=torch.uint8, pin_memory=self.loader.pin)
-            worker.conn.recv_bytes_into(raw.numpy())
+            _read_all(worker.conn, memoryview(raw.numpy()))
             item.clips = raw.as_strided(shape, stride)
             self.largest = max(self.largest, size)
         self.ready[worker.position] = (item, size)

@@ -82,6 +82,11 @@ gpu-check:
 flops: install
 	$(PY) -m benchmark.flops
 
+# Decode every listed video before a long run: check.csv in outputs/check/..., the fingerprint.
+.PHONY: check
+check: install
+	$(PY) -m benchmark.check $(DATA) $(ARGS)
+
 # Rebuild tables and plots from finished runs: make report RUNS="outputs/2025-01-01/12-00-00 ..."
 report: install
 	$(PY) -m benchmark.report $(RUNS)

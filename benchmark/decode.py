@@ -101,12 +101,17 @@ def decode_threads(setting: int | str, workers: int, device_type: str) -> int:
     return 1 if device_type == "cpu" else max(1, (cores - 1) // workers)
 
 
-def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
-    """Decode every video frame of ``path`` (no audio).
+@dataclass
+class FrameCount:
+    corrupt: int = 0  # packets skipped as undecodable
+    decoded: int = 0
 
-    ``threads``: FFmpeg decoding threads (0 lets FFmpeg choose); frame-and-slice threading
-    ("AUTO") is often several times faster than PyAV's default.
-    """
+
+@contextlib.contextmanager
+def open_video(path: str | Path, threads: int = 0):
+    """``(stream, frames, count)``: the first video stream and an iterator over its decoded
+    frames in decoding order, corrupt packets skipped (as the ffmpeg tool does); a file that
+    cannot be opened or decoded raises DecodeError with the reason."""
     try:
         container = av.open(str(path))
     except FileNotFoundError:
@@ -119,28 +124,49 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.thread_count = threads
+        count = FrameCount()
+
+        def frames():
+            try:
+                for packet in container.demux(stream):
+                    try:
+                        decoded = packet.decode()
+                    except av.error.InvalidDataError:
+                        count.corrupt += 1
+                        continue
+                    for frame in decoded:
+                        if frame.pts is not None:
+                            count.decoded += 1
+                            yield frame
+            except av.error.FFmpegError as err:
+                raise DecodeError(f"decoding failed after {count.decoded} frames: {err}") from None
+
+        yield stream, frames(), count
+
+
+def stream_timing(stream, last_pts: int | None) -> tuple[Fraction, int, int | None]:
+    """(time base, start pts, end pts as EncodedVideoPyAV takes it: the header's duration, else
+    the last frame's pts; None when neither is known yet)."""
+    time_base = Fraction(stream.time_base)
+    start_pts = stream.start_time if stream.start_time is not None else 0
+    return time_base, start_pts, stream.duration if stream.duration is not None else last_pts
+
+
+def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
+    """Decode every video frame of ``path`` (no audio).
+
+    ``threads``: FFmpeg decoding threads (0 lets FFmpeg choose); frame-and-slice threading
+    ("AUTO") is often several times faster than PyAV's default.
+    """
+    with open_video(path, threads) as (stream, frames, count):
         by_pts: dict[int, av.VideoFrame] = {}
         decoded_pts: list[int] = []  # decoder order: pytorchvideo's per-clip decode stops by it
-        corrupt = 0
-        try:
-            for packet in container.demux(stream):
-                try:
-                    frames = packet.decode()
-                except av.error.InvalidDataError:
-                    corrupt += 1  # as the ffmpeg tool does: skip the packet, keep decoding
-                    continue
-                for frame in frames:
-                    if frame.pts is not None:
-                        by_pts[frame.pts] = frame
-                        decoded_pts.append(frame.pts)
-        except av.error.FFmpegError as err:
-            raise DecodeError(f"decoding failed after {len(by_pts)} frames: {err}") from None
+        for frame in frames:
+            by_pts[frame.pts] = frame
+            decoded_pts.append(frame.pts)
         if not by_pts:
-            raise DecodeError(f"no decodable video frames ({corrupt} corrupt packets)")
-        time_base = Fraction(stream.time_base)
-        start_pts = stream.start_time if stream.start_time is not None else 0
-        # As EncodedVideoPyAV: the header's duration, else the last frame's time.
-        end = stream.duration if stream.duration is not None else max(by_pts)
+            raise DecodeError(f"no decodable video frames ({count.corrupt} corrupt packets)")
+        time_base, start_pts, end_pts = stream_timing(stream, max(by_pts))
         pts = sorted(by_pts)
-        return DecodedVideo([by_pts[p] for p in pts], pts, time_base, start_pts, end,
+        return DecodedVideo([by_pts[p] for p in pts], pts, time_base, start_pts, end_pts,
                             stream.duration is not None, decoded_pts)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig  # noqa: E402
 from benchmark.decode import DecodeError  # noqa: E402
 from benchmark.distributed import rank_from_env  # noqa: E402
 from benchmark.evaluate import (  # noqa: E402
-    DeviceUnavailable, NothingEvaluated, SettingsError, StrictFailure, evaluate)
+    DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
 from benchmark.manifest import ManifestError  # noqa: E402
 from benchmark.models import WeightsError  # noqa: E402
 from benchmark.report import ReportError  # noqa: E402
@@ -48,6 +48,12 @@ def main(cfg: DictConfig) -> None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         metrics = evaluate(cfg, run_dir)
+    except Preempted as err:  # in a sweep too: the job is being stopped, not the video
+        log.error("%s", err)
+        if in_sweep:
+            write_status(run_dir, "failed", str(err))
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(128 + err.signum)
     except Exception as err:
         # In a sweep a job's failure is recorded and the sweep goes on; the sweep's end
         # (benchmark/sweep.py) writes the table and exits non-zero if a job failed.

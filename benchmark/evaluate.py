@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import logging
 import platform
+import signal
 import time
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
@@ -25,11 +26,11 @@ import pytorchvideo
 import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, Dataset
 
 from benchmark import cost, distributed, fuse
-from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, decode_video, process_cores, time_limit
-from benchmark.manifest import Manifest, Video, load_dataset
+from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
+from benchmark.loader import SupervisedLoader, test_hooks
+from benchmark.manifest import Manifest, Video, data_fingerprint, load_dataset
 from benchmark.device import (
     PRECISIONS,
     Stopwatch,
@@ -45,7 +46,7 @@ from benchmark.progress import Progress
 from benchmark.protocols import protocol_from_config
 from benchmark.report import check_eval_table, report_run
 from benchmark.store import RunStore, check_writable, fingerprint
-from benchmark.views import CROP_INDICES, FAULTS, InputSpec, make_views, sample_clips
+from benchmark.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,39 @@ class NothingEvaluated(RuntimeError):
     """No listed video could be evaluated: an error, never an empty result with status ok."""
 
 
+class Preempted(RuntimeError):
+    """SIGTERM (SLURM's notice before it kills a job) or SIGINT (Ctrl-C) stopped the run after
+    its finished videos were saved; ``signum`` gives the exit status (128 + signum)."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
+class _Signalled(BaseException):
+    """Raised by the signal handler inside the loop (BaseException: no ``except Exception``
+    on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
+    """Turn ``signals`` into ``_Signalled`` in the main thread while the loop runs."""
+    def handler(signum, frame):
+        for s in signals:  # a second signal must not interrupt the flush that follows
+            signal.signal(s, signal.SIG_IGN)
+        raise _Signalled(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 @dataclass
 class LoadedVideo:
     index: int  # position in the manifest
@@ -73,6 +107,7 @@ class LoadedVideo:
     failure: str | None = None
     seconds: float = 0.0  # decoding and cutting, in the worker
     transient: bool = False  # a failure a later try may not repeat (store.add_failure)
+    kind: str | None = None  # of failure: loader.CRASH (killed its decoder twice) or None
 
     def pin_memory(self) -> LoadedVideo:
         """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
@@ -81,7 +116,7 @@ class LoadedVideo:
         return self
 
 
-class VideoClipsDataset(Dataset):
+class VideoClipsDataset:
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
@@ -101,11 +136,12 @@ class VideoClipsDataset(Dataset):
             return LoadedVideo(index, None,
                                video.there or f"file not found: looked for {video.expected}",
                                transient=not video.there)
+        test_hooks(video.video_id)
         try:
             start = time.perf_counter()
             with time_limit(self.decode_timeout_s):
-                decoded = decode_video(video.path, self.decode_threads)
-                clips = sample_clips(decoded, self.spec, self.clips, self.timing, self.fault)
+                clips = decode_clips(video.path, self.spec, self.clips, self.timing,
+                                     self.decode_threads, self.fault)
             return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
         except DecodeTimeout as err:
             return LoadedVideo(index, None, str(err), transient=True)
@@ -298,16 +334,25 @@ def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
 
 
 def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
-                 device: torch.device) -> DataLoader:
-    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order;
-    on CUDA the clips come pinned, so their copy to the GPU can run asynchronously."""
+                 device: torch.device) -> SupervisedLoader:
+    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order,
+    supervised by this process (benchmark/loader.py: a worker that dies or hangs costs one
+    video, not the run); on CUDA the clips come pinned, so their copy to the GPU can run
+    asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
     dataset = VideoClipsDataset(
         videos, indices, spec, int(cfg.views.clips), str(cfg.protocol.clips),
         decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
         cfg.views.get("fault"))
-    return DataLoader(dataset, batch_size=None, num_workers=workers,
-                      pin_memory=device.type == "cuda")
+
+    def failed(position: int, reason: str, kind: str | None) -> LoadedVideo:
+        """A video whose worker died (kind crash: never retried) or hung (transient: a resumed
+        run tries it again, as a decode that timed out in its worker)."""
+        return LoadedVideo(indices[position], None, reason, transient=kind is None, kind=kind)
+
+    return SupervisedLoader(dataset.__getitem__, len(dataset), workers, failed,
+                            cfg.data.decode_timeout_s, pin_memory=device.type == "cuda",
+                            memory_bytes=int(cfg.data.get("loader_memory_mb", 4096)) << 20)
 
 
 def loader_workers(setting: int | str, device_type: str) -> int:
@@ -382,6 +427,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if ranks.is_main:
         check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
     manifest = load_dataset(cfg.data, int(cfg.model.num_classes))
+    found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
@@ -429,23 +475,27 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 continue
             video = manifest.videos[item.index]
             log.warning("%s: %s", video.path or video.video_id, item.failure)
-            store.add_failure(video.video_id, video.path, item.failure, item.transient)
+            store.add_failure(video.video_id, video.path, item.failure, item.transient,
+                              item.kind)
             progress.update(None)
             if cfg.strict:
                 store.flush()
                 raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
 
     # videos, videos/s, ETA, running top-1
-    with Progress(len(todo), model.name) as progress:
-        for index, probs in predict(runner, loaded(progress), spec, crops, batch_views, device,
-                                    str(cfg.precision), bool(cfg.eval.channels_last),
-                                    cfg.views.get("fault")):
-            video = manifest.videos[index]
-            if record_prediction(store, video, probs, bool(cfg.strict)):
-                progress.update(int(top_k(probs, 1)) == video.label)
-                evaluated_now += 1
-            else:
-                progress.update(None)
+    try:
+        with stop_on_signals(), Progress(len(todo), model.name) as progress:
+            for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
+                                        device, str(cfg.precision), bool(cfg.eval.channels_last),
+                                        cfg.views.get("fault")):
+                video = manifest.videos[index]
+                if record_prediction(store, video, probs, bool(cfg.strict)):
+                    progress.update(int(top_k(probs, 1)) == video.label)
+                    evaluated_now += 1
+                else:
+                    progress.update(None)
+    except _Signalled as caught:
+        raise preempted(store, caught.signum, len(manifest.videos)) from None
     seconds = time.perf_counter() - start
     store.flush()
     shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
@@ -467,7 +517,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         "compile": bool(cfg.compile), "fuse": fuse.label(rewrites),
         "clips": clips, "crops": crops, "fault": cfg.views.get("fault"),
         "processes": ranks.world,
-        "videos_listed": len(manifest.videos), "videos_evaluated": len(store.predictions),
+        "videos_listed": len(manifest.videos), "videos_found": found,
+        "data_fingerprint": data_print, "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
         **accuracy(probs, labels, model.num_classes),
         "class_names": manifest.class_names_source,
@@ -483,6 +534,16 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
     report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
     return metrics
+
+
+def preempted(store: RunStore, signum: int, listed: int) -> Preempted:
+    """Save the finished videos and the progress at once; the one line to show."""
+    store.flush()
+    name = signal.Signals(signum).name
+    store.mark_interrupted(name)
+    return Preempted(f"stopped by {name}: {len(store.rows)} of {listed} videos done and saved "
+                     f"in {store.parts}; run the same command again to resume from there",
+                     signum)
 
 
 def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device,

@@ -9,6 +9,7 @@ a subset of the CSV does not contain them all, so the class-name file is the sou
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -360,6 +361,19 @@ def _not_a_file(path: str, kind: str) -> str:
     """What is at a listed ``path label`` path that is not a file ("" when nothing is)."""
     problem = file_problem(path) if kind == "path_label" else None
     return f"{path}: {problem}" if problem and problem != "no such file" else ""
+
+
+def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
+    """(videos found, sha256 over their sorted "video id<TAB>file size" lines): copies of
+    Kinetics differ in which listed videos they hold (and in how they were re-encoded), so two
+    runs compare only when their fingerprints do."""
+    pairs = []
+    for video in videos:
+        try:
+            pairs.append(f"{video.video_id}\t{os.stat(video.path).st_size}\n")
+        except (OSError, TypeError):  # not found (path None) or gone since it was listed
+            continue
+    return len(pairs), hashlib.sha256("".join(sorted(pairs)).encode()).hexdigest()
 
 
 def load_dataset(cfg, num_classes: int | None = None) -> Manifest:

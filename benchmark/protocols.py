@@ -54,55 +54,78 @@ def protocol_from_config(cfg) -> Protocol:
     return protocol
 
 
+@dataclass(frozen=True)
+class Window:
+    """A clip's pts window, as the framework's ``get_clip`` filters frames."""
+
+    lo: int
+    hi: int
+    inclusive: bool  # the end pts itself belongs to the clip (pytorchvideo 0.1.0)
+
+    def inside(self, p: int) -> bool:
+        return self.lo <= p and (p <= self.hi if self.inclusive else p < self.hi)
+
+    def past(self, p: int) -> bool:
+        """A frame after the clip: where the framework's per-clip decode stops."""
+        return p > self.hi if self.inclusive else p >= self.hi
+
+
+def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration: Fraction,
+                clips: int, timing: str) -> list[Window]:
+    """Each clip's pts window under the framework named by ``timing``, from the stream's time
+    base, start pts and end pts (the header's duration, else the last frame's pts)."""
+    if timing == "pytorchvideo_0.1.0":
+        # 0.1.0's ConstantClipsPerVideoSampler in its float arithmetic on its duration
+        # ((end - start pts) * float(time base)); the clip duration a float as PySlowFast
+        # computes it (NUM_FRAMES * SAMPLING_RATE / TARGET_FPS); get_clip's seconds -> pts
+        # truncated (int(t / float(tb))) and its end inclusive: a 64/30 s clip of a 30 fps
+        # video gets 65 frames.
+        tb, d = float(time_base), float(clip_duration)
+        step = max((end_pts - start_pts) * tb - d, 0) / clips
+        return [Window(int(step * i / tb) + start_pts, int((step * i + d) / tb) + start_pts, True)
+                for i in range(clips)]
+    if timing not in CLIP_TIMINGS:
+        raise ValueError(f"protocol.clips: must be one of {', '.join(CLIP_TIMINGS)}, got {timing}")
+    # 0.1.5's sampler: Fractions, clip i at i * max(D - d, 0) / N, D = int(end - start) * tb;
+    # the unreleased main (commit 9368f30) divides by N - 1 (the last clip ends at the end).
+    duration = int(end_pts - start_pts) * time_base
+    intervals = clips if timing == "pytorchvideo_0.1.5" else max(clips - 1, 1)
+    step = Fraction(max(duration - clip_duration, 0)) / intervals
+    return [seconds_window(time_base, start_pts, step * i, step * i + clip_duration)
+            for i in range(clips)]
+
+
+def seconds_window(time_base: Fraction, start_pts: int, start: Fraction, end: Fraction) -> Window:
+    """pytorchvideo 0.1.5's ``get_clip(start, end)``: pts in [start, end), both rounded up."""
+    return Window(math.ceil(start / time_base) + start_pts, math.ceil(end / time_base) + start_pts,
+                  False)
+
+
+def stops_early(timing: str) -> bool:
+    """Whether the framework's per-clip decode stops at the first frame past the clip (both
+    releases do; main is this harness's old default, which kept every frame in the window)."""
+    return timing != "pytorchvideo_main"
+
+
 def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int,
                  timing: str) -> list[list[int]]:
     """For each of ``clips`` clips, the indices (into ``video.frames``) of the frames that the
     framework named by ``timing`` gives that clip, before temporal subsampling."""
-    if timing == "pytorchvideo_0.1.0":
-        return [_window_0_1_0(video, start, float(clip_duration))
-                for start in _starts_0_1_0(video, float(clip_duration), clips)]
-    if timing not in CLIP_TIMINGS:
-        raise ValueError(f"protocol.clips: must be one of {', '.join(CLIP_TIMINGS)}, got {timing}")
-    # 0.1.5's ConstantClipsPerVideoSampler: Fractions, clip i at i * max(D - d, 0) / N; the
-    # unreleased main (commit 9368f30) divides by N - 1, so that the last clip ends at the end.
-    intervals = clips if timing == "pytorchvideo_0.1.5" else max(clips - 1, 1)
-    step = Fraction(max(video.duration - clip_duration, 0)) / intervals
-    return [frames_between(video, step * i, step * i + clip_duration,
-                           stops_early=timing == "pytorchvideo_0.1.5") for i in range(clips)]
+    windows = pts_windows(video.time_base, video.start_pts, video.end_pts, clip_duration, clips,
+                          timing)
+    return [frames_in(video, w, stops_early(timing)) for w in windows]
 
 
-def frames_between(video: DecodedVideo, start: Fraction, end: Fraction,
-                   stops_early: bool = False) -> list[int]:
-    """pytorchvideo 0.1.5's ``get_clip(start, end)``: the frames with pts in [start, end),
-    both rounded up to the time base. ``stops_early``: as its per-clip decode, see ``_scan``."""
-    lo = math.ceil(start / video.time_base) + video.start_pts
-    hi = math.ceil(end / video.time_base) + video.start_pts
-    return _scan(video, lambda p: lo <= p < hi, lambda p: p >= hi, stops_early)
+def frames_between(video: DecodedVideo, start: Fraction, end: Fraction) -> list[int]:
+    """pytorchvideo 0.1.5's ``get_clip(start, end)`` on the decoded video (toy training)."""
+    return frames_in(video, seconds_window(video.time_base, video.start_pts, start, end), False)
 
 
-def _starts_0_1_0(video: DecodedVideo, clip_duration: float, clips: int) -> list[float]:
-    """pytorchvideo 0.1.0's ConstantClipsPerVideoSampler, in its float arithmetic, on its
-    duration ((header duration - start pts) * float(time base)). The clip duration is a float
-    as PySlowFast computes it (NUM_FRAMES * SAMPLING_RATE / TARGET_FPS)."""
-    duration = (video.end_pts - video.start_pts) * float(video.time_base)
-    step = max(duration - clip_duration, 0) / clips
-    return [step * i for i in range(clips)]
-
-
-def _window_0_1_0(video: DecodedVideo, start: float, clip_duration: float) -> list[int]:
-    """pytorchvideo 0.1.0's ``get_clip``: seconds to pts truncated (``int(t / float(tb))``) and
-    an inclusive end, so a 64/30 s clip of a 30 fps video gets 65 frames."""
-    tb = float(video.time_base)
-    lo = int(start / tb) + video.start_pts
-    hi = int((start + clip_duration) / tb) + video.start_pts
-    return _scan(video, lambda p: lo <= p <= hi, lambda p: p > hi, stops_early=True)
-
-
-def _scan(video: DecodedVideo, inside, past, stops_early: bool) -> list[int]:
-    """The frames ``inside`` the window, in presentation order.
+def frames_in(video: DecodedVideo, window: Window, stops_early: bool) -> list[int]:
+    """The frames inside ``window``, in presentation order.
 
     When the stream header has a duration, pytorchvideo decodes each clip anew: it seeks to a
-    keyframe before the window and keeps decoded frames until the first one ``past`` it. On a
+    keyframe before the window and keeps decoded frames until the first one past it. On a
     stream whose decoded pts come out of order (packed B-frames in AVI) a frame of the window
     that the decoder gives after that one is left out. The decoder's order from the start of the
     file stands for its order after the seek (the frames before the keyframe lie before the
@@ -111,12 +134,12 @@ def _scan(video: DecodedVideo, inside, past, stops_early: bool) -> list[int]:
     if stops_early and video.header_duration:
         kept = set()
         for p in video.decoded_pts:
-            if inside(p):
+            if window.inside(p):
                 kept.add(p)
-            elif past(p):
+            elif window.past(p):
                 break
     else:
-        kept = {p for p in video.pts if inside(p)}
+        kept = {p for p in video.pts if window.inside(p)}
     return [i for i, p in enumerate(video.pts) if p in kept]
 
 

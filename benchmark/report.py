@@ -36,7 +36,7 @@ from benchmark.files import file_problem
 from benchmark.manifest import ManifestError, read_class_names
 from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
 from benchmark.models import CONF_DIR
-from benchmark.store import atomic_write
+from benchmark.store import atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ EVAL_KEY = ["model", "weights", "dataset", "data", "limit", "protocol", "device"
 PUBLISHED_VIEWS = "10x3"
 PUBLISHED_PROTOCOL = "zoo"
 EVAL_COLUMNS = EVAL_KEY + [
-    "videos",
+    "videos", "found", "data_fingerprint",
     "top1", "top1_ci95", "published_top1", "top1_delta",
     "top5", "top5_ci95", "published_top5", "top5_delta",
     "mean_class_accuracy",
@@ -62,7 +62,9 @@ EVAL_NOTE = (
     "measured - published, only for runs comparable with the zoo's (official weights, the "
     "published views and protocol, the full list; `data`: CSV@hash, `limit`: data.limit). "
     "GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
-    "conventions). views_per_s: model only; videos_per_s: end to end."
+    "conventions). views_per_s: model only; videos_per_s: end to end. found: listed videos found "
+    "on disk; data_fingerprint: the first 12 characters of the sha256 over the found videos' "
+    "(id, file size) pairs: equal on the same copy of the data."
 )
 FLOPS_COLUMNS = [
     "model", "input", "views", "gflops", "gflops_with_norm", "published_gflops", "gflops_delta",
@@ -134,6 +136,7 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         # Runs from before the protocols named only their clip spacing.
         "protocol": metrics.get("protocol") or f"spacing={metrics.get('spacing')}",
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
+        **data_copy(metrics),
         "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
         "top1_delta": _delta(top1, published.get("top1")) if accuracy_delta else None,
         "top5": top5, "top5_ci95": half_width("top5"), "published_top5": published.get("top5"),
@@ -153,6 +156,15 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "benchmark_source": metrics["versions"].get("benchmark_source"),
         "finished": metrics["finished"],
     }
+
+
+def data_copy(metrics: dict) -> dict:
+    """Which copy of the data: listed files found, the data fingerprint's first 12 characters
+    (empty for runs from before they were recorded)."""
+    if "videos_found" not in metrics:
+        return {"found": None, "data_fingerprint": None}
+    return {"found": f"{metrics['videos_found']}/{metrics['videos_listed']}",
+            "data_fingerprint": str(metrics["data_fingerprint"])[:12]}
 
 
 def to_markdown(table: pd.DataFrame, note: str = "") -> str:
@@ -178,7 +190,13 @@ def write_table(stem: Path, table: pd.DataFrame, note: str = "") -> None:
 
 def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
                  note: str = "") -> pd.DataFrame:
-    """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md."""
+    """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md.
+    Under ``stem``'s file lock, re-reading the table inside it (concurrent runs keep every row)."""
+    with file_lock(stem):
+        return _upsert(stem, row, key, columns, note)
+
+
+def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str) -> pd.DataFrame:
     csv_path = stem.with_suffix(".csv")
     table = read_table(csv_path, key)
     table = pd.DataFrame(columns=columns) if table is None else table
@@ -321,6 +339,10 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
         f"{metrics['videos_listed']} listed" + (f", {failed} failed (failures.csv)" if failed else "")
         + f". Finished {metrics['finished']}.",
         "",
+        (f"Data: {row['found']} listed files found, fingerprint {row['data_fingerprint']} "
+         "(sha256 of the found videos' ids and file sizes: runs on the same copy share it)."
+         if row.get("found") else "Data: no fingerprint recorded."),
+        "",
         numbers.to_markdown(index=False),
         "",
         "Interval: percentile bootstrap over the videos (1000 resamples, seed 0). GFLOPs: fvcore "
@@ -367,10 +389,11 @@ def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
     atomic_write(run_dir / "report.md",
                  lambda p: p.write_text(_summary(metrics, row, ci, per_class, pairs)))
     if results_dir is not None:
-        table = upsert_table(Path(results_dir) / "evaluations", row, EVAL_KEY, EVAL_COLUMNS,
-                             EVAL_NOTE)
-        plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
-        plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
+        stem = Path(results_dir) / "evaluations"
+        with file_lock(stem):  # the plots too: the last writer draws the table with every row
+            table = _upsert(stem, row, EVAL_KEY, EVAL_COLUMNS, EVAL_NOTE)
+            plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
+            plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
     return row
 
 
@@ -542,7 +565,8 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: report.md, per_class.md, confusions.md, plots", run)
     except ReportError as err:
         sys.exit(f"error: {err}")
-    shown = ["model", "weights", "dataset", "device", "precision", "views", "protocol", "videos", "top1",
+    shown = ["model", "weights", "dataset", "device", "precision", "views", "protocol", "videos",
+             "found", "data_fingerprint", "top1",
              "top1_ci95", "published_top1", "top5", "top5_ci95", "published_top5", "gflops",
              "views_per_s"]
     print(to_markdown(pd.DataFrame(rows)[shown]))

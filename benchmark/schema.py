@@ -97,6 +97,7 @@ class DataSchema:
     workers: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_threads: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_timeout_s: Optional[float] = 120.0
+    loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/loader.py)
     synthetic: Optional[SyntheticSchema] = None  # type: ignore[valid-type]
 
 

@@ -15,6 +15,7 @@ and metrics.json.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
@@ -27,15 +28,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 from benchmark.metrics import top_k
 
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
-FAILURE_COLUMNS = ["video_id", "path", "reason"]
+# kind: "crash" for a video that killed its decoder twice (benchmark/loader.py), else empty.
+FAILURE_COLUMNS = ["video_id", "path", "reason", "kind"]
 # reason set: a failure (transient: tried again on resume); else a prediction
-PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "transient"]
+PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "transient", "kind"]
 
 
 _UMASK = os.umask(0)
@@ -55,6 +58,24 @@ def atomic_write(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout_s: float = 600.0):
+    """An exclusive lock (``path`` + ``.lock``) around a read-change-rewrite of a shared file:
+    the jobs of a sweep or a SLURM array finishing together on a shared filesystem each re-read
+    the file inside it, so none drops another's rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock", timeout=timeout_s)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OSError(f"{path}.lock: still locked by another run after {timeout_s:g} s "
+                      "(delete the lock file if no run is writing there)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def fingerprint(identity: dict) -> str:
@@ -170,14 +191,16 @@ class RunStore:
     def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
         top = top_k(probs, 5).tolist()
         self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
-                   "probs": probs.float().tolist(), "reason": None, "transient": False})
+                   "probs": probs.float().tolist(), "reason": None, "transient": False,
+                   "kind": None})
 
-    def add_failure(self, video_id: str, path, reason: str, transient: bool = False) -> None:
+    def add_failure(self, video_id: str, path, reason: str, transient: bool = False,
+                    kind: str | None = None) -> None:
         """``transient``: the reason may not hold next time (file not found, decode timeout), so
-        a run that resumes tries the video again; otherwise (a broken file, a crashed decoder)
-        it stays a failure."""
+        a run that resumes tries the video again; otherwise (a broken file, a crashed decoder:
+        ``kind`` "crash") it stays a failure."""
         self._add({"video_id": video_id, "path": str(path or ""), "label": None, "top5": None,
-                   "probs": None, "reason": reason, "transient": bool(transient)})
+                   "probs": None, "reason": reason, "transient": bool(transient), "kind": kind})
 
     def _add(self, row: dict) -> None:
         self.rows.append(row)
@@ -238,7 +261,12 @@ class RunStore:
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
         self._write_progress(finished=True)
 
-    def _write_progress(self, finished: bool) -> None:
-        state = {"fingerprint": self.print, "identity": self.identity, "finished": finished}
+    def mark_interrupted(self, signal_name: str) -> None:
+        """progress.json after a SIGTERM/SIGINT: still unfinished (so it resumes), and says so."""
+        self._write_progress(finished=False, interrupted=signal_name, videos_done=len(self.rows))
+
+    def _write_progress(self, finished: bool, **extra) -> None:
+        state = {"fingerprint": self.print, "identity": self.identity, "finished": finished,
+                 **extra}
         atomic_write(self.run_dir / "progress.json",
                      lambda p: p.write_text(json.dumps(state, indent=2, default=str) + "\n"))

@@ -23,8 +23,9 @@ from benchmark.store import atomic_write
 
 log = logging.getLogger(__name__)
 
-SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "protocol", "status", "reason",
-                 "top1", "top5", "gflops", "params_m", "views_per_s", "videos_per_s"]
+SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "protocol", "status",
+                 "reason", "found", "data_fingerprint", "top1", "top5", "gflops", "params_m",
+                 "views_per_s", "videos_per_s"]
 
 
 def _job_row(job_dir: Path) -> dict:
@@ -43,6 +44,9 @@ def _job_row(job_dir: Path) -> dict:
     if status["status"] == "ok":
         metrics = json.loads((job_dir / "metrics.json").read_text())
         row["device"] = metrics["device"]  # device=auto: what it resolved to
+        if "videos_found" in metrics:  # which copy of the data (benchmark/report.py data_copy)
+            row["found"] = f"{metrics['videos_found']}/{metrics['videos_listed']}"
+            row["data_fingerprint"] = str(metrics["data_fingerprint"])[:12]
         for key in ("top1", "top5"):
             row[key] = None if metrics[key] is None else round(100 * metrics[key], 2)
         for key in ("gflops", "params_m", "views_per_s", "videos_per_s"):

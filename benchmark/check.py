@@ -22,6 +22,7 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from benchmark.schema import composed, hydra_cli
 from benchmark.decode import DecodeError, decode_video, process_cores, time_limit
 from benchmark.loader import SupervisedLoader, test_hooks
 from benchmark.manifest import ManifestError, Video, data_fingerprint, load_dataset
@@ -108,6 +109,7 @@ def scan(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
 
 @hydra.main(version_base=None, config_path="../conf", config_name="check")
 def main(cfg: DictConfig) -> None:
+    composed()
     try:
         table = scan(cfg, Path(HydraConfig.get().runtime.output_dir))
     except (ManifestError, OSError) as err:
@@ -118,4 +120,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    hydra_cli(main)  # a config that cannot be composed: one line, no traceback

@@ -116,6 +116,7 @@ def test_class_name_file_must_list_the_models_classes(tmp_path):
     names.write_text(json.dumps({f"class {i:03d}": i for i in range(600)}))
     csv = tmp_path / "val.csv"
     csv.write_text(HEADER + "class 141,abc,0,10,val\n")
+    (tmp_path / "abc_000000_000010.mp4").write_bytes(b"x")  # listed videos must be there
     data = compose_eval("data=kinetics400", f"data.csv={csv}", f"data.root={tmp_path}",
                         f"data.class_names={names}").data
     with pytest.raises(ManifestError, match=f"^{names}: 600 class names, but the model has 400"):

@@ -140,9 +140,16 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             raise SettingsError(f"{key}: {message}")
     try:
-        protocol_from_config(cfg.protocol)
+        protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
+    if protocol.spatial == "torchvision" and cfg.views.crops != 1:
+        raise SettingsError(f"views.crops: the {protocol.name} protocol takes one centre crop "
+                            f"(views.crops=1), got {cfg.views.crops}")
+    if protocol.spatial == "torchvision" and spec.get("resize_size") is None:
+        raise SettingsError(f"model.input.resize_size: the {protocol.name} protocol resizes as "
+                            "torchvision's weights.transforms() does; this model has none "
+                            f"(its protocol is not {protocol.name})")
 
 
 def auto_or_at_least(value, least: int) -> bool:
@@ -162,7 +169,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tensor]],
             spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
             channels_last: bool = False, fault: str | None = None,
-            stopwatch: Stopwatch | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
+            stopwatch: Stopwatch | None = None,
+            spatial: str = "uniform_crop") -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views, in the order the videos come.
 
     ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
@@ -171,6 +179,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     and a batch may hold the last views of one video and the first of the next, so the device
     always gets full batches. A video comes out (float32, on the CPU) once its last view has
     run. ``stopwatch``: times ``views`` (building them) and ``model`` (the forward passes).
+    ``spatial``: the protocol's spatial step (views.make_views).
     """
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     clips_per_build = max(1, -(-batch_views // crops))
@@ -228,7 +237,8 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             total[key] = left[key] = clips.shape[0] * crops
             for chunk in clips.split(clips_per_build):
                 with timed("views"):
-                    views = make_views(chunk, spec, crops, fault, memory_format=layout)
+                    views = make_views(chunk, spec, crops, fault, memory_format=layout,
+                                       spatial=spatial)
                 pending.append((views, key))
                 queued += views[0].shape[0]
                 while queued >= batch_views:
@@ -415,7 +425,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     with Progress(len(todo), model.name) as progress:
         for index, probs in predict(runner, loaded(progress), spec, crops, batch_views, device,
                                     str(cfg.precision), bool(cfg.eval.channels_last),
-                                    cfg.views.get("fault")):
+                                    cfg.views.get("fault"), spatial=protocol.spatial):
             video = manifest.videos[index]
             if record_prediction(store, video, probs, bool(cfg.strict)):
                 progress.update(int(top_k(probs, 1)) == video.label)

@@ -40,7 +40,7 @@ from benchmark.device import (
     set_tf32,
 )
 from benchmark.metrics import accuracy, top_k
-from benchmark.models import OUTPUTS, Model, build_model, resolve_weights
+from benchmark.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
 from benchmark.progress import Progress
 from benchmark.report import report_run
 from benchmark.protocols import protocol_from_config
@@ -368,7 +368,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         torch.cuda.set_device(device)  # device=cuda:1: streams and events default to the run's
     tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
-    manifest = load_dataset(cfg.data)
+    manifest = load_dataset(with_model_class_names(cfg))
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
@@ -469,6 +469,15 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
     report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
     return metrics
+
+
+def with_model_class_names(cfg: DictConfig) -> DictConfig:
+    """``cfg.data``, with a torchvision model's own class names (its weights' categories) in
+    place of ``data.class_names=auto`` on a real data set (generated sets have their own)."""
+    if cfg.data.get("class_names") != "auto" or cfg.data.get("synthetic"):
+        return cfg.data
+    path = class_names_file(cfg.model, Path(cfg.cache_dir))
+    return cfg.data if path is None else OmegaConf.merge(cfg.data, {"class_names": str(path)})
 
 
 def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device,

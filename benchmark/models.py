@@ -85,6 +85,25 @@ def torchvision_weights(cfg: DictConfig):
                            f"member ({err})") from None
 
 
+def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
+    """A torchvision model's class names are its weights' ``meta["categories"]`` (its ids):
+    written once as a class-name file ({name: id}, kinetics_classnames.json's layout) for the
+    manifest to map the CSV's labels with. None for other models."""
+    enum = torchvision_weights(cfg)
+    if enum is None:
+        return None
+    import json
+
+    path = Path(cache_dir) / "class_names" / f"{cfg.torchvision_weights}.json"
+    text = json.dumps({name: i for i, name in enumerate(enum.meta["categories"])}, indent=0)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
 def _hash_prefix(url: str) -> str | None:
     """The SHA-256 prefix in a torchvision checkpoint's name (``r3d_18-b3b3357e.pth``), which
     ``load_state_dict_from_url(check_hash=True)`` checks the download against."""

@@ -210,14 +210,14 @@ def sweep(tmp_path, action_set, models: str):
         [sys.executable, "-m", "benchmark.eval", "-m", f"model={models}", "model.num_classes=4",
          "model.weights=random", "data=kinetics400", f"data.csv={action_set / 'validate.csv'}",
          f"data.root={action_set}", f"data.class_names={action_set / 'kinetics_classnames.json'}",
-         "data.limit=2", "views.clips=1", "cost.flops=false", "cost.throughput_iters=0",
+         "data.limit=1", "views.clips=1", "cost.flops=false", "cost.throughput_iters=0",
          "device=cpu", f"results_dir={tmp_path / 'results'}",
          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 def test_a_sweep_puts_each_model_under_its_own_protocol(tmp_path, action_set):
-    """``-m model=slowfast_tiny,r3d_18`` (the full-size r3d_18, 1 clip of 2 videos): one table,
+    """``-m model=slowfast_tiny,r3d_18`` (the full-size r3d_18, 1 clip of 1 video): one table,
     the pytorchvideo model under zoo, the torchvision one under torchvision, with its published
     numbers and its 1x1 views never compared with the published 5x1."""
     result = sweep(tmp_path, action_set, "slowfast_tiny,r3d_18")
@@ -228,7 +228,7 @@ def test_a_sweep_puts_each_model_under_its_own_protocol(tmp_path, action_set):
     assert table.views.tolist() == ["1x3", "1x1"] and table.status.tolist() == ["ok", "ok"]
     metrics = json.loads((tmp_path / "sweep" / "1" / "metrics.json").read_text())
     assert metrics["protocol"] == "torchvision" and metrics["weights"] == "random-init"
-    assert (metrics["clips"], metrics["crops"], metrics["videos_evaluated"]) == (1, 1, 2)
+    assert (metrics["clips"], metrics["crops"], metrics["videos_evaluated"]) == (1, 1, 1)
     rows = pd.read_csv(tmp_path / "results" / "evaluations.csv").set_index("model")
     assert rows.loc["r3d_18", "protocol"] == "torchvision"
     assert rows.loc["r3d_18", "published_top1"] == 63.2
@@ -245,3 +245,27 @@ def test_torchvision_protocol_needs_one_crop_and_a_torchvision_resize(action_set
         check_settings(compose_eval("model=r3d_18", "views.crops=3"))
     with pytest.raises(SettingsError, match="model.input.resize_size: the torchvision protocol"):
         check_settings(compose_eval("model=slowfast_tiny", "protocol=torchvision", "views=5x1"))
+
+
+def test_class_names_are_the_weights_categories(tmp_path):
+    """data.class_names=auto with a torchvision model on a Kinetics CSV: the labels map to the
+    weights' ``meta["categories"]`` ids."""
+    from benchmark.evaluate import with_model_class_names
+    from benchmark.manifest import load_dataset
+
+    categories = weights("swin3d_t").meta["categories"]
+    csv = tmp_path / "val.csv"
+    csv.write_text("label,youtube_id,time_start,time_end,split\n"
+                   f"{categories[0]},aaa,0,10,validate\n{categories[399]},bbb,0,10,validate\n")
+    (tmp_path / "aaa_000000_000010.mp4").write_bytes(b"")
+    cfg = compose_eval("model=swin3d_t", "data=kinetics400", f"data.csv={csv}",
+                       f"data.root={tmp_path}", f"cache_dir={tmp_path / 'cache'}")
+    data = with_model_class_names(cfg)
+    assert data.class_names == str(tmp_path / "cache" / "class_names" /
+                                   "Swin3D_T_Weights.KINETICS400_V1.json")
+    manifest = load_dataset(data)
+    assert manifest.class_names == categories
+    assert [v.label for v in manifest.videos] == [0, 399]
+    # A pytorchvideo model keeps data.class_names as it is.
+    assert with_model_class_names(compose_eval("model=slowfast_tiny", "data=kinetics400")
+                                  ).class_names == "auto"

@@ -72,9 +72,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     names = args.models or zoo_published().model.tolist()
     rows = measure(names)
+    extra = ""
     if args.models:
+        before = len(rows)
         rows = keep_others(rows, args.results_dir / "flops.csv")
-    table = write_flops_table(rows, args.results_dir / "flops")
+        if len(rows) > before:
+            extra = (f" Measured then: {', '.join(names)}; the other rows are kept from the "
+                     "earlier table (python -m benchmark.flops --models ...).")
+    table = write_flops_table(rows, args.results_dir / "flops", extra)
     print(table.to_markdown(index=False))
     print(f"table: {args.results_dir / 'flops.md'}")
 

@@ -57,7 +57,8 @@ EVAL_COLUMNS = EVAL_KEY + [
 ]
 EVAL_NOTE = (
     "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
-    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400); `*_delta` = "
+    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400; torchvision's "
+    "models: their weights' meta); `*_delta` = "
     "measured - published, only for runs comparable with the zoo's (official weights, the "
     "published views and protocol, the full list; `data`: CSV@hash, `limit`: data.limit). "
     "GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
@@ -453,8 +454,8 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
     }
 
 
-def write_flops_table(rows: list[dict], stem: Path) -> pd.DataFrame:
-    """results/flops.csv and .md, with how the numbers were made."""
+def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataFrame:
+    """results/flops.csv and .md, with how the numbers were made (``extra``: appended)."""
     table = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
     note = (
         "GFLOPs per view at batch 1 on each model's test input (input: frames x crop x crop), "
@@ -468,10 +469,13 @@ def write_flops_table(rows: list[dict], stem: Path) -> pd.DataFrame:
         "one a row matches; the evaluations table's GFLOPs are conv + linear. "
         "`gmacs_flop_counter`: torch.utils.flop_counter's count halved (it counts 2 per "
         "multiply-add). torchvision's `_ops` (source: its weights' meta, with `num_params`, "
-        "matched exactly in `params`) is in MACs: every row says which counts equal it.\n\n"
+        "matched exactly in `params`) is in MACs on a 16-frame input: it equals "
+        "`gmacs_flop_counter` where the test clip has 16 frames, and S3D's (128 frames) and "
+        "Swin3D's (32) counts here are 8x and 2x `_ops` (the same count at 16 frames equals it: "
+        "README, torchvision models); counts are never adjusted.\n\n"
         f"Measured by `make flops` (python -m benchmark.flops), torch {torch.__version__}, "
         f"fvcore {fvcore.__version__}, "
-        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}."
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.{extra}"
     )
     write_table(stem, table, note)
     return table

@@ -269,3 +269,28 @@ def test_class_names_are_the_weights_categories(tmp_path):
     # A pytorchvideo model keeps data.class_names as it is.
     assert with_model_class_names(compose_eval("model=slowfast_tiny", "data=kinetics400")
                                   ).class_names == "auto"
+
+
+@pytest.mark.parametrize("name", ["r3d_18", "mc3_18", "r2plus1d_18", "s3d"])
+def test_parameters_equal_num_params_exactly(name):
+    """The config's builder is the published architecture (the big ones: results/flops.md)."""
+    module = build_model(compose_eval(f"model={name}", "model.weights=random").model).module
+    assert sum(p.numel() for p in module.parameters()) == weights(name).meta["num_params"]
+
+
+def test_flops_row_names_the_matching_conventions():
+    from benchmark.report import flops_row
+
+    spec = input_spec(compose_eval("model=mvit_v2_s").model)
+    published = {"gflops": 64.224, "params_m": 34.54, "num_params": 34537744}
+    counts = {"gflops": 64.03, "gflops_with_norm": 64.26, "gmacs_flop_counter": 64.2241,
+              "params": 34537744}
+    row = flops_row("mvit_v2_s", spec, "5x1", counts, 34.537744, published)
+    assert row["flops_match"] == "yes: flop_counter MACs" and row["params_match"] == "yes (exact)"
+    assert row["input"] == "16x224x224"
+    row = flops_row("x", spec, "5x1", {**counts, "gflops": 64.22, "params": 34537745}, 34.54,
+                    published)
+    assert row["flops_match"] == "yes: conv + linear, flop_counter MACs"
+    assert row["params_match"] == "no"  # one parameter off, though params_m agrees
+    assert flops_row("x", spec, "5x1", {**counts, "gmacs_flop_counter": 1.0}, 34.54,
+                     published)["flops_match"] == "no"

@@ -457,6 +457,8 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
 def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataFrame:
     """results/flops.csv and .md, with how the numbers were made (``extra``: appended)."""
     table = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
+    for column in ("params", "published_params"):  # exact counts: integers, blank where unknown
+        table[column] = table[column].astype("Int64")
     note = (
         "GFLOPs per view at batch 1 on each model's test input (input: frames x crop x crop), "
         "counted with fvcore (1 multiply-add = 1 flop), and parameters in millions, beside the "

@@ -294,3 +294,18 @@ def test_flops_row_names_the_matching_conventions():
     assert row["params_match"] == "no"  # one parameter off, though params_m agrees
     assert flops_row("x", spec, "5x1", {**counts, "gmacs_flop_counter": 1.0}, 34.54,
                      published)["flops_match"] == "no"
+
+
+def test_weights_auto_takes_the_enums_file_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    """Where torchvision's own ``get_state_dict`` keeps the enum's checkpoint (no network
+    needed when it is there); a download would check the hash in its name."""
+    from benchmark.models import _hash_prefix, resolve_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = compose_eval("model=r3d_18").model
+    cached = tmp_path / "hub" / "checkpoints" / "r3d_18-b3b3357e.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"not read here")
+    assert resolve_weights(cfg) == (str(cached), "official")
+    assert _hash_prefix(weights("r3d_18").url) == "b3b3357e"
+    assert _hash_prefix("https://dl.fbaipublicfiles.com/x/SLOWFAST_8x8_R50.pyth") is None

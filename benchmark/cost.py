@@ -28,15 +28,23 @@ def _eval_mode(model: torch.nn.Module):
 
 
 def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str, float]:
-    """GFLOPs of one view at batch 1 under the two conventions the pytorchvideo zoo's table uses.
+    """GFLOPs of one view at batch 1 under the two conventions the pytorchvideo zoo's table uses, and a third.
 
     Both are fvcore counts (1 multiply-add = 1 flop). ``gflops``: conv + linear (+ attention
     matmuls) only; the zoo's slowfast_r50 8x8 and slow_r50 8x8 match it. ``gflops_with_norm``
     adds the norm layers as fvcore counts them in training mode (5 flops per element with an
     affine; batch norm in eval mode would count 2): the zoo's other entries match this (checked
     with `make flops`: slowfast_r101's 127.20, X3D, CSN, R(2+1)D, C2D, I3D, MViT).
+    ``gmacs_flop_counter``: ``torch.utils.flop_counter`` (counts 2 FLOPs per multiply-add, so
+    halved here to MACs; conv, linear and matmul-like ops, attention included, no norms): a
+    third convention, against which torchvision's ``_ops`` is checked too (`make flops`).
     """
+    from torch.utils.flop_counter import FlopCounterMode
+
     with _eval_mode(model), torch.no_grad():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(list(example))
         # Fresh list: pytorchvideo's multipathway model mutates its input list in place.
         analysis = FlopCountAnalysis(model, (list(example),))
         # Training-mode batch-norm count without running in training mode (which would update
@@ -46,7 +54,8 @@ def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str
         by_op = analysis.by_operator()
     compute = sum(n for op, n in by_op.items() if op in _ZOO_OPS) / 1e9
     norm = sum(n for op, n in by_op.items() if op in _NORM_OPS) / 1e9
-    return {"gflops": compute, "gflops_with_norm": compute + norm}
+    return {"gflops": compute, "gflops_with_norm": compute + norm,
+            "gmacs_flop_counter": counter.get_total_flops() / 2 / 1e9}
 
 
 def gflops_per_view(model: torch.nn.Module, example: list[torch.Tensor]) -> float:

@@ -37,6 +37,7 @@ class DecodedVideo:
     end_pts: int  # the stream header's duration, else the last frame's pts (as pytorchvideo)
     header_duration: bool  # the header has a duration: pytorchvideo then decodes per clip
     decoded_pts: list[int]  # every decoded frame's pts in the order the decoder gave them
+    average_fps: float | None = None  # the stream's average rate (torchvision's video_fps)
 
     @property
     def duration(self) -> Fraction:
@@ -168,5 +169,7 @@ def decode_video(path: str | Path, threads: int = 0) -> DecodedVideo:
             raise DecodeError(f"no decodable video frames ({count.corrupt} corrupt packets)")
         time_base, start_pts, end_pts = stream_timing(stream, max(by_pts))
         pts = sorted(by_pts)
+        rate = stream.average_rate
         return DecodedVideo([by_pts[p] for p in pts], pts, time_base, start_pts, end_pts,
-                            stream.duration is not None, decoded_pts)
+                            stream.duration is not None, decoded_pts,
+                            float(rate) if rate else None)

@@ -41,7 +41,7 @@ from benchmark.device import (
     set_tf32,
 )
 from benchmark.metrics import accuracy, top_k
-from benchmark.models import OUTPUTS, Model, build_model, resolve_weights
+from benchmark.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
 from benchmark.progress import Progress
 from benchmark.protocols import protocol_from_config
 from benchmark.report import check_eval_table, report_run
@@ -184,9 +184,16 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             raise SettingsError(f"{key}: {message}")
     try:
-        protocol_from_config(cfg.protocol)
+        protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
+    if protocol.spatial == "torchvision" and cfg.views.crops != 1:
+        raise SettingsError(f"views.crops: the {protocol.name} protocol takes one centre crop "
+                            f"(views.crops=1), got {cfg.views.crops}")
+    if protocol.spatial == "torchvision" and spec.get("resize_size") is None:
+        raise SettingsError(f"model.input.resize_size: the {protocol.name} protocol resizes as "
+                            "torchvision's weights.transforms() does; this model has none "
+                            f"(its protocol is not {protocol.name})")
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
@@ -218,7 +225,8 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tensor]],
             spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
             channels_last: bool = False, fault: str | None = None,
-            stopwatch: Stopwatch | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
+            stopwatch: Stopwatch | None = None,
+            spatial: str = "uniform_crop") -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views, in the order the videos come.
 
     ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
@@ -227,6 +235,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     and a batch may hold the last views of one video and the first of the next, so the device
     always gets full batches. A video comes out (float32, on the CPU) once its last view has
     run. ``stopwatch``: times ``views`` (building them) and ``model`` (the forward passes).
+    ``spatial``: the protocol's spatial step (views.make_views).
     """
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     clips_per_build = max(1, -(-batch_views // crops))
@@ -284,7 +293,8 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             total[key] = left[key] = clips.shape[0] * crops
             for chunk in clips.split(clips_per_build):
                 with timed("views"):
-                    views = make_views(chunk, spec, crops, fault, memory_format=layout)
+                    views = make_views(chunk, spec, crops, fault, memory_format=layout,
+                                       spatial=spatial)
                 pending.append((views, key))
                 queued += views[0].shape[0]
                 while queued >= batch_views:
@@ -426,7 +436,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     if ranks.is_main:
         check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
-    manifest = load_dataset(cfg.data, int(cfg.model.num_classes))
+    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes))
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
@@ -487,7 +497,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
         with stop_on_signals(), Progress(len(todo), model.name) as progress:
             for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
                                         device, str(cfg.precision), bool(cfg.eval.channels_last),
-                                        cfg.views.get("fault")):
+                                        cfg.views.get("fault"), spatial=protocol.spatial):
                 video = manifest.videos[index]
                 if record_prediction(store, video, probs, bool(cfg.strict)):
                     progress.update(int(top_k(probs, 1)) == video.label)
@@ -544,6 +554,15 @@ def preempted(store: RunStore, signum: int, listed: int) -> Preempted:
     return Preempted(f"stopped by {name}: {len(store.rows)} of {listed} videos done and saved "
                      f"in {store.parts}; run the same command again to resume from there",
                      signum)
+
+
+def with_model_class_names(cfg: DictConfig) -> DictConfig:
+    """``cfg.data``, with a torchvision model's own class names (its weights' categories) in
+    place of ``data.class_names=auto`` on a real data set (generated sets have their own)."""
+    if cfg.data.get("class_names") != "auto" or cfg.data.get("synthetic"):
+        return cfg.data
+    path = class_names_file(cfg.model, Path(cfg.cache_dir))
+    return cfg.data if path is None else OmegaConf.merge(cfg.data, {"class_names": str(path)})
 
 
 def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device,

@@ -36,6 +36,7 @@ def measure(names: list[str]) -> list[dict]:
             raise SystemExit(f"error: --models {name}: {err}") from None
         model = build_model(cfg.model)
         counts = cost.flop_counts(model.module, model.spec.example(1))
+        counts["params"] = sum(p.numel() for p in model.module.parameters())
         published = (OmegaConf.to_container(cfg.model.published) if cfg.model.get("published")
                      else {})
         rows.append(flops_row(name, model.spec, f"{cfg.views.clips}x{cfg.views.crops}",
@@ -44,6 +45,20 @@ def measure(names: list[str]) -> list[dict]:
                  counts["gflops"], counts["gflops_with_norm"], rows[-1]["params_m"],
                  time.perf_counter() - start)
     return rows
+
+
+def keep_others(rows: list[dict], csv: Path) -> list[dict]:
+    """With ``--models``, the other models' rows of an existing table are kept (measured then,
+    unchanged), so measuring a few models does not drop the rest; sorted by model."""
+    if not csv.is_file():
+        return rows
+    import pandas as pd
+
+    measured = {r["model"] for r in rows}
+    old = pd.read_csv(csv)
+    kept = [{k: (None if pd.isna(v) else v) for k, v in r.items()}
+            for r in old.to_dict("records") if r["model"] not in measured]
+    return sorted(kept + rows, key=lambda r: r["model"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,7 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     names = args.models or zoo_published().model.tolist()
-    table = write_flops_table(measure(names), args.results_dir / "flops")
+    rows = measure(names)
+    extra = ""
+    if args.models:
+        before = len(rows)
+        rows = keep_others(rows, args.results_dir / "flops.csv")
+        if len(rows) > before:
+            extra = (f" Measured then: {', '.join(names)}; the other rows are kept from the "
+                     "earlier table (python -m benchmark.flops --models ...).")
+    table = write_flops_table(rows, args.results_dir / "flops", extra)
     print(table.to_markdown(index=False))
     print(f"table: {args.results_dir / 'flops.md'}")
 

@@ -2,7 +2,8 @@
 
 A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
 URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
-the URL, else random init with a loud warning), ``pretrained`` (the same, but failing instead of
+the URL, else random init with a loud warning; a torchvision model's URL is its weights enum's
+and the download checks the hash in the file name, as torchvision's own does), ``pretrained`` (the same, but failing instead of
 falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
 ``adapt_io``): it takes a list of pathway tensors and returns logits.
 """
@@ -72,7 +73,48 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def _fetch_official(url: str | None, required: bool) -> Path | None:
+def torchvision_weights(cfg: DictConfig):
+    """The torchvision weights enum member a model config names (``torchvision_weights``, e.g.
+    ``R3D_18_Weights.KINETICS400_V1``), or None for other models."""
+    name = cfg.get("torchvision_weights")
+    if not name:
+        return None
+    import torchvision.models
+
+    try:
+        return torchvision.models.get_weight(str(name))
+    except (ValueError, KeyError, AttributeError) as err:
+        raise WeightsError(f"model.torchvision_weights: {name}: not a torchvision weights enum "
+                           f"member ({err})") from None
+
+
+def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
+    """A torchvision model's class names are its weights' ``meta["categories"]`` (its ids):
+    written once as a class-name file ({name: id}, kinetics_classnames.json's layout) for the
+    manifest to map the CSV's labels with. None for other models."""
+    enum = torchvision_weights(cfg)
+    if enum is None:
+        return None
+    import json
+
+    path = Path(cache_dir) / "class_names" / f"{cfg.torchvision_weights}.json"
+    text = json.dumps({name: i for i, name in enumerate(enum.meta["categories"])}, indent=0)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+def _hash_prefix(url: str) -> str | None:
+    """The SHA-256 prefix in a torchvision checkpoint's name (``r3d_18-b3b3357e.pth``), which
+    ``load_state_dict_from_url(check_hash=True)`` checks the download against."""
+    match = torch.hub.HASH_REGEX.search(Path(url).name)
+    return match.group(1) if match else None
+
+
+def _fetch_official(url: str | None, required: bool, check_hash: bool = False) -> Path | None:
     if not url:
         if required:
             raise WeightsError("model.weights=pretrained: this model has no official checkpoint")
@@ -82,7 +124,9 @@ def _fetch_official(url: str | None, required: bool) -> Path | None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             # Writes to a temporary file and renames it only when the download is complete.
-            torch.hub.download_url_to_file(url, str(cache), progress=True)
+            # check_hash: torchvision's own check (the hash prefix in the file name).
+            torch.hub.download_url_to_file(url, str(cache), progress=True,
+                                           hash_prefix=_hash_prefix(url) if check_hash else None)
         except Exception as err:
             if required:
                 raise WeightsError(f"cannot get the official checkpoint {url} ({err}); download "
@@ -194,7 +238,10 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     the file it resolved, so no rank falls back to random weights on its own."""
     weights = str(cfg.weights)
     if weights in ("auto", "pretrained"):
-        path = _fetch_official(cfg.get("checkpoint_url"), required=weights == "pretrained")
+        enum = torchvision_weights(cfg)
+        url = cfg.get("checkpoint_url") or (enum.url if enum is not None else None)
+        path = _fetch_official(url, required=weights == "pretrained",
+                               check_hash=enum is not None)
         return (None, RANDOM_INIT) if path is None else (str(path), "official")
     if weights == "random":
         return None, RANDOM_INIT

@@ -12,7 +12,10 @@ names those choices:
   locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
   a softmax at each location, then the mean);
 - ``combine``: how a video's views are combined: ``softmax_mean``, or ``softmax_sum`` (PySlowFast's
-  ``DATA.ENSEMBLE_METHOD: sum``), which ranks the classes identically and is reported as the mean.
+  ``DATA.ENSEMBLE_METHOD: sum``), which ranks the classes identically and is reported as the mean;
+- ``spatial``: how a clip becomes views (views.py): ``uniform_crop`` (pytorchvideo: short-side
+  scale, ``UniformCropVideo`` crops) or ``torchvision`` (``weights.transforms()``: a fixed or
+  short-side resize of the uint8 frames, antialias off, one centre crop).
 
 Each preset is proved equal to its framework's own code in tests/test_protocols.py, never to a
 restatement of it here: pytorchvideo 0.1.5 (installed) and 0.1.0 (extracted into a test-only
@@ -30,9 +33,10 @@ import torch
 
 from benchmark.decode import DecodedVideo
 
-CLIP_TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main")
+CLIP_TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main", "torchvision")
 HEADS = ("pooled_logits", "softmax_per_location")
 COMBINES = ("softmax_mean", "softmax_sum")
+SPATIALS = ("uniform_crop", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -41,14 +45,17 @@ class Protocol:
     clips: str
     head: str
     combine: str
+    spatial: str = "uniform_crop"
 
 
 def protocol_from_config(cfg) -> Protocol:
     """The ``protocol`` config group as a value; an unknown choice names its key."""
-    protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine))
+    protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine),
+                        str(cfg.get("spatial", "uniform_crop")))
     for key, value, allowed in (("clips", protocol.clips, CLIP_TIMINGS),
                                 ("head", protocol.head, HEADS),
-                                ("combine", protocol.combine, COMBINES)):
+                                ("combine", protocol.combine, COMBINES),
+                                ("spatial", protocol.spatial, SPATIALS)):
         if value not in allowed:
             raise ValueError(f"protocol.{key}: must be one of {', '.join(allowed)}, got {value}")
     return protocol
@@ -84,8 +91,8 @@ def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration
         step = max((end_pts - start_pts) * tb - d, 0) / clips
         return [Window(int(step * i / tb) + start_pts, int((step * i + d) / tb) + start_pts, True)
                 for i in range(clips)]
-    if timing not in CLIP_TIMINGS:
-        raise ValueError(f"protocol.clips: must be one of {', '.join(CLIP_TIMINGS)}, got {timing}")
+    if timing not in ("pytorchvideo_0.1.5", "pytorchvideo_main"):  # torchvision: frame counts
+        raise ValueError(f"protocol.clips: no pts windows for {timing}")
     # 0.1.5's sampler: Fractions, clip i at i * max(D - d, 0) / N, D = int(end - start) * tb;
     # the unreleased main (commit 9368f30) divides by N - 1 (the last clip ends at the end).
     duration = int(end_pts - start_pts) * time_base
@@ -108,12 +115,49 @@ def stops_early(timing: str) -> bool:
 
 
 def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int,
-                 timing: str) -> list[list[int]]:
+                 timing: str, frame_rate: float | None = None,
+                 clip_len: int | None = None) -> list[list[int]]:
     """For each of ``clips`` clips, the indices (into ``video.frames``) of the frames that the
-    framework named by ``timing`` gives that clip, before temporal subsampling."""
+    framework named by ``timing`` gives that clip, before temporal subsampling.
+    ``frame_rate``/``clip_len``: the ``torchvision`` timing's (the model's), see
+    ``torchvision_windows``."""
+    if timing == "torchvision":
+        if frame_rate is None or clip_len is None:
+            raise ValueError("protocol.clips=torchvision needs the model's frame_rate and clip_len")
+        return torchvision_windows(video, frame_rate, clip_len, clips)
     windows = pts_windows(video.time_base, video.start_pts, video.end_pts, clip_duration, clips,
                           timing)
     return [frames_in(video, w, stops_early(timing)) for w in windows]
+
+
+class TooShort(ValueError):
+    """Fewer frames than one clip: torchvision's VideoClips gives such a video no clip (and its
+    reference skips it); here it is a recorded failure with this reason."""
+
+
+def torchvision_windows(video: DecodedVideo, frame_rate: float, clip_len: int,
+                        clips: int) -> list[list[int]]:
+    """torchvision ``references/video_classification``'s test clips, as its ``VideoClips`` and
+    ``UniformClipSampler`` pick them: the video's frames resampled to ``frame_rate`` (frame
+    floor(i * fps / frame_rate) for i < floor(frames * frame_rate / fps); every step-th when
+    the ratio is a whole number), every window of ``clip_len`` of those at stride 1, and
+    ``clips`` of the windows at linspace(0, windows - 1, clips).floor() (repeats when there
+    are fewer). fps is the stream's average rate, as torchvision read it."""
+    fps = video.average_fps or 1.0  # VideoClips: a stream without a rate counts as 1 fps
+    frames = len(video.pts)
+    step = fps / frame_rate
+    if float(step).is_integer():
+        resampled = list(range(0, frames, int(step)))
+    else:
+        count = int(math.floor(frames * frame_rate / fps))
+        resampled = (torch.arange(count, dtype=torch.float32) * step).floor().long().tolist()
+    windows = len(resampled) - clip_len + 1
+    if windows < 1:
+        raise TooShort(f"too short for one clip: {len(resampled)} frames at the model's "
+                       f"frame_rate {frame_rate:g} ({frames} decoded at {fps:g} fps), a clip has "
+                       f"{clip_len} (torchvision's VideoClips skips such a video)")
+    starts = torch.linspace(0, windows - 1, steps=clips).floor().long().tolist()
+    return [resampled[s:s + clip_len] for s in starts]
 
 
 def frames_between(video: DecodedVideo, start: Fraction, end: Fraction) -> list[int]:

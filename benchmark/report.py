@@ -58,7 +58,8 @@ EVAL_COLUMNS = EVAL_KEY + [
 ]
 EVAL_NOTE = (
     "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
-    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400); `*_delta` = "
+    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400; torchvision's "
+    "models: their weights' meta); `*_delta` = "
     "measured - published, only for runs comparable with the zoo's (official weights, the "
     "published views and protocol, the full list; `data`: CSV@hash, `limit`: data.limit). "
     "GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
@@ -67,9 +68,9 @@ EVAL_NOTE = (
     "(id, file size) pairs: equal on the same copy of the data."
 )
 FLOPS_COLUMNS = [
-    "model", "input", "views", "gflops", "gflops_with_norm", "published_gflops", "gflops_delta",
-    "gflops_with_norm_delta", "flops_match", "params_m", "published_params_m", "params_delta",
-    "params_match",
+    "model", "input", "views", "gflops", "gflops_with_norm", "gmacs_flop_counter",
+    "published_gflops", "gflops_delta", "gflops_with_norm_delta", "flops_match", "params_m",
+    "published_params_m", "params_delta", "params", "published_params", "params_match", "source",
 ]
 
 
@@ -473,34 +474,45 @@ def plot_views_per_s(rows: pd.DataFrame, path: Path) -> None:
 
 def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
               published: dict) -> dict:
-    """One model's measured GFLOPs (both conventions) and params beside the zoo's numbers."""
+    """One model's measured GFLOPs (each convention) and params beside the published numbers
+    (the pytorchvideo zoo's, or torchvision's weights meta: ``published.source``). ``params``:
+    the exact count, matched against ``published.num_params`` where the source gives it."""
     gflops, with_norm = round(counts["gflops"], 2), round(counts["gflops_with_norm"], 2)
+    macs = counts.get("gmacs_flop_counter")
+    macs = None if macs is None else round(macs, 2)
     params = round(params_m, 2)
-    pub_g, pub_p = published.get("gflops"), published.get("params_m")
-    if pub_g is None:
-        match = ""
-    elif gflops == round(pub_g, 2):
-        match = "yes: conv + linear"
-    elif with_norm == round(pub_g, 2):
-        match = "yes: with norm layers"
+    exact = counts.get("params")
+    pub_g, pub_p, pub_n = (published.get("gflops"), published.get("params_m"),
+                           published.get("num_params"))
+    matches = [label for value, label in ((gflops, "conv + linear"),
+                                          (with_norm, "with norm layers"),
+                                          (macs, "flop_counter MACs"))
+               if pub_g is not None and value == round(pub_g, 2)]
+    match = "" if pub_g is None else ("yes: " + ", ".join(matches) if matches else "no")
+    if pub_n is not None and exact is not None:
+        params_match = "yes (exact)" if exact == pub_n else "no"
     else:
-        match = "no"
+        params_match = "" if pub_p is None else ("yes" if params == round(pub_p, 2) else "no")
     frames = f"{spec.num_frames}x{spec.crop_size}x{spec.crop_size}"
     if spec.alpha:
         frames += f" (slow {spec.num_frames // spec.alpha})"
     return {
         "model": name, "input": frames, "views": views,
-        "gflops": gflops, "gflops_with_norm": with_norm, "published_gflops": pub_g,
+        "gflops": gflops, "gflops_with_norm": with_norm, "gmacs_flop_counter": macs,
+        "published_gflops": pub_g,
         "gflops_delta": _delta(gflops, pub_g), "gflops_with_norm_delta": _delta(with_norm, pub_g),
         "flops_match": match, "params_m": params, "published_params_m": pub_p,
-        "params_delta": _delta(params, pub_p),
-        "params_match": "" if pub_p is None else ("yes" if params == round(pub_p, 2) else "no"),
+        "params_delta": _delta(params, pub_p), "params": exact, "published_params": pub_n,
+        "params_match": params_match,
+        "source": published.get("source", "pytorchvideo model zoo" if published else ""),
     }
 
 
-def write_flops_table(rows: list[dict], stem: Path) -> pd.DataFrame:
-    """results/flops.csv and .md, with how the numbers were made."""
+def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataFrame:
+    """results/flops.csv and .md, with how the numbers were made (``extra``: appended)."""
     table = pd.DataFrame(rows, columns=FLOPS_COLUMNS)
+    for column in ("params", "published_params"):  # exact counts: integers, blank where unknown
+        table[column] = table[column].astype("Int64")
     note = (
         "GFLOPs per view at batch 1 on each model's test input (input: frames x crop x crop), "
         "counted with fvcore (1 multiply-add = 1 flop), and parameters in millions, beside the "
@@ -510,10 +522,16 @@ def write_flops_table(rows: list[dict], stem: Path) -> pd.DataFrame:
         "two: slowfast_r50 8x8 and slow_r50 8x8 match conv + linear, every other entry matches "
         "the count with norm layers (fvcore's training-mode estimate), which is also why "
         "slowfast_r101's 127.20 is not its conv + linear 125.91. `flops_match` says which "
-        "one a row matches; the evaluations table's GFLOPs are conv + linear.\n\n"
+        "one a row matches; the evaluations table's GFLOPs are conv + linear. "
+        "`gmacs_flop_counter`: torch.utils.flop_counter's count halved (it counts 2 per "
+        "multiply-add). torchvision's `_ops` (source: its weights' meta, with `num_params`, "
+        "matched exactly in `params`) is in MACs on a 16-frame input: it equals "
+        "`gmacs_flop_counter` where the test clip has 16 frames, and S3D's (128 frames) and "
+        "Swin3D's (32) counts here are 8x and 2x `_ops` (the same count at 16 frames equals it: "
+        "README, torchvision models); counts are never adjusted.\n\n"
         f"Measured by `make flops` (python -m benchmark.flops), torch {torch.__version__}, "
         f"fvcore {fvcore.__version__}, "
-        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}."
+        f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.{extra}"
     )
     write_table(stem, table, note)
     return table

@@ -55,8 +55,9 @@ class InputSchema:
 
     num_frames: int = MISSING
     sampling_rate: int = MISSING
-    frames_per_second: int = MISSING
+    frames_per_second: float = MISSING  # torchvision's MViT: frame_rate 7.5
     side_size: int = MISSING
+    resize_size: Optional[List[int]] = None  # torchvision: weights.transforms()'s resize
     crop_size: int = MISSING
     alpha: Optional[int] = None  # SlowFast speed ratio; null: one pathway
     mean: List[float] = MISSING
@@ -73,6 +74,7 @@ class ModelSchema:
     weights: str = AUTO  # auto | pretrained | random | PATH
     num_classes: int = MISSING
     output: str = "logits"  # logits | probs (benchmark.models.OUTPUTS)
+    torchvision_weights: Optional[str] = None  # torchvision's weights enum member
     input: InputSchema = field(default_factory=InputSchema)
     published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
 
@@ -119,6 +121,7 @@ class ProtocolSchema:
     clips: str = MISSING
     head: str = MISSING
     combine: str = MISSING
+    spatial: str = MISSING
 
 
 @dataclass

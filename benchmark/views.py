@@ -6,7 +6,8 @@ Two stages, so frames can stay uint8 until they reach the model's device:
 - ``make_views`` (on the device): /255, normalise, ``ShortSideScale``, ``UniformCropVideo`` per
   crop, pathway packing. The model card's operations, ordered to touch fewer pixels (see
   ``make_views``); the views equal the reference pipeline's within float rounding
-  (tests/test_views.py holds them to 1e-5).
+  (tests/test_views.py holds them to 1e-5). Under a protocol with ``spatial: torchvision``,
+  ``weights.transforms()``'s steps instead (``torchvision_views``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
+import torchvision.transforms.functional as TF
 from pytorchvideo.transforms.functional import (
     short_side_scale,
     uniform_crop,
@@ -38,10 +40,14 @@ class InputSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     alpha: int | None = None  # SlowFast speed ratio; None for single-pathway models
+    # torchvision's VideoClassification resize_size: (H, W), or (short side,); the
+    # ``torchvision`` spatial step only (side_size is then the short side it gives).
+    resize_size: tuple[int, ...] | None = None
 
     @property
     def clip_duration(self) -> Fraction:
-        return Fraction(self.num_frames * self.sampling_rate, self.frames_per_second)
+        # Fraction of the rate: torchvision's MViT runs at 7.5 fps.
+        return Fraction(self.num_frames * self.sampling_rate) / Fraction(self.frames_per_second)
 
     def example(self, batch: int = 1) -> list[torch.Tensor]:
         """A random input batch of the model's test shape (for FLOPs and timing)."""
@@ -74,7 +80,8 @@ def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                  fault: str | None = None) -> torch.Tensor:
     """uint8 (clips, C, num_frames, H, W): each clip's frames as the protocol's ``clips``
     timing picks them (protocols.py), temporally subsampled."""
-    windows = clip_windows(video, spec.clip_duration, clips, timing)
+    windows = clip_windows(video, spec.clip_duration, clips, timing,
+                           frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
     if fault == "clips_from_start":
         windows = [windows[0]] * clips
     return _faulted(cut_clips(video, spec, windows), fault)
@@ -114,8 +121,10 @@ def _streamed_clips(path, spec: InputSpec, n: int, timing: str, threads: int,
                     fault: str | None) -> torch.Tensor:
     with open_video(path, threads) as (stream, frames, count):
         time_base, start_pts, end_pts = stream_timing(stream, None)
-        if stream.duration is None:
-            raise _OutOfOrder  # no duration in the header: the last frame's time decides
+        if stream.duration is None or timing == "torchvision":
+            # No duration in the header (the last frame's time decides), or clips by frame
+            # count (torchvision): decode whole.
+            raise _OutOfOrder
         windows = pts_windows(time_base, start_pts, end_pts, spec.clip_duration, n, timing)
         if fault == "clips_from_start":
             windows = [windows[0]] * n
@@ -204,9 +213,34 @@ def normalise_(views: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
         torch.addcmul(shift.view(c, 1, 1, 1), views, scale.view(c, 1, 1, 1), out=views)
 
 
+def torchvision_views(clips: torch.Tensor, spec: InputSpec,
+                      memory_format: torch.memory_format = torch.contiguous_format
+                      ) -> torch.Tensor:
+    """(clips, C, T, crop, crop) float views as torchvision's ``VideoClassification`` (its
+    weights' ``transforms()``) makes them: ``resize`` of the uint8 frames to ``resize_size``
+    (bilinear, antialias=False, rounded back to uint8 as torchvision does for uint8 input),
+    ``center_crop``, then /255 and the mean/std as one multiply-add (``normalise_``)."""
+    if spec.resize_size is None:
+        raise ValueError("model.input.resize_size: the torchvision spatial step needs it")
+    n, c, t, h, w = clips.shape
+    frames = clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+    frames = TF.resize(frames, list(spec.resize_size), interpolation=TF.InterpolationMode.BILINEAR,
+                       antialias=False)
+    frames = TF.center_crop(frames, [spec.crop_size, spec.crop_size])
+    views = torch.empty((n, c, t, spec.crop_size, spec.crop_size), dtype=torch.float32,
+                        device=clips.device, memory_format=memory_format)
+    views.copy_(frames.view(n, t, c, spec.crop_size, spec.crop_size).permute(0, 2, 1, 3, 4))
+    normalise_(views, spec.mean, spec.std)
+    return views
+
+
 def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
-               memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+               memory_format: torch.memory_format = torch.contiguous_format,
+               spatial: str = "uniform_crop") -> list[torch.Tensor]:
     """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W).
+
+    ``spatial``: the protocol's (protocols.py); ``torchvision`` is ``torchvision_views`` (one
+    centre crop, single pathway), ``uniform_crop`` the pytorchvideo steps below.
 
     The card's steps in an order that touches fewer pixels; the values equal within float
     rounding (bilinear weights sum to 1, so scaling commutes with the affine normalisation):
@@ -218,6 +252,10 @@ def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | No
     - the slow pathway is built from the frames it picks, not copied from the fast one.
     ``memory_format``: the views' layout (channels_last_3d for a channels-last model).
     """
+    if spatial == "torchvision":
+        if crops != 1:
+            raise ValueError(f"views.crops: the torchvision protocol takes one centre crop, got {crops}")
+        return pack_pathways(torchvision_views(clips, spec, memory_format), spec.alpha)
     n, c, t, h, w = clips.shape
     size = scaled_size(h, w, spec.side_size)
     frames = clips

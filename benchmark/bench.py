@@ -88,7 +88,8 @@ BENCH_COLUMNS = BENCH_KEY + [
 
 def _how_it_ran(row: dict) -> str:
     return cell("{precision}", "batch {batch_views}",
-                lambda r: {"True": "channels-last", "False": "NCDHW"}.get(r.get("channels_last"), ""),
+                lambda r: {"True": "channels-last", "False": "NCDHW"}.get(r.get("channels_last"),
+                                                                           ""),
                 lambda r: "compiled" if r.get("compile") == "True" else "",
                 lambda r: f"fuse {r['fuse']}" if r.get("fuse") and r["pipeline"] != "reference"
                 else "", "workers {workers}")(row)

@@ -28,7 +28,8 @@ SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "proto
 # The table for people (sweep.md); sweep.csv keeps SWEEP_COLUMNS.
 SWEEP_SHOWN = [
     ("job", "job"), ("model", "model"), ("device, precision", cell("{device} {precision}")),
-    ("views", "views"), ("protocol", "protocol"), ("status", cell("{status}", "{reason}", sep=": ")),
+    ("views", "views"), ("protocol", "protocol"),
+    ("status", cell("{status}", "{reason}", sep=": ")),
     ("top-1 %", "top1"), ("top-5 %", "top5"), ("GFLOPs/view", "gflops"), ("params M", "params_m"),
     ("views/s", "views_per_s"), ("videos/s", "videos_per_s"),
 ]

@@ -70,7 +70,7 @@ from benchmark.evaluate import (  # noqa: E402
 from benchmark.manifest import ManifestError, Video, load_dataset  # noqa: E402
 from benchmark.models import WeightsError, build_model, compose_for_model  # noqa: E402
 from benchmark.reference import reference_views  # noqa: E402
-from benchmark.report import upsert_table  # noqa: E402
+from benchmark.report import cell, upsert_table  # noqa: E402
 from benchmark.views import InputSpec  # noqa: E402
 from benchmark.schema import composed, hydra_cli  # noqa: E402
 
@@ -84,21 +84,52 @@ BENCH_COLUMNS = BENCH_KEY + [
     "rss_first_mb", "rss_last_mb", "data_speedup", "model_speedup", "total_speedup",
     "others_cpu", "weights", "device_name", "torch", "finished",
 ]
+
+
+def _how_it_ran(row: dict) -> str:
+    return cell("{precision}", "batch {batch_views}",
+                lambda r: {"True": "channels-last", "False": "NCDHW"}.get(r.get("channels_last"),
+                                                                           ""),
+                lambda r: "compiled" if r.get("compile") == "True" else "",
+                lambda r: f"fuse {r['fuse']}" if r.get("fuse") and r["pipeline"] != "reference"
+                else "", "workers {workers}")(row)
+
+
+# The table for people (bench-<device>.md); the CSV keeps BENCH_COLUMNS.
+BENCH_SHOWN = [
+    ("pipeline", "pipeline"),
+    ("model, weights", cell("{model}", "{weights}")),
+    ("how it ran", _how_it_ran),
+    ("videos x views", cell("{videos} x {views_per_video}")),
+    ("data s", "data_s"),
+    ("model s", "model_s"),
+    ("total s", "total_s"),
+    ("views/s", "views_per_s"),
+    ("data wait", "data_wait_fraction"),
+    ("GMAC/s (fraction of matmul's)", cell("{gmacs_per_s}", "({peak_fraction} of "
+                                           "{matmul_gmacs_per_s})", sep=" ")),
+    ("RSS MB: peak; first -> last", cell("{peak_rss_mb}", "{rss_first_mb} -> {rss_last_mb}",
+                                         sep="; ")),
+    ("speedup data / model / total", cell("{data_speedup} / {model_speedup} / {total_speedup}")),
+    ("others' CPU", "others_cpu"),
+    ("machine, torch, finished", cell("{device_name}", "torch {torch}", "{finished}")),
+]
 BENCH_NOTE = (
-    "`make bench` (python -m benchmark.bench): seconds per video (means), 10 s 340x256 generated "
-    "videos (the harness may cycle through them: `videos`), 10x3 views. reference: pytorchvideo "
-    "0.1.5's pipeline (LabeledVideoDataset, a decode per clip, batch 1, fp32, NCDHW); harness: this "
-    "package's path (decoding in `workers` loader processes overlaps the model). data_s: "
-    "decoding + building views; model_s: forward passes (CUDA events on a GPU); total_s: wall "
-    "time / videos; data_wait_fraction: share of the wall time the model loop waited for the "
-    "loader; gmacs_per_s: fvcore GFLOPs per view x views / model_s; peak_fraction: that over a "
-    "matrix product in the row's precision, measured in the same run (best of before, between "
-    "and after the pipelines; bench.matmul_size). peak_rss_mb: the main process's high-water "
-    "mark; rss_first/last_mb: main process + loader workers after the first and the last "
-    "video. *_speedup = reference / harness, same run. others_cpu: the share of the machine's "
-    "CPU time other processes took while the pipeline ran (they slow it, unevenly: compare "
-    "quiet runs). fuse: the harness's exact inference rewrites (eval.fuse, benchmark/fuse.py); "
-    "with bench.compare_fuse it also runs without them (fuse none)."
+    "Rows: `make bench` (python -m benchmark.bench), one per pipeline and settings, the latest "
+    "run of each; bench-<device>.csv holds every column. Seconds per video (means), 10 s 340x256 "
+    "generated videos (the harness may cycle through them: `videos`). reference: pytorchvideo "
+    "0.1.5's pipeline (LabeledVideoDataset, a decode per clip, batch 1, fp32, NCDHW); harness: "
+    "this package's path (decoding in loader `workers` overlaps the model). data s: decoding + "
+    "building views; model s: forward passes (CUDA events on a GPU); total s: wall time / "
+    "videos; data wait: share of the wall time the model loop waited for the loader; GMAC/s: "
+    "fvcore GFLOPs per view x views / model s, then its fraction of a matrix product's GMAC/s in "
+    "the row's precision, measured in the same run (best of before, between and after the "
+    "pipelines; bench.matmul_size). RSS: the main process's high-water mark; first -> last: main "
+    "process + loader workers after the first and the last video. speedup = reference / "
+    "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
+    "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
+    "exact inference rewrites (eval.fuse, benchmark/fuse.py); with bench.compare_fuse it also "
+    "runs without them (fuse none)."
 )
 
 
@@ -450,14 +481,14 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
 
     stem = Path(cfg.results_dir) / f"bench-{device.type}"
     upsert_table(stem, table_row("reference", reference, REFERENCE_SETTINGS, {}, meta),
-                 BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
+                 BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
     for name, (side_settings, side, _) in sides.items():
         upsert_table(stem, table_row("harness", side, side_settings, speedups_of(side), meta),
-                     BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
+                     BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
     if rss:
         upsert_table(stem, table_row("harness (RSS check)", rss["summary"], settings, {},
                                      {**meta, "model": rss["model"], "weights": rss["weights"]}),
-                     BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE)
+                     BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
     return result
 
 

@@ -21,7 +21,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from benchmark import cost  # noqa: E402
 from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
-from benchmark.report import flops_row, write_flops_table, zoo_published  # noqa: E402
+from benchmark.report import (FLOPS_SHOWN, flops_row, to_markdown, write_flops_table,  # noqa: E402
+                              zoo_published)
 
 log = logging.getLogger("benchmark.flops")
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             extra = (f" Measured then: {', '.join(names)}; the other rows are kept from the "
                      "earlier table (python -m benchmark.flops --models ...).")
     table = write_flops_table(rows, args.results_dir / "flops", extra)
-    print(table.to_markdown(index=False))
+    print(to_markdown(table, shown=FLOPS_SHOWN))
     print(f"table: {args.results_dir / 'flops.md'}")
 
 

@@ -25,6 +25,7 @@ import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from string import Formatter
 
 import fvcore
 import pandas as pd
@@ -57,21 +58,91 @@ EVAL_COLUMNS = EVAL_KEY + [
     "torch", "pytorchvideo", "av", "benchmark", "benchmark_source", "finished",
 ]
 EVAL_NOTE = (
-    "top1/top5 and class accuracy in %; `+-` is half the width of the seeded 95% bootstrap "
-    "interval over videos. `published_*`: pytorchvideo model zoo (Kinetics-400; torchvision's "
-    "models: their weights' meta); `*_delta` = "
-    "measured - published, only for runs comparable with the zoo's (official weights, the "
-    "published views and protocol, the full list; `data`: CSV@hash, `limit`: data.limit). "
-    "GFLOPs per view: fvcore conv + linear (see flops.md for the zoo's "
-    "conventions). views_per_s: model only; videos_per_s: end to end. found: listed videos found "
-    "on disk; data_fingerprint: the first 12 characters of the sha256 over the found videos' "
-    "(id, file size) pairs: equal on the same copy of the data."
+    "Rows: one per finished `python -m benchmark.eval` run (`make eval-r50`, a sweep's jobs) or "
+    "`make report RUNS=...`, keyed by model, weights, dataset, data, limit, protocol, device, "
+    "precision, tf32 and views; evaluations.csv holds every column (versions, how the model ran, "
+    "finished). top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
+    "interval over videos, then in brackets the pytorchvideo model zoo's published number "
+    "(Kinetics-400; torchvision's models: their weights' meta) and measured - published, the delta only for runs comparable with the zoo's "
+    "(official weights, the published views and protocol, the full list). data: dataset, "
+    "CSV@sha256 prefix, data.limit, videos evaluated/listed. GFLOPs per view: fvcore conv + "
+    "linear (see flops.md for the zoo's conventions). views/s: model only; videos/s: end to end. found: listed videos found on disk and the first 12 characters of the data "
+    "fingerprint (sha256 over the found videos' (id, file size) pairs: equal on the same copy)."
 )
 FLOPS_COLUMNS = [
     "model", "input", "views", "gflops", "gflops_with_norm", "gmacs_flop_counter",
     "published_gflops", "gflops_delta", "gflops_with_norm_delta", "flops_match", "params_m",
     "published_params_m", "params_delta", "params", "published_params", "params_match", "source",
 ]
+
+
+def cell(*parts, sep: str = ", "):
+    """A Markdown cell built from a row's columns: each part is a ``str.format`` template over
+    the row (left out when a column it names is empty) or a function of the row."""
+    def render(row: dict) -> str:
+        shown = []
+        for part in parts:
+            if callable(part):
+                shown.append(part(row))
+            elif all(row.get(name, "") for _, name, _, _ in Formatter().parse(part) if name):
+                shown.append(part.format_map(row))
+        return sep.join(text for text in shown if text)
+    return render
+
+
+def measured(name: str):
+    """``76.1 +-0.6 (76.94, -0.8)``: the value, half its 95% interval, the published value and
+    measured - published, each only where the row has it."""
+    def render(row: dict) -> str:
+        if not row.get(name, ""):
+            return ""
+        beside = cell("{published_%s}" % name, lambda r: _signed(r.get(f"{name}_delta", "")))(row)
+        return cell("{%s}" % name, "+-{%s_ci95}" % name, sep=" ")(row) + (
+            f" ({beside})" if beside else "")
+    return render
+
+
+def _signed(text: str) -> str:
+    return "" if not text else text if text.startswith("-") else "+" + text
+
+
+def _device_cell(row: dict) -> str:
+    return cell("{device} {precision}", lambda r: "tf32" if r.get("tf32") == "True" else "",
+                lambda r: "" if r.get("fuse", "") in ("", "none") else f"fuse {r['fuse']}")(row)
+
+
+# The evaluations table for people (evaluations.md); evaluations.csv keeps EVAL_COLUMNS.
+EVAL_SHOWN = [
+    ("model", "model"),
+    ("weights", "weights"),
+    ("data, found/listed", cell("{dataset}", "{data}", "limit {limit}", "{videos}",
+                                "found {found}", "{data_fingerprint}")),
+    ("protocol", "protocol"),
+    ("views", "views"),
+    ("device, precision", _device_cell),
+    ("top-1 % (published, delta)", measured("top1")),
+    ("top-5 % (published, delta)", measured("top5")),
+    ("GFLOPs/view", "gflops"),
+    ("params M", "params_m"),
+    ("views/s", "views_per_s"),
+    ("videos/s", "videos_per_s"),
+]
+# The FLOPs table for people (flops.md); flops.csv keeps FLOPS_COLUMNS.
+FLOPS_SHOWN = [
+    ("model", "model"),
+    ("input", "input"),
+    ("views", "views"),
+    ("GFLOPs conv + linear (delta)", cell("{gflops}", "({gflops_delta})", sep=" ")),
+    ("GFLOPs with norm (delta)", cell("{gflops_with_norm}", "({gflops_with_norm_delta})", sep=" ")),
+    ("published GFLOPs", "published_gflops"),
+    ("GFLOPs match", "flops_match"),
+    ("params M (delta)", cell("{params_m}", "({params_delta})", sep=" ")),
+    ("published params M", "published_params_m"),
+    ("params match", "params_match"),
+]
+# At most this many columns in a Markdown table: a table for people fits a screen (the CSV beside
+# it keeps every column for tools).
+MAX_SHOWN_COLUMNS = 14
 
 
 class ReportError(ValueError):
@@ -168,36 +239,43 @@ def data_copy(metrics: dict) -> dict:
             "data_fingerprint": str(metrics["data_fingerprint"])[:12]}
 
 
-def to_markdown(table: pd.DataFrame, note: str = "") -> str:
-    """The table for people: each ``X_ci95`` column folded into ``X`` as ``value +- ci``."""
-    shown = table.copy()
-    for column in [c for c in shown.columns if c.endswith("_ci95")]:
-        base = column.removesuffix("_ci95")
-        if base in shown:
-            with_ci = shown[column].notna() & (shown[column].astype(str) != "")
-            shown[base] = shown[base].astype(object)
-            shown.loc[with_ci, base] = (shown.loc[with_ci, base].astype(str) + " +- "
-                                        + shown.loc[with_ci, column].astype(str))
-        shown = shown.drop(columns=column)
-    text = shown.astype(object).fillna("").to_markdown(index=False)
+def to_markdown(table: pd.DataFrame, note: str = "", shown: list | None = None) -> str:
+    """The table for people: ``shown``, (header, column name or ``cell``) pairs, picks and
+    combines its columns (every column when None); never more than MAX_SHOWN_COLUMNS."""
+    if shown is None:
+        people = table.astype(object).fillna("")
+    else:
+        rows = [{k: "" if pd.isna(v) else str(v) for k, v in r.items()}
+                for r in table.to_dict("records")]
+        people = pd.DataFrame([[how(r) if callable(how) else r.get(how, "") for _, how in shown]
+                               for r in rows], columns=[header for header, _ in shown])
+    if len(people.columns) > MAX_SHOWN_COLUMNS:
+        raise ValueError(f"{len(people.columns)} columns in a table for people (at most "
+                         f"{MAX_SHOWN_COLUMNS}): choose them with `shown`")
+    # Cells as the CSV has them (no reformatting of numbers) when they were built.
+    text = people.to_markdown(index=False, disable_numparse=shown is not None)
     return (note + "\n\n" if note else "") + text + "\n"
 
 
-def write_table(stem: Path, table: pd.DataFrame, note: str = "") -> None:
-    """``stem``.csv (as is) and ``stem``.md (for reading)."""
+def write_table(stem: Path, table: pd.DataFrame, note: str = "",
+                shown: list | None = None) -> None:
+    """``stem``.csv (every column, for tools) and ``stem``.md (``shown``, for reading): the one
+    writer of every results table."""
     atomic_write(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
-    atomic_write(stem.with_suffix(".md"), lambda p: p.write_text(to_markdown(table, note)))
+    atomic_write(stem.with_suffix(".md"),
+                 lambda p: p.write_text(to_markdown(table, note, shown)))
 
 
 def upsert_table(stem: Path, row: dict, key: list[str], columns: list[str],
-                 note: str = "") -> pd.DataFrame:
+                 note: str = "", shown: list | None = None) -> pd.DataFrame:
     """Replace the row with ``row``'s key in ``stem``.csv (or add it); rewrite .csv and .md.
     Under ``stem``'s file lock, re-reading the table inside it (concurrent runs keep every row)."""
     with file_lock(stem):
-        return _upsert(stem, row, key, columns, note)
+        return _upsert(stem, row, key, columns, note, shown)
 
 
-def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str) -> pd.DataFrame:
+def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str,
+            shown: list | None) -> pd.DataFrame:
     csv_path = stem.with_suffix(".csv")
     table = read_table(csv_path, key)
     table = pd.DataFrame(columns=columns) if table is None else table
@@ -207,7 +285,7 @@ def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str
         table = table[~same]
     table = pd.concat([table, new], ignore_index=True).sort_values(key, ignore_index=True)
     table = table.reindex(columns=columns)
-    write_table(stem, table, note)
+    write_table(stem, table, note, shown)
     return table
 
 
@@ -392,7 +470,7 @@ def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
     if results_dir is not None:
         stem = Path(results_dir) / "evaluations"
         with file_lock(stem):  # the plots too: the last writer draws the table with every row
-            table = _upsert(stem, row, EVAL_KEY, EVAL_COLUMNS, EVAL_NOTE)
+            table = _upsert(stem, row, EVAL_KEY, EVAL_COLUMNS, EVAL_NOTE, EVAL_SHOWN)
             plot_accuracy_vs_gflops(table, zoo, Path(results_dir) / "accuracy_vs_gflops.png")
             plot_views_per_s(table, Path(results_dir) / "views_per_s.png")
     return row
@@ -517,23 +595,25 @@ def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataF
         "GFLOPs per view at batch 1 on each model's test input (input: frames x crop x crop), "
         "counted with fvcore (1 multiply-add = 1 flop), and parameters in millions, beside the "
         "pytorchvideo model zoo's published numbers (delta = measured - published). "
-        "`gflops`: conv + linear (+ attention matmuls). `gflops_with_norm`: plus the norm layers "
+        "conv + linear: conv and linear layers (+ attention matmuls); with norm: plus the norm "
+        "layers "
         "as fvcore counts them in training mode (5 flops per element). The zoo's table mixes the "
         "two: slowfast_r50 8x8 and slow_r50 8x8 match conv + linear, every other entry matches "
         "the count with norm layers (fvcore's training-mode estimate), which is also why "
-        "slowfast_r101's 127.20 is not its conv + linear 125.91. `flops_match` says which "
+        "slowfast_r101's 127.20 is not its conv + linear 125.91. GFLOPs match says which "
         "one a row matches; the evaluations table's GFLOPs are conv + linear. "
         "`gmacs_flop_counter`: torch.utils.flop_counter's count halved (it counts 2 per "
         "multiply-add). torchvision's `_ops` (source: its weights' meta, with `num_params`, "
         "matched exactly in `params`) is in MACs on a 16-frame input: it equals "
         "`gmacs_flop_counter` where the test clip has 16 frames, and S3D's (128 frames) and "
         "Swin3D's (32) counts here are 8x and 2x `_ops` (the same count at 16 frames equals it: "
-        "README, torchvision models); counts are never adjusted.\n\n"
-        f"Measured by `make flops` (python -m benchmark.flops), torch {torch.__version__}, "
+        "docs/models.md); counts are never adjusted. flops.csv holds every column.\n\n"
+        f"Rows: every model config given, measured by `make flops` (python -m benchmark.flops), "
+        f"random weights, torch {torch.__version__}, "
         f"fvcore {fvcore.__version__}, "
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.{extra}"
     )
-    write_table(stem, table, note)
+    write_table(stem, table, note, FLOPS_SHOWN)
     return table
 
 
@@ -583,11 +663,7 @@ def main(argv: list[str] | None = None) -> None:
             log.info("%s: report.md, per_class.md, confusions.md, plots", run)
     except ReportError as err:
         sys.exit(f"error: {err}")
-    shown = ["model", "weights", "dataset", "device", "precision", "views", "protocol", "videos",
-             "found", "data_fingerprint", "top1",
-             "top1_ci95", "published_top1", "top5", "top5_ci95", "published_top5", "gflops",
-             "views_per_s"]
-    print(to_markdown(pd.DataFrame(rows)[shown]))
+    print(to_markdown(pd.DataFrame(rows), shown=EVAL_SHOWN))
     print(f"table: {args.results_dir / 'evaluations.md'}")
 
 

@@ -19,13 +19,29 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.store import atomic_write
+from benchmark.report import cell, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 
 SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "protocol", "status",
                  "reason", "found", "data_fingerprint", "top1", "top5", "gflops", "params_m",
                  "views_per_s", "videos_per_s"]
+# The table for people (sweep.md); sweep.csv keeps SWEEP_COLUMNS.
+SWEEP_SHOWN = [
+    ("job", "job"), ("model", "model"), ("device, precision", cell("{device} {precision}")),
+    ("views", "views"), ("protocol", "protocol"),
+    ("status", cell("{status}", "{reason}", sep=": ")),
+    ("data found, fingerprint", cell("{found}", "{data_fingerprint}")),
+    ("top-1 %", "top1"), ("top-5 %", "top5"), ("GFLOPs/view", "gflops"), ("params M", "params_m"),
+    ("views/s", "views_per_s"), ("videos/s", "videos_per_s"),
+]
+
+
+def sweep_note(sweep_dir: Path, overrides: list[str]) -> str:
+    return (f"Rows: one per job of the sweep {sweep_dir} (`python -m benchmark.eval -m "
+            f"{' '.join(overrides)}`); sweep.csv holds every column. status skipped: the job's "
+            "device is not on the machine; failed: the reason. top-1/top-5 in %; GFLOPs per view "
+            "(fvcore conv + linear); views/s: model only; videos/s: end to end.")
 
 
 def _job_row(job_dir: Path) -> dict:
@@ -61,22 +77,18 @@ def sweep_table(sweep_dir: Path) -> pd.DataFrame:
     return pd.DataFrame([_job_row(d) for d in jobs], columns=SWEEP_COLUMNS)
 
 
-def write_table(table: pd.DataFrame, stem: Path) -> None:
-    atomic_write(stem.with_suffix(".csv"), lambda p: table.to_csv(p, index=False))
-    atomic_write(stem.with_suffix(".md"),
-                 lambda p: p.write_text(table.fillna("").to_markdown(index=False) + "\n"))
-
-
 class SweepTable(Callback):
     """Hydra callback (conf/eval.yaml, hydra.callbacks) writing the sweep's table at its end."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         table = sweep_table(sweep_dir)
-        write_table(table, sweep_dir / "sweep")
+        note = sweep_note(sweep_dir, list(OmegaConf.select(config, "hydra.overrides.task",
+                                                           default=[]) or []))
+        write_table(sweep_dir / "sweep", table, note, SWEEP_SHOWN)
         name = "_".join(sweep_dir.parts[-2:])  # multirun/DATE/TIME -> DATE_TIME
-        write_table(table, Path(config.results_dir) / "sweeps" / name)
-        print(table.fillna("").to_markdown(index=False))
+        write_table(Path(config.results_dir) / "sweeps" / name, table, note, SWEEP_SHOWN)
+        print(to_markdown(table, shown=SWEEP_SHOWN))
         print(f"sweep table: {sweep_dir / 'sweep.md'}")
         failed = table[table.status == "failed"]
         if len(failed):

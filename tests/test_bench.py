@@ -68,4 +68,10 @@ def test_bench_rss_check_and_tables(bench_run):
     harness = table[table.pipeline == "harness"]
     assert sorted(harness.fuse) == ["bn+relu", "none"]
     assert (harness.total_speedup > 0).all() and (harness.precision == "fp32").all()
-    assert "| reference" in (tmp / "results" / "bench-cpu.md").read_text()
+    shown = (tmp / "results" / "bench-cpu.md").read_text()
+    assert shown.startswith("Rows: `make bench`")
+    header = next(line for line in shown.splitlines() if line.startswith("| pipeline"))
+    assert header.count("|") - 1 == 14 and "| reference" in shown
+    # Combined cells: how each ran, and the fused and unfused harness rows apart.
+    assert "| fp32, batch 1, NCDHW, workers 0 " in shown
+    assert "fuse bn+relu" in shown and "fuse none" in shown

@@ -1,6 +1,7 @@
 """Reports: tables and plots from finished runs, the report CLI, the FLOPs table, the model zoo."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from benchmark import flops
 from benchmark.decode import decode_video
 from benchmark.evaluate import SettingsError, check_settings
 from benchmark.models import build_model
-from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, eval_row, main, report_run,
-                              to_markdown, upsert_table, zoo_published)
+from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, FLOPS_SHOWN, MAX_SHOWN_COLUMNS,
+                              eval_row, main, report_run, to_markdown, upsert_table,
+                              zoo_published)
 from benchmark.views import make_views, sample_clips
 
 from conftest import REPO, compose_eval
@@ -30,7 +32,8 @@ PUBLISHED = {"top1": 76.94, "top5": 92.69, "gflops": 65.71, "params_m": 34.57}
 def metrics_json(**changes) -> dict:
     metrics = {
         "model": "slowfast_r50", "weights": "official", "dataset": "kinetics400", "device": "cpu",
-        "precision": "fp32", "clips": 10, "crops": 3, "videos_listed": 9, "videos_evaluated": 8,
+        "precision": "fp32", "protocol": "zoo", "clips": 10, "crops": 3, "videos_listed": 9,
+        "videos_evaluated": 8,
         "videos_failed": 1, "top1": 0.5, "top5": 0.875, "mean_class_accuracy": 0.5,
         "class_names": "", "gflops": 65.7084, "params_m": 34.566488, "views_per_s": 0.41,
         "videos_per_s": 0.0123, "versions": {"torch": "2", "pytorchvideo": "0.1.5", "av": "18"},
@@ -75,8 +78,14 @@ def test_eval_row_puts_published_and_delta_beside_measured():
         65.71, 0.0, 34.57, 0.0)
     bare = eval_row(metrics_json(top1=None, top5=None, gflops=None), {})
     assert bare["top1_ci95"] is None and bare["top1_delta"] is None and bare["gflops_delta"] is None
-    markdown = to_markdown(pd.DataFrame([row])[["model", "top1", "top1_ci95", "published_top1"]])
-    assert "| 50.0 +- 10.0 |" in markdown and "top1_ci95" not in markdown
+    markdown = to_markdown(pd.DataFrame([row]), shown=EVAL_SHOWN)
+    assert "| 50.0 +-10.0 (76.94, -26.94) " in markdown and "top1_ci95" not in markdown
+    assert "| 87.5 +-12.5 (92.69, -5.19) " in markdown and "| cpu fp32 " in markdown
+    # No interval, no published number: the bare value; a positive delta carries its sign.
+    bare_md = to_markdown(pd.DataFrame([{**row, "top1": None, "top5_ci95": None,
+                                         "published_top5": 1, "top5_delta": 1.5}]),
+                          shown=EVAL_SHOWN)
+    assert "| 87.5 (1, +1.5) " in bare_md and "+-" not in bare_md and "76.94" not in bare_md
 
 
 def test_upsert_keeps_one_row_per_key_and_old_tables_gain_the_new_columns(tmp_path):
@@ -84,9 +93,10 @@ def test_upsert_keeps_one_row_per_key_and_old_tables_gain_the_new_columns(tmp_pa
     old = eval_row(metrics_json(), PUBLISHED)
     pd.DataFrame([{k: old[k] for k in EVAL_KEY + ["videos", "top1"]}]).to_csv(
         stem.with_suffix(".csv"), index=False)  # a table from before this report existed
-    upsert_table(stem, eval_row(metrics_json(top1=0.25), PUBLISHED), EVAL_KEY, EVAL_COLUMNS)
+    upsert_table(stem, eval_row(metrics_json(top1=0.25), PUBLISHED), EVAL_KEY, EVAL_COLUMNS,
+                 shown=EVAL_SHOWN)
     upsert_table(stem, eval_row(metrics_json(precision="bf16"), PUBLISHED), EVAL_KEY,
-                 EVAL_COLUMNS)
+                 EVAL_COLUMNS, shown=EVAL_SHOWN)
     table = pd.read_csv(stem.with_suffix(".csv"))
     assert list(table.columns) == EVAL_COLUMNS
     assert table.precision.tolist() == ["bf16", "fp32"] and table.top1.tolist() == [50.0, 25.0]
@@ -112,7 +122,8 @@ def test_report_files_from_a_hand_built_run(hand_run, tmp_path):
     table = pd.read_csv(results / "evaluations.csv")
     assert len(table) == 1 and table.top1[0] == 50.0 and table.published_top1[0] == 76.94
     assert 0 < table.top1_ci95[0] <= 50  # 8 videos: a wide interval, but an interval
-    assert " +- " in (results / "evaluations.md").read_text()
+    shown = (results / "evaluations.md").read_text()
+    assert "| 50.0 +-" in shown and "(76.94, -26.94)" in shown and "| kinetics400, 8/9 " in shown
     for name in REPORT_FILES:
         assert (hand_run / name).stat().st_size > 0
     for folder in (hand_run, results):
@@ -147,7 +158,8 @@ def test_report_cli_rebuilds_runs_and_sweeps_without_evaluating(kinetics_run, tm
     (sweep / "0" / "metrics.json").write_text(json.dumps({**metrics, "weights": "official"}))
     saved = sweep / "0" / ".hydra" / "config.yaml"
     cfg = saved.read_text().replace(
-        "published: {}", "published:\n    top1: 50.0\n    gflops: 0.01\n    views: 4x3")
+        "published: {}", "published:\n    top1: 50.0\n    gflops: 0.01\n    views: 4x3\n"
+        "    protocol: pytorchvideo")  # the fixture run's protocol
     saved.write_text(cfg)
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
 
@@ -288,7 +300,8 @@ def test_a_subset_run_is_a_row_of_its_own(tmp_path):
     full = metrics_json(csv="/k400/val.csv", csv_sha256="ab" * 32, limit=None)
 
     def upsert(metrics):
-        return upsert_table(stem, eval_row(metrics, PUBLISHED), EVAL_KEY, EVAL_COLUMNS)
+        return upsert_table(stem, eval_row(metrics, PUBLISHED), EVAL_KEY, EVAL_COLUMNS,
+                 shown=EVAL_SHOWN)
 
     upsert(full)
     upsert({**full, "limit": 100, "top1": 0.9})
@@ -297,7 +310,47 @@ def test_a_subset_run_is_a_row_of_its_own(tmp_path):
     upsert({**full, "tf32": True})
     table = upsert({**full, "top1": 0.25})  # a rerun of the full list: its own row only
     assert len(table) == 5
-    row = table[(table.data == "val.csv@abababab") & (table.limit == "") & (table.protocol == "")
+    row = table[(table.data == "val.csv@abababab") & (table.limit == "") & (table.protocol == "zoo")
                 & (table.tf32 == "False")]
     assert row.top1.tolist() == ["25.0"]
     assert table[table.limit == "100"].top1.tolist() == ["90.0"]
+
+
+def markdown_columns(text: str) -> list[int]:
+    """The column count of every Markdown table in ``text`` (from its header lines)."""
+    lines = text.splitlines()
+    return [line.count("|") - 1 for i, line in enumerate(lines[:-1])
+            if line.startswith("|") and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1])]
+
+
+def test_every_table_for_people_fits_a_screen():
+    """At most MAX_SHOWN_COLUMNS columns: the writer's choices, the committed tables, and the
+    writer refuses a wider one (the CSV keeps every column)."""
+    from benchmark.bench import BENCH_COLUMNS, BENCH_SHOWN
+    from benchmark.sweep import SWEEP_COLUMNS, SWEEP_SHOWN
+    assert MAX_SHOWN_COLUMNS == 14
+    for shown in (EVAL_SHOWN, FLOPS_SHOWN, BENCH_SHOWN, SWEEP_SHOWN):
+        assert len(shown) <= MAX_SHOWN_COLUMNS
+    assert len(BENCH_COLUMNS) > 14 and len(EVAL_COLUMNS) > 14 and len(SWEEP_COLUMNS) > 14
+    committed = sorted((REPO / "results").rglob("*.md"))
+    assert len(committed) >= 5
+    for path in committed:
+        counts = markdown_columns(path.read_text())
+        assert counts and max(counts) <= MAX_SHOWN_COLUMNS, (path, counts)
+    wide = pd.DataFrame([{f"c{i}": i for i in range(15)}])
+    with pytest.raises(ValueError, match="15 columns in a table for people"):
+        to_markdown(wide)
+    assert markdown_columns(to_markdown(wide.iloc[:, :14])) == [14]
+
+
+def test_committed_tables_say_what_made_their_rows():
+    """Every committed results table opens with a note; none holds a random-init row on the
+    generated sample set (it measures nothing a reader wants)."""
+    for path in [REPO / "results" / n for n in ("bench-cpu.md", "bench-cuda.md", "flops.md",
+                                                "protocols.md")]:
+        note = path.read_text().split("\n|", 1)[0]
+        assert "make " in note, path
+    for csv in (REPO / "results").glob("*.csv"):
+        table = pd.read_csv(csv, dtype=str)
+        if "dataset" in table:
+            assert not ((table.dataset == "sample") & (table.weights == "random-init")).any(), csv

@@ -6,6 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
+from benchmark.sweep import SWEEP_SHOWN
 from test_eval_cli import REPO
 
 
@@ -31,7 +32,10 @@ def test_sweep_writes_one_table_and_skips_missing_devices(tmp_path, action_set):
     assert (tmp_path / "sweep" / "0" / "metrics.json").exists()  # Hydra's layout: sweep dir/N
     copy = pd.read_csv(tmp_path / "results" / "sweeps" / f"{tmp_path.name}_sweep.csv")
     assert copy.equals(table)
-    assert "| skipped" in (tmp_path / "sweep" / "sweep.md").read_text()
+    shown = (tmp_path / "sweep" / "sweep.md").read_text()  # the note, then 12 columns
+    assert "| skipped: device=cuda: CUDA is not available" in shown and "| cpu fp32 " in shown
+    assert "Rows: one per job of the sweep" in shown and "device=cpu,cuda" in shown
+    assert shown.splitlines()[2].count("|") - 1 == len(SWEEP_SHOWN) <= 14
 
 
 def test_a_failed_job_fails_the_sweep_after_the_table(tmp_path, action_set):

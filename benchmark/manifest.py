@@ -214,7 +214,7 @@ def _pick(candidates: list[Path], root: Path, label_name: str) -> Path:
     """The file ``PICK_RULE`` picks, whatever order the filesystem lists them in."""
     def rank(path: Path) -> tuple:
         place = 0 if path.parent == root / label_name else 1 if path.parent == root else 2
-        return place, VIDEO_EXTENSIONS.index(path.suffix), str(path)
+        return place, VIDEO_EXTENSIONS.index(path.suffix.lower()), str(path)
     return min(candidates, key=rank)
 
 

@@ -170,6 +170,8 @@ def test_huge_label_is_rejected_at_its_line_before_building_anything(tmp_path):
 def test_whitespace_only_lines_are_skipped_like_empty_ones(tmp_path, names):
     csv = tmp_path / "val.csv"
     csv.write_text(HEADER + "abseiling,aaa,0,10,val\n   \n\t\n\ncafé,bbb,0,10,val\n  \n")
+    for name in ("aaa_000000_000010.mp4", "bbb_000000_000010.mp4", "a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"x")  # listed videos must be there
     assert [v.label for v in read_manifest(csv, tmp_path, str(names)).videos] == [0, 1]
     listing = tmp_path / "list.txt"
     listing.write_text("a.mp4 0\n  \nb.mp4 1\n")
@@ -195,6 +197,7 @@ def test_official_csv_without_its_header_says_what_was_expected(tmp_path, names,
 def test_official_columns_are_read_by_name_in_any_order(tmp_path, names):
     csv = tmp_path / "val.csv"
     csv.write_text("youtube_id,label,time_start,time_end,split\naaa,café,0,10,val\n")
+    (tmp_path / "aaa_000000_000010.mp4").write_bytes(b"x")
     assert read_manifest(csv, tmp_path, str(names)).videos[0].label == 1
 
 
@@ -219,7 +222,8 @@ def test_data_root_symlink_loops_skipped_directories_reported_upper_case_found(t
     # A path label list: a listed path that is a directory says so too.
     (tmp_path / "x.mp4").mkdir()
     listing = tmp_path / "list.txt"
-    listing.write_text("x.mp4 0\n")
+    (tmp_path / "y.mp4").write_bytes(b"x")  # one listed video is there (else the run stops)
+    listing.write_text("x.mp4 0\ny.mp4 0\n")
     video = read_manifest(listing, tmp_path, None).videos[0]
     assert video.path is None and video.there == f"{tmp_path / 'x.mp4'}: is a directory, not a file"
 

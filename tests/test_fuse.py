@@ -145,7 +145,7 @@ def test_the_toy_regression_model_keeps_its_answers(videos):
     cfg = compose_eval("model=slowfast_toy",
                        f"model.weights={REPO / 'results' / 'regression' / 'toy_slowfast.pt'}")
     model = build_model(cfg.model)
-    clips = [sample_clips(decode_video(path), model.spec, 2) for path in videos.values()]
+    clips = [sample_clips(decode_video(path), model.spec, 2, "pytorchvideo_0.1.0") for path in videos.values()]
     for precision in ("fp32", "bf16") if BF16 else ("fp32",):
         def run(runner):
             return [p for _, p in predict(runner, enumerate(clips), model.spec, 3, 6, CPU,

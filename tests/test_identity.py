@@ -42,10 +42,10 @@ def test_the_fingerprint_covers_what_changes_predictions(identity_of, tmp_path):
     assert identity_of()[0] == base  # stable
     assert set(identity["versions"]) == {"torch", "torchvision", "pytorchvideo", "av",
                                          "benchmark", "benchmark_source"}
-    for override in ["+model.output=probs", "eval.batch_views=4", "eval.channels_last=false",
+    for override in ["model.output=probs", "eval.batch_views=4", "eval.channels_last=false",
                      "compile=true", "data.decode_timeout_s=5",
                      "model.checkpoint_url=http://127.0.0.1:9/other/tiny.pyth", "data.limit=2",
-                     "+protocol.name=zoo"]:
+                     "protocol=pytorchvideo"]:
         assert identity_of(override)[0] != base, override
     assert identity_of(tf32=True)[0] != base
     # weights=auto: the label says "official" either way, the checkpoint's content decides.

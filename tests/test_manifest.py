@@ -76,6 +76,8 @@ def test_offline_official_csv_gets_kinetics_ids_from_torchvision(tmp_path, copy,
 
 def test_offline_path_label_list_keeps_its_integer_ids(tmp_path, copy, offline):
     root, _ = copy
+    for name in ("a.mp4", "b.mp4"):
+        (root / name).write_bytes(b"x")
     kinetics = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 0\n", "k.txt"), root, "auto")
     assert [v.label for v in kinetics.videos] == [7, 0]
     assert kinetics.videos[0].label_name == "arranging flowers"  # Kinetics-400's id 7

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from benchmark.decode import decode_video
 from benchmark.loader import HANG_ON, KILL_ON
 from benchmark.manifest import data_fingerprint, read_manifest
-from benchmark.report import EVAL_COLUMNS, EVAL_KEY, eval_row, upsert_table
+from benchmark.report import EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, eval_row, upsert_table
 from benchmark import views
 from benchmark.views import decode_clips, sample_clips
 
@@ -32,7 +32,7 @@ def _upsert_rows(stem, writer: int, start) -> None:
     start.wait()  # all eight writers begin together
     for i in range(25):
         row = eval_row(metrics_json(model=f"m{writer}_{i}"), PUBLISHED)
-        upsert_table(stem, row, EVAL_KEY, EVAL_COLUMNS)
+        upsert_table(stem, row, EVAL_KEY, EVAL_COLUMNS, shown=EVAL_SHOWN)
 
 
 def test_eight_processes_upserting_at_once_keep_all_200_rows(tmp_path):

@@ -1,6 +1,6 @@
 """Peak memory of an evaluation over generated 1080p 10 s videos (main process + loader workers).
 
-    python scripts/loader_memory.py REPO [--videos 3] [--workers 1]
+    python tests/loader_memory.py REPO [--videos 3] [--workers 1]
 
 Runs ``python -m benchmark.eval`` from ``REPO`` (so the same script measures two checkouts) with
 a tiny SlowFast (8 frames at rate 8: slowfast_r50's 64/30 s clips) over 40 clips x 1 crop, so the

@@ -218,41 +218,30 @@ def compare(overrides: list[str], run_root, protocols: list[str], default: str =
 
     import numpy as np
     import pandas as pd
+    from omegaconf import OmegaConf
 
     from benchmark.regression import merge_overrides, run_eval
 
-    rows, probs = [], {}
+    rows, base = [], None
     for name in [default, *(p for p in protocols if p != default)]:
         run_dir = Path(run_root) / name
         result = run_eval(merge_overrides(overrides, [f"protocol={name}"]), run_dir)
-        predictions = pd.read_parquet(run_dir / "predictions.parquet").set_index("video_id")
-        probs[name] = predictions.probs.map(np.asarray)
-        preset = protocol_from_config(_preset(name))
-        ours, base = probs[name], probs[default].reindex(probs[name].index)
+        probs = pd.read_parquet(run_dir / "predictions.parquet").set_index("video_id").probs
+        base = probs if base is None else base
+        shared = probs.index.intersection(base.index)  # videos both runs evaluated
+        ours, theirs = (np.stack(p[shared].map(np.asarray)) for p in (probs, base))
+        # The protocol as the run had it (its resolved config), not as the preset reads now.
+        ran = protocol_from_config(OmegaConf.load(run_dir / ".hydra" / "config.yaml").protocol)
         rows.append({
-            "protocol": name, "clips": preset.clips, "head": preset.head,
-            "combine": preset.combine, "videos": result["videos"],
+            "protocol": name, "clips": ran.clips, "head": ran.head, "combine": ran.combine,
+            "videos": result["videos"],
             "top1": round(100 * result["top1"], 2), "top5": round(100 * result["top5"], 2),
             f"top1_changed_vs_{default}": round(100 * float(np.mean(
-                [a.argmax() != b.argmax() for a, b in zip(ours, base)])), 2),
-            f"max_prob_diff_vs_{default}": float(f"{max_diff(ours, base):.3g}"),
+                ours.argmax(1) != theirs.argmax(1))), 2),
+            f"max_prob_diff_vs_{default}": float(f"{np.abs(ours - theirs).max():.3g}"),
         })
     metrics = json.loads((Path(run_root) / default / "metrics.json").read_text())
     return pd.DataFrame(rows), metrics
-
-
-def max_diff(probs, base) -> float:
-    import numpy as np
-
-    return max(float(np.abs(a - b).max()) for a, b in zip(probs, base))
-
-
-def _preset(name: str):
-    from omegaconf import OmegaConf
-
-    from benchmark.models import CONF_DIR
-
-    return OmegaConf.load(CONF_DIR / "protocol" / f"{name}.yaml")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,11 +263,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="the table's path without suffix (.csv and .md are written)")
     parser.add_argument("--run-dir", type=Path, default=Path("outputs/protocols"),
                         help="where each protocol's run goes (replaced each time)")
+    # torchvision's protocol needs a torchvision model's input (resize_size): not a default.
+    parser.add_argument("--protocols", default="zoo,pytorchvideo,pytorchvideo_main",
+                        type=lambda names: [n for n in names.split(",") if n],
+                        help="conf/protocol names, comma-separated; the first is the one the "
+                        "others are compared with")
     args = parser.parse_args(argv)
-    names = sorted(p.stem for p in (CONF_DIR / "protocol").glob("*.yaml"))
+    unknown = [n for n in args.protocols if not (CONF_DIR / "protocol" / f"{n}.yaml").is_file()]
+    if unknown or not args.protocols:
+        print(f"error: --protocols: no conf/protocol/{(unknown or [''])[0]}.yaml", file=sys.stderr)
+        return 2
     try:
         table, metrics = compare(merge_overrides(TOY_OVERRIDES, args.overrides), args.run_dir,
-                                 names)
+                                 args.protocols, default=args.protocols[0])
     except CheckError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -288,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{metrics['clips']}x{metrics['crops']} views, {metrics['device']} "
             f"{metrics['precision']}; torch {v['torch']}, pytorchvideo {v['pytorchvideo']}, "
             f"av {v['av']}; finished {metrics['finished']}. top1/top5 and the share of videos "
-            "whose top-1 changes against zoo in %; max_prob_diff: the largest difference of one "
-            "class's averaged probability from zoo's, over all videos.")
+            f"whose top-1 changes against {args.protocols[0]} in %; max_prob_diff: the largest "
+            f"difference of one class's averaged probability from {args.protocols[0]}'s, over "
+            "the videos both evaluated.")
     write_table(args.out, table, note)
     print(table.to_markdown(index=False))
     print(f"table: {args.out.with_suffix('.md')}")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -235,3 +236,24 @@ def test_softmax_per_location_differs_from_pooled_logits(protocol_videos, probe_
         outputs.append(probs)
     assert (outputs[0] - outputs[1]).abs().max() > 1e-3  # float rounding is ~1e-7
 
+
+
+def test_make_protocols_tables_one_model_under_each_protocol(kinetics_run, tmp_path):
+    """``python -m benchmark.protocols``: a run per protocol through the real entry point, one
+    table; the first protocol is the yardstick of the others' changes."""
+    _, overrides, _ = kinetics_run
+    keep = [o for o in overrides if not o.startswith(("protocol=", "results_dir=",
+                                                      "hydra.run.dir=", "views.clips="))]
+    out = tmp_path / "protocols"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmark.protocols", *keep, "views.clips=2", "data.limit=2",
+         "--protocols", "zoo,pytorchvideo_main", "--out", str(out), "--run-dir",
+         str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert table.protocol.tolist() == ["zoo", "pytorchvideo_main"]
+    assert table["head"].tolist() == ["softmax_per_location", "pooled_logits"]
+    assert table.videos.tolist() == [2, 2]
+    assert table.top1_changed_vs_zoo[0] == 0 and table.max_prob_diff_vs_zoo[0] == 0
+    assert table.max_prob_diff_vs_zoo[1] > 0  # other clips and head: other probabilities
+    assert "slowfast_tiny" in out.with_suffix(".md").read_text()

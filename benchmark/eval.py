@@ -24,8 +24,8 @@ from benchmark.evaluate import (  # noqa: E402
     DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
 from benchmark.manifest import ManifestError  # noqa: E402
 from benchmark.models import WeightsError  # noqa: E402
-from benchmark.report import ReportError  # noqa: E402
-from benchmark.schema import composed, hydra_cli  # noqa: E402
+from benchmark.report import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402
+from benchmark.schema import AUTO, composed, hydra_cli  # noqa: E402
 from benchmark.store import ResumeError, atomic_write  # noqa: E402
 
 log = logging.getLogger("benchmark")
@@ -76,7 +76,11 @@ def main(cfg: DictConfig) -> None:
                                      "mean_class_accuracy", "gflops", "params_m", "views_per_s",
                                      "videos_per_s")}
     print(pd.DataFrame([shown]).to_markdown(index=False, floatfmt=".4g"))
-    print(f"run files: {run_dir}\ntable: {Path(cfg.results_dir) / 'evaluations.md'}")
+    tables = tables_dir(cfg)
+    print(f"run files: {run_dir}\ntable: {tables / 'evaluations.md'}")
+    if str(cfg.results_dir) == AUTO and cfg.data.get("synthetic") is not None:
+        print(f"  (a generated data set, {cfg.data.name}: its rows go under {GENERATED_RESULTS}/, "
+              "never into results/; results_dir=DIR puts them elsewhere)")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from benchmark.metrics import accuracy, top_k
 from benchmark.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
 from benchmark.progress import Progress
 from benchmark.protocols import protocol_from_config
-from benchmark.report import check_eval_table, report_run
+from benchmark.report import check_eval_table, report_run, tables_dir
 from benchmark.store import RunStore, check_writable, fingerprint
 from benchmark.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
@@ -156,6 +156,7 @@ def check_settings(cfg: DictConfig) -> None:
     keys (the types were checked as the config was composed, benchmark/schema.py)."""
     spec = cfg.model.input
     iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
+    min_coverage = OmegaConf.select(cfg, "report.min_coverage", default=0)  # nor report
     checks = [
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
         (cfg.views.crops in CROP_INDICES, "views.crops",
@@ -175,6 +176,8 @@ def check_settings(cfg: DictConfig) -> None:
         (cfg.data.decode_timeout_s is None or cfg.data.decode_timeout_s >= 0,
          "data.decode_timeout_s", f"must be >= 0 or null, got {cfg.data.decode_timeout_s}"),
         (iters >= 0, "cost.throughput_iters", f"must be >= 0 (0: skip), got {iters}"),
+        (0 <= min_coverage <= 1, "report.min_coverage",
+         f"must be a share of the listed videos, 0 to 1, got {min_coverage}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
         (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
@@ -434,8 +437,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
     rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
+    results_dir = tables_dir(cfg)
     if ranks.is_main:
-        check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
+        check_eval_table(results_dir)  # before any work, not after the whole run
     manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes))
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
@@ -456,7 +460,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     if ranks.is_main:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
         check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)
-        check_writable(Path(cfg.results_dir))
+        check_writable(results_dir)
 
     batch_views = batch_views_for(cfg.eval.batch_views, device.type)
     identity = run_identity(cfg, model, manifest, device, batch_views, tf32)
@@ -542,7 +546,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     store.finish(metrics, order=order)
     published = OmegaConf.to_container(cfg.model.published, resolve=True) if "published" in cfg.model else {}
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
-    report_run(run_dir, published, Path(cfg.results_dir), manifest.class_names)
+    report_run(run_dir, published, results_dir, manifest.class_names,
+               float(cfg.report.min_coverage))
     return metrics
 
 
@@ -594,10 +599,11 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
 
 
 def data_identity(cfg: DictConfig, identity: dict) -> dict:
-    """What was evaluated, for metrics.json and the table key: a 100-video ``data.limit`` run or
-    another CSV is a row of its own, never the full list's."""
+    """What was evaluated, for metrics.json and the table key: a 100-video ``data.limit`` run,
+    another CSV or the same CSV over another root is a row of its own, never the full list's."""
     data = identity["data"]
-    return {"csv": data["csv"], "csv_sha256": data["csv_sha256"], "limit": data["limit"]}
+    return {"csv": data["csv"], "csv_sha256": data["csv_sha256"], "root": data["root"],
+            "limit": data["limit"]}
 
 
 def check_class_count(manifest: Manifest, model: Model, generated: bool) -> None:

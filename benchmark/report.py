@@ -1,12 +1,16 @@
 """Reports: tables (CSV for tools, Markdown for people) and plots, built from finished runs.
 
-- ``results/evaluations.csv`` / ``.md``: one row per evaluation, keyed by what identifies it
-  (model, weights, dataset, the data evaluated: CSV and its hash, ``data.limit``, protocol,
-  device, precision, TF32, views), so a rerun replaces its row and a subset run is a row of its
-  own. Measured top-1/top-5 carry a seeded 95% bootstrap interval (``+-`` in the Markdown); the
-  published numbers (pytorchvideo model zoo) sit in their own columns beside the measured ones,
-  never in their place, with the measured minus published delta only where the run is
-  comparable (official weights, the published views and protocol, the full list).
+- ``results/evaluations.csv`` / ``.md``: one row per measurement, keyed by everything that
+  changes the result or the speed (model, weights, dataset, the data evaluated: CSV and its hash,
+  the data root and the copy's fingerprint, ``data.limit``; protocol, views, device, precision,
+  TF32, the ``eval.fuse`` rewrites, compile, batch_views, channels_last), so a rerun replaces its
+  row and a run that differs in any of them is a row of its own. Every row shows its coverage
+  (videos evaluated / listed). Measured top-1/top-5 carry a seeded 95% bootstrap interval
+  (``+-`` in the Markdown); the published numbers (pytorchvideo model zoo) sit in their own
+  columns beside the measured ones, never in their place, with the measured minus published
+  delta only where the run is comparable (official weights, the published views and protocol,
+  the full list, and at least ``report.min_coverage`` of it evaluated).
+  Where the tables go: ``results_dir`` (``tables_dir``).
 - Per run, in its folder: ``report.md``, ``per_class.csv``/``.md`` (worst class first),
   ``confusions.csv``/``.md`` (most confused class pairs), and the two plots.
 - Plots (PNG, in the run folder and ``results/``): top-1 against GFLOPs per view with the zoo's
@@ -30,6 +34,7 @@ from string import Formatter
 import fvcore
 import pandas as pd
 import torch
+from hydra.core.hydra_config import HydraConfig
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
@@ -37,37 +42,50 @@ from benchmark.files import file_problem
 from benchmark.manifest import ManifestError, read_class_names
 from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
 from benchmark.models import CONF_DIR
+from benchmark.schema import AUTO, ReportSettings
 from benchmark.store import atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
-EVAL_KEY = ["model", "weights", "dataset", "data", "limit", "protocol", "device", "precision",
-            "tf32", "views"]
+# One row, one measurement: everything that changes the result (the data copy too: the same CSV
+# over another root is another measurement) or the speed (how the model ran).
+EVAL_KEY = ["model", "weights", "dataset", "data", "root", "data_fingerprint", "limit", "protocol",
+            "device", "precision", "tf32", "fuse", "compile", "batch_views", "channels_last",
+            "views"]
+# Published-vs-measured deltas only for runs that evaluated at least this share of the listed
+# videos (``report.min_coverage``, typed in benchmark/schema.py): 12 of 19,881 videos say
+# nothing about the zoo's number.
+MIN_COVERAGE = ReportSettings.min_coverage
 # The views and protocol the zoo's numbers were measured with, unless a model's
 # ``published.views`` / ``published.protocol`` say otherwise.
 PUBLISHED_VIEWS = "10x3"
 PUBLISHED_PROTOCOL = "zoo"
 EVAL_COLUMNS = EVAL_KEY + [
-    "videos", "found", "data_fingerprint",
+    "videos", "coverage", "found",
     "top1", "top1_ci95", "published_top1", "top1_delta",
-    "top5", "top5_ci95", "published_top5", "top5_delta",
+    "top5", "top5_ci95", "published_top5", "top5_delta", "no_delta_because",
     "mean_class_accuracy",
     "gflops", "published_gflops", "gflops_delta",
     "params_m", "published_params_m", "params_delta",
-    "views_per_s", "videos_per_s", "batch_views", "channels_last", "compile", "fuse",
+    "views_per_s", "videos_per_s",
     "torch", "pytorchvideo", "av", "benchmark", "benchmark_source", "finished",
 ]
 EVAL_NOTE = (
     "Rows: one per finished `python -m benchmark.eval` run (`make eval-r50`, a sweep's jobs) or "
-    "`make report RUNS=...`, keyed by model, weights, dataset, data, limit, protocol, device, "
-    "precision, tf32 and views; evaluations.csv holds every column (versions, how the model ran, "
-    "finished). top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
+    "`make report RUNS=...`, one per measurement: keyed by model, weights, dataset, data (CSV, "
+    "root, data fingerprint), limit, protocol, views, device, precision, tf32 and how the model "
+    "ran (eval.fuse, compile, batch_views, channels_last); evaluations.csv holds every column "
+    "(versions, finished, no_delta_because). evaluated/listed: the run's coverage of its list. "
+    "top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
     "interval over videos, then in brackets the pytorchvideo model zoo's published number "
-    "(Kinetics-400; torchvision's models: their weights' meta) and measured - published, the delta only for runs comparable with the zoo's "
-    "(official weights, the published views and protocol, the full list). data: dataset, "
-    "CSV@sha256 prefix, data.limit, videos evaluated/listed. GFLOPs per view: fvcore conv + "
-    "linear (see flops.md for the zoo's conventions). views/s: model only; videos/s: end to end. found: listed videos found on disk and the first 12 characters of the data "
-    "fingerprint (sha256 over the found videos' (id, file size) pairs: equal on the same copy)."
+    "(Kinetics-400; torchvision's models: their weights' meta) and measured - published, the "
+    "delta only for runs comparable with the zoo's (official weights, the published views and "
+    f"protocol, the full list with at least report.min_coverage, {MIN_COVERAGE:g} by default, of "
+    "its videos evaluated). data: dataset, CSV@sha256 prefix, data root, data.limit, listed "
+    "videos found on disk and the first 12 characters of the data fingerprint (sha256 over the "
+    "found videos' (id, file size) pairs: equal on the same copy). GFLOPs per view: fvcore conv "
+    "+ linear (see flops.md for the zoo's conventions). views/s: model only; videos/s: end to "
+    "end."
 )
 FLOPS_COLUMNS = [
     "model", "input", "views", "gflops", "gflops_with_norm", "gmacs_flop_counter",
@@ -107,19 +125,34 @@ def _signed(text: str) -> str:
 
 
 def _device_cell(row: dict) -> str:
-    return cell("{device} {precision}", lambda r: "tf32" if r.get("tf32") == "True" else "",
-                lambda r: "" if r.get("fuse", "") in ("", "none") else f"fuse {r['fuse']}")(row)
+    return cell("{device} {precision}", lambda r: "tf32" if r.get("tf32") == "True" else "")(row)
+
+
+def _ran_cell(row: dict) -> str:
+    """How the model ran (the speed's key columns): ``batch 3, channels_last, fuse bn+relu``."""
+    layout = {"True": "channels_last", "False": "no channels_last"}
+    return cell("batch {batch_views}", lambda r: layout.get(r.get("channels_last", ""), ""),
+                "fuse {fuse}", lambda r: "compiled" if r.get("compile") == "True" else "")(row)
+
+
+def _coverage_cell(row: dict) -> str:
+    """``12/19881 (0.1%)``: videos evaluated / listed and that share."""
+    share = row.get("coverage", "")
+    return cell("{videos}", lambda r: f"({100 * float(share):.3g}%)" if share else "",
+                sep=" ")(row)
 
 
 # The evaluations table for people (evaluations.md); evaluations.csv keeps EVAL_COLUMNS.
 EVAL_SHOWN = [
     ("model", "model"),
     ("weights", "weights"),
-    ("data, found/listed", cell("{dataset}", "{data}", "limit {limit}", "{videos}",
-                                "found {found}", "{data_fingerprint}")),
+    ("data: CSV, root, found/listed, fingerprint",
+     cell("{dataset}", "{data}", "{root}", "limit {limit}", "found {found}", "{data_fingerprint}")),
+    ("evaluated/listed", _coverage_cell),
     ("protocol", "protocol"),
     ("views", "views"),
     ("device, precision", _device_cell),
+    ("how it ran", _ran_cell),
     ("top-1 % (published, delta)", measured("top1")),
     ("top-5 % (published, delta)", measured("top5")),
     ("GFLOPs/view", "gflops"),
@@ -140,6 +173,8 @@ FLOPS_SHOWN = [
     ("published params M", "published_params_m"),
     ("params match", "params_match"),
 ]
+# results_dir=auto on a generated data set (tables_dir), relative to the command's directory.
+GENERATED_RESULTS = Path("outputs") / "results"
 # At most this many columns in a Markdown table: a table for people fits a screen (the CSV beside
 # it keeps every column for tools).
 MAX_SHOWN_COLUMNS = 14
@@ -166,14 +201,40 @@ def _delta(measured, published):
     return None if measured is None or published is None else round(measured - published, 2)
 
 
-def comparable(metrics: dict, published: dict) -> bool:
-    """Whether the run's accuracy compares with the zoo's: Kinetics-400, the official weights,
-    the views and protocol the published numbers were measured with, and the whole list (a
-    ``data.limit`` subset or a deliberately broken run is not)."""
-    return (metrics["dataset"] == "kinetics400" and metrics["weights"] == "official"
-            and f"{metrics['clips']}x{metrics['crops']}" == str(published.get("views", PUBLISHED_VIEWS))
-            and not metrics.get("fault") and metrics.get("limit") is None
-            and metrics.get("protocol") == published.get("protocol", PUBLISHED_PROTOCOL))
+def coverage(metrics: dict) -> float | None:
+    """The share of the listed videos the run evaluated."""
+    listed = metrics.get("videos_listed")
+    return metrics["videos_evaluated"] / listed if listed else None
+
+
+def no_delta_because(metrics: dict, published: dict,
+                     min_coverage: float = MIN_COVERAGE) -> str:
+    """Why the run's accuracy does not compare with the zoo's ("" when it does): it must be
+    Kinetics-400, the official weights, the views and protocol the published numbers were
+    measured with, and the whole list (no ``data.limit`` subset, no deliberately broken run)
+    with at least ``min_coverage`` of its videos evaluated."""
+    views = f"{metrics['clips']}x{metrics['crops']}"
+    share = coverage(metrics)
+    reasons = [
+        (metrics["dataset"] != "kinetics400", f"dataset {metrics['dataset']}"),
+        (metrics["weights"] != "official", f"weights {metrics['weights']}"),
+        (views != str(published.get("views", PUBLISHED_VIEWS)),
+         f"views {views}, published {published.get('views', PUBLISHED_VIEWS)}"),
+        (bool(metrics.get("fault")), f"views.fault={metrics.get('fault')}"),
+        (metrics.get("limit") is not None, f"data.limit={metrics.get('limit')}"),
+        (metrics.get("protocol") != published.get("protocol", PUBLISHED_PROTOCOL),
+         f"protocol {metrics.get('protocol')}, published "
+         f"{published.get('protocol', PUBLISHED_PROTOCOL)}"),
+        (share is None or share < min_coverage,
+         f"{metrics['videos_evaluated']} of {metrics.get('videos_listed')} listed videos "
+         f"evaluated, below report.min_coverage {min_coverage:g}"),
+    ]
+    return "; ".join(reason for failed, reason in reasons if failed)
+
+
+def comparable(metrics: dict, published: dict, min_coverage: float = MIN_COVERAGE) -> bool:
+    """Whether the run's accuracy compares with the zoo's (``no_delta_because`` says why not)."""
+    return not no_delta_because(metrics, published, min_coverage)
 
 
 def data_label(metrics: dict) -> str:
@@ -183,13 +244,17 @@ def data_label(metrics: dict) -> str:
     return f"{Path(str(metrics['csv'])).name}@{metrics['csv_sha256'][:8]}"
 
 
-def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
+def eval_row(metrics: dict, published: dict, ci: dict | None = None,
+             min_coverage: float = MIN_COVERAGE) -> dict:
     """A table row from a run's metrics.json (accuracies in percent, as the zoo prints them);
-    ``ci``: ``bootstrap_ci``'s intervals, shown as their half width."""
+    ``ci``: ``bootstrap_ci``'s intervals, shown as their half width; accuracy deltas only for a
+    comparable run (``no_delta_because``)."""
     ci = ci or {}
     if metrics["dataset"] != "kinetics400":  # the zoo's accuracy is Kinetics-400's, nothing else's
         published = {k: v for k, v in published.items() if k not in ("top1", "top5")}
-    accuracy_delta = comparable(metrics, published)
+    because = no_delta_because(metrics, published, min_coverage)
+    accuracy_delta = not because
+    share = coverage(metrics)
 
     def half_width(name):
         low, high = ci.get(name, (None, None))
@@ -199,20 +264,25 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
     gflops, params = _round(metrics.get("gflops")), _round(metrics.get("params_m"))
     return {
         "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
-        "data": data_label(metrics), "limit": metrics.get("limit"),
+        "data": data_label(metrics), "root": metrics.get("root"), "limit": metrics.get("limit"),
         "device": metrics["device"], "precision": metrics["precision"],
         "tf32": metrics.get("tf32", False),
+        # How the model ran: what views_per_s was measured with (and float rounding may move).
+        "fuse": metrics.get("fuse"), "compile": metrics.get("compile"),
+        "batch_views": metrics.get("batch_views"), "channels_last": metrics.get("channels_last"),
         # A deliberately broken run (views.fault) never takes a real run's row.
         "views": f"{metrics['clips']}x{metrics['crops']}"
                  + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
         # Runs from before the protocols named only their clip spacing.
         "protocol": metrics.get("protocol") or f"spacing={metrics.get('spacing')}",
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
+        "coverage": None if share is None else round(share, 4),
         **data_copy(metrics),
         "top1": top1, "top1_ci95": half_width("top1"), "published_top1": published.get("top1"),
         "top1_delta": _delta(top1, published.get("top1")) if accuracy_delta else None,
         "top5": top5, "top5_ci95": half_width("top5"), "published_top5": published.get("top5"),
         "top5_delta": _delta(top5, published.get("top5")) if accuracy_delta else None,
+        "no_delta_because": because or None,
         "mean_class_accuracy": _pct(metrics["mean_class_accuracy"]),
         "gflops": gflops, "published_gflops": published.get("gflops"),
         "gflops_delta": _delta(gflops, published.get("gflops")),
@@ -220,9 +290,6 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None) -> dict:
         "params_delta": _delta(params, published.get("params_m")),
         "views_per_s": _round(metrics.get("views_per_s"), 3),
         "videos_per_s": _round(metrics.get("videos_per_s"), 4),
-        # How the model ran (precision is in the key): what views_per_s was measured with.
-        "batch_views": metrics.get("batch_views"), "channels_last": metrics.get("channels_last"),
-        "compile": metrics.get("compile"), "fuse": metrics.get("fuse"),
         "torch": metrics["versions"]["torch"], "pytorchvideo": metrics["versions"]["pytorchvideo"],
         "av": metrics["versions"]["av"], "benchmark": metrics["versions"].get("benchmark"),
         "benchmark_source": metrics["versions"].get("benchmark_source"),
@@ -281,7 +348,9 @@ def _upsert(stem: Path, row: dict, key: list[str], columns: list[str], note: str
     table = pd.DataFrame(columns=columns) if table is None else table
     new = pd.DataFrame([{k: "" if v is None else str(v) for k, v in row.items()}], columns=columns)
     if not table.empty:
-        same = (table.reindex(columns=key).fillna("").astype(str) == new[key].iloc[0]).all(axis=1)
+        # A column the table lacks (one added to the key since) is empty in each old row.
+        same = (table.reindex(columns=key, fill_value="").fillna("").astype(str)
+                == new[key].iloc[0]).all(axis=1)
         table = table[~same]
     table = pd.concat([table, new], ignore_index=True).sort_values(key, ignore_index=True)
     table = table.reindex(columns=columns)
@@ -314,8 +383,24 @@ def read_table(csv_path: Path, key: list[str]) -> pd.DataFrame | None:
 
 
 def check_eval_table(results_dir: Path) -> None:
-    """Fail before a run if its row could not be added to ``results_dir``/evaluations.csv."""
+    """Fail before a run if its row could not be added to ``results_dir``/evaluations.csv.
+
+    A table from before a key column was added is read: its rows keep that column empty, so a
+    new run never replaces one of them (nothing says it measured the same thing) and both stay."""
     read_table(Path(results_dir) / "evaluations.csv", EVAL_KEY)
+
+
+def tables_dir(cfg) -> Path:
+    """Where a run's cross-run tables go: ``results_dir``, or for ``auto`` ``results/`` in the
+    directory the command ran from, except on a generated data set (``data.synthetic``: the
+    sample, the toy set), whose tables go to ``outputs/results/`` there: trying the harness
+    changes no tracked file, and a row on generated videos never lands among real ones."""
+    setting = str(cfg.get("results_dir") or AUTO)
+    if setting != AUTO:
+        return Path(setting)
+    cwd = Path(HydraConfig.get().runtime.cwd) if HydraConfig.initialized() else Path.cwd()
+    generated = cfg.get("data") is not None and cfg.data.get("synthetic") is not None
+    return cwd / GENERATED_RESULTS if generated else cwd / "results"
 
 
 def zoo_published(conf_dir: Path = CONF_DIR) -> pd.DataFrame:
@@ -424,6 +509,10 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
         "",
         numbers.to_markdown(index=False),
         "",
+        (f"No top-1/top-5 delta to the published numbers: {row['no_delta_because']}."
+         if row.get("no_delta_because") else
+         "top-1/top-5 delta: measured - published (the run compares with the published one)."),
+        "",
         "Interval: percentile bootstrap over the videos (1000 resamples, seed 0). GFLOPs: fvcore "
         "conv + linear; most of the zoo's numbers also count norm layers (results/flops.md).",
         "",
@@ -444,7 +533,8 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
 
 
 def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
-               class_names: list[str] | None = None) -> dict:
+               class_names: list[str] | None = None,
+               min_coverage: float = MIN_COVERAGE) -> dict:
     """Write a finished run's report files from its run files; with ``results_dir``, also its
     row in evaluations.csv/.md and the plots over all rows there. Returns the row."""
     run_dir = Path(run_dir)
@@ -453,7 +543,7 @@ def report_run(run_dir: Path, published: dict, results_dir: Path | None = None,
     names = list(class_names or run_class_names(metrics))
     names += [f"class {i}" for i in range(len(names), num_classes)]  # ids without a name
     ci = bootstrap_ci(probs, labels)
-    row = eval_row(metrics, published, ci)
+    row = eval_row(metrics, published, ci, min_coverage)
     per_class, pairs = _named_tables(probs, labels, names)
     write_table(run_dir / "per_class", per_class,
                 "Top-1/top-5 accuracy per class in %, worst first; most_confused_with: the class "
@@ -633,6 +723,15 @@ def find_runs(folders: list[Path]) -> list[Path]:
     return runs
 
 
+def run_min_coverage(run_dir: Path) -> float:
+    """The run's ``report.min_coverage`` (.hydra/config.yaml), else the default."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    if saved.is_file():
+        return float(OmegaConf.select(OmegaConf.load(saved), "report.min_coverage",
+                                      default=MIN_COVERAGE))
+    return MIN_COVERAGE
+
+
 def run_published(run_dir: Path, model: str) -> dict:
     """The published numbers the run was configured with (.hydra/config.yaml), else the zoo's."""
     saved = run_dir / ".hydra" / "config.yaml"
@@ -659,7 +758,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for run in find_runs(args.folders):
             published = run_published(run, read_metrics(run)["model"])
-            rows.append(report_run(run, published, args.results_dir))
+            rows.append(report_run(run, published, args.results_dir,
+                                   min_coverage=run_min_coverage(run)))
             log.info("%s: report.md, per_class.md, confusions.md, plots", run)
     except ReportError as err:
         sys.exit(f"error: {err}")

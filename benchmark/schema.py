@@ -152,6 +152,13 @@ class CostSettings:
 
 
 @dataclass
+class ReportSettings:
+    # Published-vs-measured deltas only when at least this share of the listed videos was
+    # evaluated (0 to 1, check_settings; benchmark/report.py no_delta_because).
+    min_coverage: float = 0.95
+
+
+@dataclass
 class EvalConfig:
     """``conf/eval.yaml`` (``python -m benchmark.eval``)."""
 
@@ -167,7 +174,8 @@ class EvalConfig:
     resume: bool = True
     strict: bool = False
     cost: CostSettings = field(default_factory=CostSettings)
-    results_dir: str = MISSING
+    report: ReportSettings = field(default_factory=ReportSettings)
+    results_dir: str = AUTO  # auto | DIR (benchmark/report.py tables_dir)
     cache_dir: str = MISSING
 
 

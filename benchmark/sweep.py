@@ -3,7 +3,8 @@
 ``python -m benchmark.eval -m model=slowfast_r50,slowfast_r101 device=cpu,cuda`` runs every
 combination; this callback then reads each job's dir (status.json, metrics.json, .hydra/config.yaml)
 so it works the same whichever launcher ran the jobs (local, SLURM), and writes sweep.csv/.md in
-the sweep dir and under ``results/sweeps/``. Jobs skipped because their device is not on the
+the sweep dir and under ``results/sweeps/`` (``results_dir``; a generated data set's:
+``outputs/results/sweeps/``). Jobs skipped because their device is not on the
 machine are rows that say so; any failed job makes the sweep exit non-zero.
 """
 
@@ -19,19 +20,20 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.report import cell, to_markdown, write_table
+from benchmark.report import cell, tables_dir, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 
 SWEEP_COLUMNS = ["job", "model", "depth", "device", "precision", "views", "protocol", "status",
-                 "reason", "found", "data_fingerprint", "top1", "top5", "gflops", "params_m",
+                 "reason", "videos", "found", "data_fingerprint", "top1", "top5", "gflops", "params_m",
                  "views_per_s", "videos_per_s"]
 # The table for people (sweep.md); sweep.csv keeps SWEEP_COLUMNS.
 SWEEP_SHOWN = [
     ("job", "job"), ("model", "model"), ("device, precision", cell("{device} {precision}")),
     ("views", "views"), ("protocol", "protocol"),
     ("status", cell("{status}", "{reason}", sep=": ")),
-    ("data found, fingerprint", cell("{found}", "{data_fingerprint}")),
+    ("videos evaluated/listed, found, fingerprint",
+     cell("{videos}", "found {found}", "{data_fingerprint}")),
     ("top-1 %", "top1"), ("top-5 %", "top5"), ("GFLOPs/view", "gflops"), ("params M", "params_m"),
     ("views/s", "views_per_s"), ("videos/s", "videos_per_s"),
 ]
@@ -60,6 +62,7 @@ def _job_row(job_dir: Path) -> dict:
     if status["status"] == "ok":
         metrics = json.loads((job_dir / "metrics.json").read_text())
         row["device"] = metrics["device"]  # device=auto: what it resolved to
+        row["videos"] = f"{metrics['videos_evaluated']}/{metrics['videos_listed']}"  # coverage
         if "videos_found" in metrics:  # which copy of the data (benchmark/report.py data_copy)
             row["found"] = f"{metrics['videos_found']}/{metrics['videos_listed']}"
             row["data_fingerprint"] = str(metrics["data_fingerprint"])[:12]
@@ -87,7 +90,7 @@ class SweepTable(Callback):
                                                            default=[]) or []))
         write_table(sweep_dir / "sweep", table, note, SWEEP_SHOWN)
         name = "_".join(sweep_dir.parts[-2:])  # multirun/DATE/TIME -> DATE_TIME
-        write_table(Path(config.results_dir) / "sweeps" / name, table, note, SWEEP_SHOWN)
+        write_table(tables_dir(config) / "sweeps" / name, table, note, SWEEP_SHOWN)
         print(to_markdown(table, shown=SWEEP_SHOWN))
         print(f"sweep table: {sweep_dir / 'sweep.md'}")
         failed = table[table.status == "failed"]

@@ -1,6 +1,10 @@
 """End to end: the real entry point on generated videos with a tiny SlowFast."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -98,14 +102,35 @@ def test_bad_settings_give_one_clear_line(tmp_path, override, message):
     assert message in result.stderr
 
 
-def test_sample_set_runs_offline(tmp_path):
-    """The default data set needs nothing but the package: generated on first use, then reused."""
+def test_sample_set_runs_offline_and_writes_nothing_outside_outputs(tmp_path):
+    """The default data set needs nothing but the package: generated on first use, then reused.
+    A run on it, as a new user tries the harness, writes nothing but outputs/ where it runs:
+    its table goes to outputs/results/ (results_dir=auto), never into the committed results/."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
     overrides = ["model=slowfast_tiny", "views=1x1", "cost.flops=false", "cost.throughput_iters=0",
-                 f"cache_dir={tmp_path / 'cache'}", f"results_dir={tmp_path / 'results'}",
-                 f"hydra.run.dir={tmp_path / 'out'}"]
-    run_eval(*overrides)
-    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+                 f"cache_dir={tmp_path / 'cache'}"]
+    result = subprocess.run([sys.executable, "-m", "benchmark.eval", *overrides], cwd=clone,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in clone.iterdir()] == ["outputs"]
+    (run,) = [p.parent for p in (clone / "outputs").glob("*/*/metrics.json")]
+    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["dataset"] == "sample" and metrics["videos_failed"] == 0
     assert metrics["protocol"] == "zoo"  # the protocol of the zoo's published numbers
     assert metrics["videos_evaluated"] == metrics["videos_listed"] >= 2
     assert (tmp_path / "cache" / "sample" / "validate.csv").exists()
+    table = pd.read_csv(clone / "outputs" / "results" / "evaluations.csv")
+    assert table.dataset.tolist() == ["sample"]
+    assert f"table: {clone / 'outputs' / 'results' / 'evaluations.md'}" in result.stdout
+    assert "never into results/" in result.stdout  # the user is told where it went
+
+
+def test_results_dir_auto_is_results_for_real_data_and_an_explicit_one_wins(tmp_path):
+    from benchmark.report import tables_dir
+
+    assert tables_dir(compose_eval()) == Path.cwd() / "outputs" / "results"  # data=sample
+    assert tables_dir(compose_eval("data=toy")) == Path.cwd() / "outputs" / "results"
+    assert tables_dir(compose_eval("data=kinetics400")) == Path.cwd() / "results"
+    assert tables_dir(compose_eval(f"results_dir={tmp_path}")) == tmp_path

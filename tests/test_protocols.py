@@ -30,11 +30,12 @@ import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from benchmark.decode import decode_video
 from benchmark.evaluate import predict
 from benchmark.models import build_model
-from benchmark.protocols import clip_windows
+from benchmark.protocols import clip_windows, protocol_table
 from benchmark.reference import reference_views
 from benchmark.views import InputSpec, make_views, pack_pathways, sample_clips
 
@@ -253,7 +254,41 @@ def test_make_protocols_tables_one_model_under_each_protocol(kinetics_run, tmp_p
     table = pd.read_csv(out.with_suffix(".csv"))
     assert table.protocol.tolist() == ["zoo", "pytorchvideo_main"]
     assert table["head"].tolist() == ["softmax_per_location", "pooled_logits"]
-    assert table.videos.tolist() == [2, 2]
+    assert table.videos.tolist() == [2, 2] and table.evaluated.tolist() == ["2/2", "2/2"]
     assert table.top1_changed_vs_zoo[0] == 0 and table.max_prob_diff_vs_zoo[0] == 0
     assert table.max_prob_diff_vs_zoo[1] > 0  # other clips and head: other probabilities
     assert "slowfast_tiny" in out.with_suffix(".md").read_text()
+
+
+def finished_run(folder, protocol: str, clips: str, predicted: dict, listed: int):
+    """A finished run's files as make protocols reads them: predictions (video -> (label,
+    top-1)), metrics.json and the resolved protocol in .hydra/config.yaml."""
+    (folder / ".hydra").mkdir(parents=True)
+    rows = []
+    for video, (label, top) in predicted.items():
+        probs = [0.1, 0.1, 0.1]
+        probs[top] = 0.8
+        rows.append({"video_id": video, "label": label, "probs": probs})
+    pd.DataFrame(rows).to_parquet(folder / "predictions.parquet", index=False)
+    (folder / "metrics.json").write_text(json.dumps(
+        {"videos_evaluated": len(predicted), "videos_listed": listed}))
+    OmegaConf.save({"protocol": {"name": protocol, "clips": clips, "head": "pooled_logits",
+                                 "combine": "softmax_mean", "spatial": "uniform_crop"}},
+                   folder / ".hydra" / "config.yaml")
+    return folder
+
+
+def test_make_protocols_compares_every_protocol_over_the_same_videos(tmp_path):
+    """A video one protocol's run failed on (v3) counts in no row: the zoo's top-1 is over
+    v0..v2 like the other's and like the change columns (over each run's own videos it would
+    read 75.0 beside 66.67, a gap one failure makes, not the protocol)."""
+    zoo = finished_run(tmp_path / "zoo", "zoo", "pytorchvideo_0.1.0",
+                       {"v0": (0, 0), "v1": (1, 1), "v2": (2, 2), "v3": (0, 1)}, listed=4)
+    other = finished_run(tmp_path / "pv", "pytorchvideo", "pytorchvideo_0.1.5",
+                         {"v0": (0, 0), "v1": (1, 1), "v2": (2, 0)}, listed=4)
+    table, _ = protocol_table({"zoo": zoo, "pytorchvideo": other}, "zoo")
+    assert table.protocol.tolist() == ["zoo", "pytorchvideo"]
+    assert table.videos.tolist() == [3, 3] and table.evaluated.tolist() == ["4/4", "3/4"]
+    assert table.top1.tolist() == [100.0, 66.67] and table.top5.tolist() == [100.0, 100.0]
+    assert table.top1_changed_vs_zoo.tolist() == [0.0, 33.33]
+    assert table.max_prob_diff_vs_zoo.tolist() == [0.0, 0.7]

@@ -17,7 +17,7 @@ from benchmark import flops
 from benchmark.decode import decode_video
 from benchmark.evaluate import SettingsError, check_settings
 from benchmark.models import build_model
-from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, FLOPS_SHOWN, MAX_SHOWN_COLUMNS,
+from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, EVAL_NOTE, EVAL_SHOWN, FLOPS_SHOWN, MAX_SHOWN_COLUMNS,
                               eval_row, main, report_run, to_markdown, upsert_table,
                               zoo_published)
 from benchmark.views import make_views, sample_clips
@@ -32,14 +32,19 @@ PUBLISHED = {"top1": 76.94, "top5": 92.69, "gflops": 65.71, "params_m": 34.57}
 def metrics_json(**changes) -> dict:
     metrics = {
         "model": "slowfast_r50", "weights": "official", "dataset": "kinetics400", "device": "cpu",
-        "precision": "fp32", "protocol": "zoo", "clips": 10, "crops": 3, "videos_listed": 9,
+        "precision": "fp32", "protocol": "zoo", "clips": 10, "crops": 3, "videos_listed": 8,
         "videos_evaluated": 8,
-        "videos_failed": 1, "top1": 0.5, "top5": 0.875, "mean_class_accuracy": 0.5,
+        "videos_failed": 0, "top1": 0.5, "top5": 0.875, "mean_class_accuracy": 0.5,
         "class_names": "", "gflops": 65.7084, "params_m": 34.566488, "views_per_s": 0.41,
         "videos_per_s": 0.0123, "versions": {"torch": "2", "pytorchvideo": "0.1.5", "av": "18"},
         "finished": "2025-01-01T00:00:00+00:00",
     }
     return {**metrics, **changes}
+
+
+def squeezed(markdown: str) -> str:
+    """A Markdown table without the padding before each ``|``: ``| 75.0 |``."""
+    return re.sub(r" +\|", " |", markdown)
 
 
 def is_png(path: Path) -> bool:
@@ -88,6 +93,11 @@ def test_eval_row_puts_published_and_delta_beside_measured():
     assert "| 87.5 (1, +1.5) " in bare_md and "+-" not in bare_md and "76.94" not in bare_md
 
 
+# The evaluations table's key before the data copy and how the model ran joined it.
+OLD_EVAL_KEY = ["model", "weights", "dataset", "data", "limit", "protocol", "device", "precision",
+                "tf32", "views"]
+
+
 def test_upsert_keeps_one_row_per_key_and_old_tables_gain_the_new_columns(tmp_path):
     stem = tmp_path / "evaluations"
     old = eval_row(metrics_json(), PUBLISHED)
@@ -101,6 +111,27 @@ def test_upsert_keeps_one_row_per_key_and_old_tables_gain_the_new_columns(tmp_pa
     assert list(table.columns) == EVAL_COLUMNS
     assert table.precision.tolist() == ["bf16", "fp32"] and table.top1.tolist() == [50.0, 25.0]
     assert table.top1_delta.tolist() == [-26.94, -51.94]
+
+
+def test_a_table_from_before_the_new_key_columns_is_read_and_its_rows_kept(tmp_path):
+    """An evaluations.csv written under the old key (no root, no data fingerprint, nothing on
+    how the model ran) is read, not refused: a new run adds its own row and never replaces an
+    old one, which nothing says measured the same thing."""
+    from benchmark.report import check_eval_table
+
+    stem = tmp_path / "evaluations"
+    old = eval_row(metrics_json(top1=0.75), PUBLISHED)
+    pd.DataFrame([{k: old[k] for k in OLD_EVAL_KEY + ["videos", "top1"]}]).to_csv(
+        stem.with_suffix(".csv"), index=False)
+    check_eval_table(tmp_path)  # a run may start
+    new = metrics_json(root="/k400/val", videos_found=8, data_fingerprint="f" * 64, fuse="none",
+                       compile=False, batch_views=3, channels_last=True)
+    table = upsert_table(stem, eval_row(new, PUBLISHED), EVAL_KEY, EVAL_COLUMNS, shown=EVAL_SHOWN)
+    assert sorted(table.top1.tolist()) == ["50.0", "75.0"]
+    assert table.set_index("top1").root.fillna("").to_dict() == {"50.0": "/k400/val", "75.0": ""}
+    shown = squeezed(stem.with_suffix(".md").read_text())
+    assert "| 75.0 |" in shown and "| 50.0 (76.94, -26.94) |" in shown
+    assert "batch 3, channels_last, fuse none" in shown
 
 
 def test_report_files_from_a_hand_built_run(hand_run, tmp_path):
@@ -118,12 +149,12 @@ def test_report_files_from_a_hand_built_run(hand_run, tmp_path):
                                            ("cooking egg", "abseiling", 1, 33.33)]
     report = (hand_run / "report.md").read_text()
     assert "| top-1 (%)" in report and "76.94" in report and "-26.94" in report
-    assert "bowling" in report and "1 failed (failures.csv)" in report
+    assert "bowling" in report and "8 evaluated of 8 listed" in report
     table = pd.read_csv(results / "evaluations.csv")
     assert len(table) == 1 and table.top1[0] == 50.0 and table.published_top1[0] == 76.94
     assert 0 < table.top1_ci95[0] <= 50  # 8 videos: a wide interval, but an interval
-    shown = (results / "evaluations.md").read_text()
-    assert "| 50.0 +-" in shown and "(76.94, -26.94)" in shown and "| kinetics400, 8/9 " in shown
+    shown = squeezed((results / "evaluations.md").read_text())
+    assert "| 50.0 +-" in shown and "(76.94, -26.94)" in shown and "| 8/8 (100%) |" in shown
     for name in REPORT_FILES:
         assert (hand_run / name).stat().st_size > 0
     for folder in (hand_run, results):
@@ -160,7 +191,9 @@ def test_report_cli_rebuilds_runs_and_sweeps_without_evaluating(kinetics_run, tm
     cfg = saved.read_text().replace(
         "published: {}", "published:\n    top1: 50.0\n    gflops: 0.01\n    views: 4x3\n"
         "    protocol: pytorchvideo")  # the fixture run's protocol
-    saved.write_text(cfg)
+    # 4 of 5 listed videos evaluated: comparable only under the run's own lower threshold.
+    assert "min_coverage: 0.95" in cfg
+    saved.write_text(cfg.replace("min_coverage: 0.95", "min_coverage: 0.8"))
     before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
 
     result = subprocess.run([sys.executable, "-m", "benchmark.report", str(sweep),
@@ -280,40 +313,86 @@ def test_make_flops_takes_a_model_without_published_numbers(tmp_path):
 
 
 def test_published_deltas_only_beside_comparable_runs():
-    """Official weights, the published views and protocol, the whole list: else no delta."""
+    """Official weights, the published views and protocol, the whole list with at least
+    report.min_coverage of it evaluated: else no delta, and the row says why."""
     ci = {"top1": (0.4, 0.6), "top5": (0.75, 1.0)}
     assert eval_row(metrics_json(), PUBLISHED, ci)["top1_delta"] == -26.94
     for change in [{"weights": "random-init"}, {"weights": "mine.pth@1234abcd"},
                    {"clips": 1, "crops": 1}, {"limit": 100}, {"protocol": "pytorchvideo_main"},
-                   {"fault": "bgr"}]:
+                   {"fault": "bgr"}, {"videos_evaluated": 12, "videos_listed": 19881}]:
         row = eval_row(metrics_json(**change), PUBLISHED, ci)
         assert row["top1_delta"] is None and row["top5_delta"] is None, change
         assert row["published_top1"] == 76.94 and row["gflops_delta"] is not None  # still shown
+        assert row["no_delta_because"], change
     mvit = eval_row(metrics_json(clips=5, crops=1), {**PUBLISHED, "views": "5x1"}, ci)
     assert mvit["top1_delta"] == -26.94
 
 
-def test_a_subset_run_is_a_row_of_its_own(tmp_path):
-    """data.limit, another CSV, the protocol and TF32 are in the key: a 100-video run never
-    replaces the full list's row; a rerun of either replaces its own."""
+def test_no_delta_below_the_coverage_threshold_and_coverage_in_every_row(tmp_path):
+    """12 of 19,881 listed videos evaluated: the top-1 printed beside the zoo's has no delta
+    (it measured nothing about the zoo's number); coverage is shown in every row; the threshold
+    is report.min_coverage (0.95 by default, inclusive)."""
+    few = metrics_json(videos_evaluated=12, videos_listed=19881)
+    row = eval_row(few, PUBLISHED)
+    assert row["top1_delta"] is None and row["top5_delta"] is None
+    assert row["published_top1"] == 76.94 and row["coverage"] == 0.0006
+    assert row["no_delta_because"] == ("12 of 19881 listed videos evaluated, below "
+                                       "report.min_coverage 0.95")
+    assert eval_row(few, PUBLISHED, min_coverage=0.0)["top1_delta"] == -26.94
+    at = metrics_json(videos_evaluated=19, videos_listed=20)
+    assert eval_row(at, PUBLISHED)["top1_delta"] == -26.94  # 0.95 of the list: compares
+    assert eval_row(metrics_json(videos_evaluated=18, videos_listed=20),
+                    PUBLISHED)["top1_delta"] is None
     stem = tmp_path / "evaluations"
-    full = metrics_json(csv="/k400/val.csv", csv_sha256="ab" * 32, limit=None)
+    upsert_table(stem, row, EVAL_KEY, EVAL_COLUMNS, shown=EVAL_SHOWN)
+    upsert_table(stem, eval_row({**at, "precision": "bf16"}, PUBLISHED), EVAL_KEY, EVAL_COLUMNS,
+                 shown=EVAL_SHOWN)
+    shown = squeezed(stem.with_suffix(".md").read_text())
+    assert "| 12/19881 (0.06%) |" in shown and "| 19/20 (95%) |" in shown
+    assert "| 50.0 (76.94) |" in shown and "| 50.0 (76.94, -26.94) |" in shown
+    assert "report.min_coverage, 0.95 by default" in EVAL_NOTE  # the table's note states the rule
+    with pytest.raises(SettingsError, match="report.min_coverage: must be a share"):
+        check_settings(compose_eval("report.min_coverage=1.5"))
+
+
+def test_one_row_one_measurement(tmp_path):
+    """Everything that changes the result or the speed is in the key: data.limit, another CSV,
+    the same CSV over another data copy (root, fingerprint), the protocol, TF32, eval.fuse,
+    compile, batch_views and channels_last each make a row of their own; a rerun of any of
+    them replaces its own row only."""
+    stem = tmp_path / "evaluations"
+    full = metrics_json(csv="/k400/val.csv", csv_sha256="ab" * 32, root="/k400/val", limit=None,
+                        videos_found=8, data_fingerprint="0f" * 32, fuse="bn+relu",
+                        compile=False, batch_views=3, channels_last=True)
 
     def upsert(metrics):
         return upsert_table(stem, eval_row(metrics, PUBLISHED), EVAL_KEY, EVAL_COLUMNS,
-                 shown=EVAL_SHOWN)
+                            shown=EVAL_SHOWN)
 
+    changes = [{"limit": 100, "top1": 0.9},
+               {"csv_sha256": "cd" * 32},  # the same file name, other content
+               {"root": "/mnt/copy2/val"},  # the same CSV over another copy ...
+               {"data_fingerprint": "1e" * 32},  # ... or the same root, other files
+               {"protocol": "pytorchvideo"}, {"tf32": True}, {"fuse": "none"},
+               {"compile": True}, {"batch_views": 30}, {"channels_last": False}]
     upsert(full)
-    upsert({**full, "limit": 100, "top1": 0.9})
-    upsert({**full, "csv_sha256": "cd" * 32})  # the same file name, other content
-    upsert({**full, "protocol": "pytorchvideo"})
-    upsert({**full, "tf32": True})
+    for change in changes:
+        upsert({**full, **change})
     table = upsert({**full, "top1": 0.25})  # a rerun of the full list: its own row only
-    assert len(table) == 5
-    row = table[(table.data == "val.csv@abababab") & (table.limit == "") & (table.protocol == "zoo")
-                & (table.tf32 == "False")]
+    assert len(table) == 1 + len(changes)
+    row = table[(table.data == "val.csv@abababab") & (table.limit == "")
+                & (table.root == "/k400/val") & (table.data_fingerprint == "0f" * 6)
+                & (table.protocol == "zoo") & (table.tf32 == "False") & (table.fuse == "bn+relu")
+                & (table.compile == "False") & (table.batch_views == "3")
+                & (table.channels_last == "True")]
     assert row.top1.tolist() == ["25.0"]
     assert table[table.limit == "100"].top1.tolist() == ["90.0"]
+    # The Markdown tells the rows apart too: the data copy and how the model ran are shown.
+    shown = squeezed(stem.with_suffix(".md").read_text())
+    assert "/mnt/copy2/val" in shown and "1e1e1e1e1e1e" in shown
+    for ran in ("batch 3, channels_last, fuse bn+relu |", "fuse none", "compiled", "batch 30,",
+                "no channels_last"):
+        assert ran in shown, ran
 
 
 def markdown_columns(text: str) -> list[int]:
@@ -321,6 +400,16 @@ def markdown_columns(text: str) -> list[int]:
     lines = text.splitlines()
     return [line.count("|") - 1 for i, line in enumerate(lines[:-1])
             if line.startswith("|") and re.fullmatch(r"\|[-:| ]+\|", lines[i + 1])]
+
+
+def committed_results(suffix: str) -> list[Path]:
+    """The results files git tracks (not whatever a run left in the working tree: the tables of
+    a try-out on the sample set go under outputs/, but a run with results_dir=results may not)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--", "results"], cwd=REPO,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout: {listed.stderr.strip()}")
+    return sorted(REPO / name for name in listed.stdout.split("\0") if name.endswith(suffix))
 
 
 def test_every_table_for_people_fits_a_screen():
@@ -332,7 +421,7 @@ def test_every_table_for_people_fits_a_screen():
     for shown in (EVAL_SHOWN, FLOPS_SHOWN, BENCH_SHOWN, SWEEP_SHOWN):
         assert len(shown) <= MAX_SHOWN_COLUMNS
     assert len(BENCH_COLUMNS) > 14 and len(EVAL_COLUMNS) > 14 and len(SWEEP_COLUMNS) > 14
-    committed = sorted((REPO / "results").rglob("*.md"))
+    committed = committed_results(".md")
     assert len(committed) >= 5
     for path in committed:
         counts = markdown_columns(path.read_text())
@@ -350,7 +439,8 @@ def test_committed_tables_say_what_made_their_rows():
                                                 "protocols.md")]:
         note = path.read_text().split("\n|", 1)[0]
         assert "make " in note, path
-    for csv in (REPO / "results").glob("*.csv"):
+    assert committed_results(".csv")
+    for csv in committed_results(".csv"):
         table = pd.read_csv(csv, dtype=str)
         if "dataset" in table:
             assert not ((table.dataset == "sample") & (table.weights == "random-init")).any(), csv

@@ -254,7 +254,7 @@ class _Run:
             except OSError:  # BrokenPipeError: it died after is_alive
                 pass
             worker.process.join(5)
-            i = self.pool.index(worker)
+            i = next(i for i, w in enumerate(self.pool) if w is worker)
             log.warning("loader worker %d (pid %s) died while idle (%s): replaced; video %d goes "
                         "to the fresh worker", i, worker.process.pid,
                         describe_exit(worker.process.exitcode), position)

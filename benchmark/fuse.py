@@ -15,7 +15,14 @@ that FLOPs and parameters are counted on stays the hub model.
   an "implicit_gemm_indexed" kernel, 44% of the forward pass). The zeros add exactly nothing.
 - ``relu`` (CPU only): a convolution followed by a ReLU (once ``bn`` has removed the norm
   between them) runs as one oneDNN convolution with a ReLU post-op
-  (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor uses on a CPU).
+  (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor uses on a CPU), bit for bit
+  the plain convolution then ReLU on finite input. That post-op turns NaN into 0 (every oneDNN
+  ReLU variant does), where ``torch.relu`` keeps it: a NaN born in the convolution (from inf or
+  NaN in its input, as an fp16 overflow upstream makes, or in its weights) would vanish and the
+  video get finite, wrong probabilities. So ``ConvReLU3d`` runs the fused kernel only on finite
+  input and weights (one summing pass over the input: ``finite``), else the plain convolution
+  and ``torch.relu``, and the NaN reaches the probabilities, where it makes the video a
+  recorded failure as without the rewrite.
 
 ``eval.fuse``: ``auto`` (the rewrites measured to help on the device, ``DEFAULTS``),
 ``none``/``false``, ``all``/``true`` (every rewrite the device supports), or a list /
@@ -252,9 +259,19 @@ def pad_stem_channels(module: nn.Module, channels: int = STEM_CHANNELS) -> int:
 
 # ---- CPU: convolution + ReLU as one oneDNN primitive ----------------------------------------
 
+def finite(x: torch.Tensor) -> bool:
+    """Whether ``x`` holds no NaN or inf: one read-only pass (a sum, which NaN and inf make
+    non-finite), the exact test only when the sum itself overflowed (fp16's does easily, so it
+    sums in fp32)."""
+    total = x.sum(dtype=torch.float32) if x.dtype == torch.float16 else x.sum()
+    return bool(torch.isfinite(total)) or bool(torch.isfinite(x).all())
+
+
 class ConvReLU3d(nn.Conv3d):
-    """Conv3d then ReLU as one oneDNN convolution with a ReLU post-op (CPU). Under autocast
-    the input, weight and bias are cast as autocast casts a convolution's."""
+    """Conv3d then ReLU as one oneDNN convolution with a ReLU post-op (CPU); on non-finite
+    input or weights the plain convolution and ``torch.relu``, which keep NaN (module
+    docstring). Under autocast the input, weight and bias are cast as autocast casts a
+    convolution's."""
 
     def __init__(self, conv: nn.Conv3d):
         super().__init__(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
@@ -264,6 +281,7 @@ class ConvReLU3d(nn.Conv3d):
         self.requires_grad_(False)
         if conv.weight.is_contiguous(memory_format=torch.channels_last_3d):
             self.to(memory_format=torch.channels_last_3d)
+        self._finite_weights: dict[torch.dtype, bool] = {}  # per dtype the kernel gets them in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.weight, self.bias
@@ -271,6 +289,15 @@ class ConvReLU3d(nn.Conv3d):
             dtype = torch.get_autocast_dtype("cpu")
             x, weight = x.to(dtype), weight.to(dtype)
             bias = None if bias is None else bias.to(dtype)
+        if torch.compiler.is_compiling():  # no data-dependent branch: inductor fuses its own way
+            return torch.relu(nn.functional.conv3d(x, weight, bias, self.stride, self.padding,
+                                                   self.dilation, self.groups))
+        if weight.dtype not in self._finite_weights:  # fp16 can overflow fp32's finite weights
+            self._finite_weights[weight.dtype] = finite(weight) and (bias is None
+                                                                     or finite(bias))
+        if not (self._finite_weights[weight.dtype] and finite(x)):
+            return torch.relu(nn.functional.conv3d(x, weight, bias, self.stride, self.padding,
+                                                   self.dilation, self.groups))
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, bias, list(self.padding), list(self.stride), list(self.dilation),
             self.groups, "relu", [None], "")

@@ -18,6 +18,14 @@ DataLoader's are) with these rules:
 - a worker still on one video ``data.decode_timeout_s`` (+1 s) after it got it is killed
   (SIGKILL ends even a blocking C call, which the worker's own SIGALRM cannot interrupt), its
   video recorded as a failure, and a fresh worker takes its place;
+- a worker that died while idle (the OOM killer, between videos) is logged with its exit and
+  replaced before it is handed the next video, which the fresh worker loads as any other;
+- workers die with the main process, even a kill -9 of it: a worker holds only its own end of
+  its pipe (it closes the main process's ends it inherited by forking, its own and the other
+  workers'), so one waiting for a video reads EOF and exits; and on Linux each asks the kernel
+  for SIGKILL when its parent goes (``PR_SET_PDEATHSIG``), which also ends one mid-decode or
+  stuck in a C call. (That signal follows the thread that forked the worker: iterate the loader
+  in the thread that lives as long as the run, as evaluate does, the main one.)
 - items are delivered in order; the clips travel as raw bytes through the pipe, received
   straight into page-locked memory on CUDA (so the copy to the GPU can run asynchronously);
 - memory is bounded whatever the resolution: a video is handed to a worker only while the clips
@@ -33,6 +41,7 @@ with SIGALRM blocked (as a C call stuck on a hung network mount does).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -53,6 +62,7 @@ log = logging.getLogger(__name__)
 KILL_ON, HANG_ON = "BENCHMARK_TEST_KILL_ON", "BENCHMARK_TEST_HANG_ON"
 CRASH = "crash"  # failure kind: the video killed its decoder twice (permanent, not retried)
 GRACE_S = 1.0  # beyond decode_timeout_s, for the worker's own SIGALRM to report first
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def test_hooks(video_id: str) -> None:
@@ -98,13 +108,32 @@ def _read_all(conn: Connection, data: memoryview) -> None:
         data = data[n:]
 
 
-def _serve(conn: Connection, load: Callable[[int], object]) -> None:
-    """A worker: load the positions the main process sends, one at a time, until None."""
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent ends (Linux); exit now if it has already ended."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: the closed pipe ends still end an idle worker
+    if os.getppid() != parent:  # the parent died before prctl: no signal will come
+        os._exit(1)
+
+
+def _serve(conn: Connection, load: Callable[[int], object], parent: int,
+           inherited: list[Connection]) -> None:
+    """A worker: load the positions the main process sends, one at a time, until None (or the
+    main process is gone: EOF once ``inherited``, the main process's pipe ends, are closed)."""
+    _die_with_parent(parent)
+    for end in inherited:
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)  # as DataLoader workers: decoding threads are sized elsewhere
     while True:
-        position = conn.recv()
+        try:
+            position = conn.recv()
+        except EOFError:  # the main process died
+            return
         if position is None:
             return
         item = load(position)
@@ -177,12 +206,15 @@ class _Run:
         self.ready: dict[int, tuple[object, int]] = {}
         self.ready_bytes = 0
         self.largest = 0  # bytes of the largest clips seen: the estimate for one in flight
-        self.pool = [self._start() for _ in range(min(loader.workers, loader.count))]
+        self.pool: list[_Worker] = []
+        for _ in range(min(loader.workers, loader.count)):
+            self.pool.append(self._start())
 
     def _start(self) -> _Worker:
         ours, theirs = self.context.Pipe()
-        process = self.context.Process(target=_serve, args=(theirs, self.loader.load),
-                                       daemon=True, name="video-loader")
+        inherited = [w.conn for w in self.pool if not w.conn.closed] + [ours]
+        process = self.context.Process(target=_serve, daemon=True, name="video-loader",
+                                       args=(theirs, self.loader.load, os.getpid(), inherited))
         process.start()
         theirs.close()
         return _Worker(process, ours)
@@ -208,8 +240,27 @@ class _Run:
                 position = self.todo.popleft()
             else:
                 return
-            worker.conn.send(position)
-            worker.position, worker.since = position, time.monotonic()
+            self._hand(worker, position)
+
+    def _hand(self, worker: _Worker, position: int) -> None:
+        """Send ``position`` to ``worker``; one found dead (it died while idle: nothing of the
+        run is lost) is logged and replaced by a fresh worker, which gets it instead."""
+        for _ in range(3):
+            try:
+                if worker.process.is_alive():
+                    worker.conn.send(position)
+                    worker.position, worker.since = position, time.monotonic()
+                    return
+            except OSError:  # BrokenPipeError: it died after is_alive
+                pass
+            worker.process.join(5)
+            i = next(i for i, w in enumerate(self.pool) if w is worker)
+            log.warning("loader worker %d (pid %s) died while idle (%s): replaced; video %d goes "
+                        "to the fresh worker", i, worker.process.pid,
+                        describe_exit(worker.process.exitcode), position)
+            worker = self.pool[i] = self._replace(worker)
+        raise RuntimeError(f"loader: fresh workers died three times before taking video "
+                           f"{position} ({describe_exit(worker.process.exitcode)})")
 
     def service(self, first_waiting: int) -> None:
         """Hand out work, wait (briefly) for results or deaths, enforce the time limit."""

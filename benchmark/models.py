@@ -190,11 +190,20 @@ def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state)
                    if tuple(expected[k].shape) != tuple(state[k].shape))
+
+    def show(keys):
+        return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
+
     if missing or unexpected or wrong:
-        def show(keys):
-            return ", ".join(keys[:5]) + (f" ... ({len(keys)} in all)" if len(keys) > 5 else "")
         raise WeightsError(f"{path}: does not fit this model: missing keys [{show(missing)}], "
                            f"unexpected keys [{show(unexpected)}], wrong shapes [{show(wrong)}]")
+    # NaN or inf weights make every answer NaN, or, where a fused kernel hides them
+    # (benchmark/fuse.py), finite and wrong: refused here, before any work.
+    nonfinite = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+                 and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise WeightsError(f"{path}: refused: non-finite weights (NaN or inf) in "
+                           f"{show(sorted(nonfinite))}")
     module.load_state_dict(state)
 
 

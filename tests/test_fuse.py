@@ -8,6 +8,7 @@ batch norm is the hub model's. x3d_xs (one pathway, Conv2plus1d stem, squeeze-ex
 a norm, a projected-pool head) runs at its own test input.
 """
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,53 @@ def test_the_toy_regression_model_keeps_its_answers(videos):
         if precision == "fp32":
             for p, e in zip(got, expected):
                 torch.testing.assert_close(p, e, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"] if BF16 else ["fp32"])
+def test_fused_relu_is_the_plain_one_bit_for_bit_and_keeps_nan(precision):
+    """ConvReLU3d against Conv3d then ReLU (channels-last): equal bits on finite input; on NaN
+    or inf in the input, NaN where the plain pair has NaN (oneDNN's post-op made it 0)."""
+    torch.manual_seed(0)
+    layout = torch.channels_last_3d
+    for channels, kernel in ((3, (1, 7, 7)), (16, (1, 1, 1)), (16, (3, 3, 3))):
+        conv = nn.Conv3d(channels, 8, kernel, padding=tuple(k // 2 for k in kernel))
+        conv = conv.eval().to(memory_format=layout)
+        fused_conv = fuse.ConvReLU3d(conv)
+        x = torch.randn(2, channels, 4, 12, 12).contiguous(memory_format=layout)
+        bad = x.clone()
+        bad[0, 0, 1, 2, 2], bad[1, 0, 2, 5, 5] = float("nan"), float("inf")
+        with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16,
+                                                    enabled=precision == "bf16"):
+            assert torch.equal(fused_conv(x), torch.relu(conv(x)))
+            plain, got = torch.relu(conv(bad)), fused_conv(bad)
+        assert plain.isnan().any()
+        torch.testing.assert_close(got, plain, rtol=0, atol=0, equal_nan=True)
+
+
+def test_a_fused_model_lets_an_overflow_or_a_bad_fold_reach_the_probabilities(tiny_model):
+    """Under eval.fuse=auto on the CPU, an inf inside the model (as an fp16 overflow makes) and
+    a batch norm whose fold gives NaN weights (a negative running variance) end as NaN
+    probabilities, as without the rewrites: a recorded failure, never a prediction."""
+    def overflow(module, args, output):
+        output = output.clone()
+        output[0, 0, 0, 3, 3] = float("inf")
+        return output
+
+    batch = [x.contiguous(memory_format=torch.channels_last_3d)
+             for x in tiny_model.spec.example(2)]
+    for fault in ("overflow", "fold"):
+        module = copy.deepcopy(tiny_model.module)
+        if fault == "overflow":
+            module.blocks[0].multipathway_blocks[0].register_forward_hook(overflow)
+        else:
+            module.blocks[1].multipathway_blocks[0].res_blocks[0].branch2.norm_a.running_var[0] = -1
+        for rewrites in ((), fuse.resolve("auto", "cpu")):
+            runner = prepare_model(module, CPU, True, False, rewrites)
+            with torch.inference_mode():
+                probs = runner(list(batch)).softmax(-1)
+            views = [bool(p.isnan().all()) for p in probs]  # the inf is in the first view only
+            assert views == ([True, False] if fault == "overflow" else [True, True]), (
+                fault, rewrites, probs)
 
 
 def test_plain_conv_args_remove_the_compile_graph_break():

@@ -14,32 +14,56 @@ from benchmark.store import RunStore
 from conftest import run_eval
 
 
-@pytest.fixture(scope="module")
-def nan_checkpoint(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint with its first conv's weights NaN: every output is NaN (as an fp16
-    overflow would make it)."""
+def planted(tiny_checkpoint, folder, value: float):
+    """The tiny checkpoint with its first conv's weights all ``value`` (signs kept)."""
     state = torch.load(tiny_checkpoint, weights_only=True)
     first = next(k for k in state["model_state"] if k.endswith("conv.weight"))
-    state["model_state"][first] = torch.full_like(state["model_state"][first], float("nan"))
-    path = tmp_path_factory.mktemp("nan") / "nan.pyth"
+    state["model_state"][first] = state["model_state"][first].sign() * value
+    path = folder / "planted.pyth"
     torch.save(state, path)
-    return path
+    return path, first
 
 
-def nan_overrides(kinetics_run, nan_checkpoint, out):
+@pytest.fixture(scope="module")
+def nan_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """(file, parameter): the first conv's weights NaN."""
+    return planted(tiny_checkpoint, tmp_path_factory.mktemp("nan"), float("nan"))
+
+
+@pytest.fixture(scope="module")
+def overflow_checkpoint(tiny_checkpoint, tmp_path_factory):
+    """The first conv's weights 1e38, finite: the activations after it overflow to inf, and
+    every output is NaN (as an fp16 overflow would make it)."""
+    return planted(tiny_checkpoint, tmp_path_factory.mktemp("overflow"), 1e38)[0]
+
+
+def planted_overrides(kinetics_run, checkpoint, out):
+    """The kinetics run's settings (the defaults: eval.fuse=auto) with ``checkpoint``."""
     _, overrides, _ = kinetics_run
     keep = [o for o in overrides if not o.startswith(("model.weights=", "results_dir=",
                                                       "hydra.run.dir=", "views.clips="))]
-    # eval.fuse=none: oneDNN's fused conv + ReLU (fuse relu, a CPU default) turns NaN into 0,
-    # so with it the NaN planted in the first conv would never reach the probabilities.
-    return [*keep, f"model.weights={nan_checkpoint}", "views.clips=1", "cost.flops=false",
-            "cost.throughput_iters=0", "eval.fuse=none", f"results_dir={out / 'results'}"]
+    return [*keep, f"model.weights={checkpoint}", "views.clips=1", "cost.flops=false",
+            "cost.throughput_iters=0", f"results_dir={out / 'results'}"]
 
 
-def test_a_run_with_no_video_evaluated_is_an_error(kinetics_run, nan_checkpoint, tmp_path):
-    """Every video NaN (and one not on disk): non-zero with one line, the reasons in
-    failures.csv, no metrics.json and no table row; in a sweep the job is failed."""
-    result = run_eval(*nan_overrides(kinetics_run, nan_checkpoint, tmp_path),
+def test_a_checkpoint_with_nan_weights_is_refused_under_the_defaults(kinetics_run,
+                                                                     nan_checkpoint, tmp_path):
+    """Refused before any work, naming the file and the parameter (eval.fuse=auto's fused
+    conv + ReLU would have turned the NaN into 0 and counted finite, wrong answers)."""
+    path, parameter = nan_checkpoint
+    result = run_eval(*planted_overrides(kinetics_run, path, tmp_path),
+                      f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {path}: refused: non-finite weights (NaN or inf) in {parameter}")
+    assert not (tmp_path / "run" / "predictions.parquet").exists()
+    assert not (tmp_path / "results" / "evaluations.csv").exists()
+
+
+def test_a_run_with_no_video_evaluated_is_an_error(kinetics_run, overflow_checkpoint, tmp_path):
+    """Every video NaN (and one not on disk), under the defaults: non-zero with one line, the
+    reasons in failures.csv, no metrics.json and no table row; in a sweep the job is failed."""
+    result = run_eval(*planted_overrides(kinetics_run, overflow_checkpoint, tmp_path),
                       f"hydra.run.dir={tmp_path / 'run'}", check=False)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
@@ -50,7 +74,7 @@ def test_a_run_with_no_video_evaluated_is_an_error(kinetics_run, nan_checkpoint,
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "results" / "evaluations.csv").exists()
 
-    sweep = run_eval("-m", *nan_overrides(kinetics_run, nan_checkpoint, tmp_path),
+    sweep = run_eval("-m", *planted_overrides(kinetics_run, overflow_checkpoint, tmp_path),
                      f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
     assert sweep.returncode != 0
     table = pd.read_csv(tmp_path / "sweep" / "sweep.csv")

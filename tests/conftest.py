@@ -21,9 +21,17 @@ from benchmark.views import InputSpec, sample_clips
 
 
 def repo_root(tests_file: str | Path) -> Path:
-    """The folder holding tests/, as it was reached: not resolved through symlinks, so that a
-    clone reached through a link finds the ``../shared`` beside the link."""
-    return Path(os.path.abspath(tests_file)).parents[1]
+    """The folder holding tests/, as the user reached it. Python and pytest give the file's path
+    resolved through symlinks (so does os.getcwd()); the shell's $PWD keeps the path as typed,
+    so that a clone reached through a link finds the ``../shared`` beside the link."""
+    physical = Path(os.path.abspath(tests_file)).parents[1]
+    pwd = os.environ.get("PWD", "")
+    if os.path.isabs(pwd):
+        pwd_path = Path(pwd)
+        for above in (pwd_path, *pwd_path.parents):  # pytest run in the root or below it
+            if above.resolve() == physical.resolve():
+                return above
+    return physical
 
 
 def _git(root: Path, *args: str) -> str | None:
@@ -38,13 +46,15 @@ def shared_video_places(root: Path) -> list[Path]:
     """Where the real test videos may be, in order: ``../shared/videos`` from the repository
     root; for a git worktree, beside the main checkout (the common .git dir's parent); for a
     clone of a local checkout, beside that checkout (its origin)."""
-    places = [root.parent / "shared" / "videos"]
+    places = [root.parent / "shared" / "videos", root.resolve().parent / "shared" / "videos"]
     common = _git(root, "rev-parse", "--path-format=absolute", "--git-common-dir")
     if common:
         places.append(Path(common).parent.parent / "shared" / "videos")
     origin = _git(root, "config", "--get", "remote.origin.url")
     if origin and Path(root, origin).is_dir():  # a local path (relative ones from the root)
-        places.append(Path(os.path.abspath(Path(root, origin))).parent / "shared" / "videos")
+        source = Path(os.path.abspath(Path(root, origin)))
+        source = source.parent if source.name == ".git" else source
+        places.append(source.parent / "shared" / "videos")
     return list(dict.fromkeys(places))
 
 

@@ -30,13 +30,19 @@ def shared(work: Path) -> Path:
     return videos
 
 
-def test_a_clone_reached_through_a_symlink_looks_beside_the_link(tmp_path):
+def test_a_clone_reached_through_a_symlink_looks_beside_the_link(tmp_path, monkeypatch):
     # work/clone -> elsewhere/clone; work/shared/videos beside the link, nothing beside the target.
     videos = shared(tmp_path / "work")
-    (tmp_path / "work" / "clone").symlink_to(checkout(tmp_path / "elsewhere" / "clone"))
-    root = repo_root(tmp_path / "work" / "clone" / "tests" / "conftest.py")
-    assert root == tmp_path / "work" / "clone"
-    assert find_shared_videos(root) == videos
+    target = checkout(tmp_path / "elsewhere" / "clone")
+    link = tmp_path / "work" / "clone"
+    link.symlink_to(target)
+    # pytest gives conftest's path resolved; the shell's $PWD keeps the link.
+    for pwd in (link, link / "tests"):
+        monkeypatch.setenv("PWD", str(pwd))
+        assert repo_root(target / "tests" / "conftest.py") == link
+        assert find_shared_videos(repo_root(target / "tests" / "conftest.py")) == videos
+    monkeypatch.setenv("PWD", str(tmp_path))  # elsewhere: the file's own folder
+    assert repo_root(target / "tests" / "conftest.py") == target
 
 
 def test_a_nested_worktree_and_a_local_clone_find_the_main_checkouts_shared_videos(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,63 @@ from benchmark.synthetic import ActionSetSpec, ensure_action_set, render_action,
 from benchmark.decode import decode_video
 from benchmark.views import InputSpec, sample_clips
 
-REPO = Path(__file__).resolve().parents[1]
+
+
+def repo_root(tests_file: str | Path) -> Path:
+    """The folder holding tests/, as the user reached it. Python and pytest give the file's path
+    resolved through symlinks (so does os.getcwd()); the shell's $PWD keeps the path as typed,
+    so that a clone reached through a link finds the ``../shared`` beside the link."""
+    physical = Path(os.path.abspath(tests_file)).parents[1]
+    pwd = os.environ.get("PWD", "")
+    if os.path.isabs(pwd):
+        pwd_path = Path(pwd)
+        for above in (pwd_path, *pwd_path.parents):  # pytest run in the root or below it
+            if above.resolve() == physical.resolve():
+                return above
+    return physical
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
+
+
+def shared_video_places(root: Path) -> list[Path]:
+    """Where the real test videos may be, in order: ``../shared/videos`` from the repository
+    root; for a git worktree, beside the main checkout (the common .git dir's parent); for a
+    clone of a local checkout, beside that checkout (its origin)."""
+    places = [root.parent / "shared" / "videos", root.resolve().parent / "shared" / "videos"]
+    common = _git(root, "rev-parse", "--path-format=absolute", "--git-common-dir")
+    if common:
+        places.append(Path(common).parent.parent / "shared" / "videos")
+    origin = _git(root, "config", "--get", "remote.origin.url")
+    if origin and Path(root, origin).is_dir():  # a local path (relative ones from the root)
+        source = Path(os.path.abspath(Path(root, origin)))
+        source = source.parent if source.name == ".git" else source
+        places.append(source.parent / "shared" / "videos")
+    return list(dict.fromkeys(places))
+
+
+def find_shared_videos(root: Path) -> Path | None:
+    """The first of ``shared_video_places(root)`` that is a folder; None when none is."""
+    return next((place for place in shared_video_places(root) if place.is_dir()), None)
+
+
+REPO = repo_root(__file__)
 CONF_DIR = str(REPO / "conf")
+# The six real test videos (never committed), and why a test that needs one skips without it.
+SHARED_VIDEOS = find_shared_videos(REPO) or shared_video_places(REPO)[0]
+REAL_NAMES = ["k400_30fps.mp4", "k400_28fps.mp4", "ntsc_29.97fps.mp4", "short_1s.mp4",
+              "no_header_duration.mkv", "xvid_packed_bframes.avi"]
+
+
+def real_video_missing(name: str) -> str:
+    """The skip reason for a real test video that is not here, naming where it was looked for."""
+    tried = ", ".join(str(p) for p in shared_video_places(REPO))
+    return f"{name} is not here (the real test videos live in ../shared/videos; tried {tried})"
 
 # The tiny model's test input: 8 frames, 32 px, alpha 4 (conf/model/slowfast_tiny.yaml).
 TINY_SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=32,

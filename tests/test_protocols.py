@@ -39,13 +39,11 @@ from benchmark.protocols import clip_windows, protocol_table
 from benchmark.reference import reference_views
 from benchmark.views import InputSpec, make_views, pack_pathways, sample_clips
 
-from conftest import REPO, compose_eval, make_video
+from conftest import REPO, compose_eval, make_video, real_video_missing
+from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
 
 SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=64,
                  crop_size=64, mean=(0.45,) * 3, std=(0.225,) * 3, alpha=4)
-REAL = Path(__file__).resolve().parents[2] / "shared" / "videos"
-REAL_NAMES = ["k400_30fps.mp4", "k400_28fps.mp4", "ntsc_29.97fps.mp4", "short_1s.mp4",
-              "no_header_duration.mkv", "xvid_packed_bframes.avi"]
 GENERATED = ["landscape", "portrait", "short", "late_start"]
 
 
@@ -81,7 +79,7 @@ def protocol_videos(videos, tmp_path_factory) -> dict[str, Path]:
 
 def video(protocol_videos, name: str) -> Path:
     if name not in protocol_videos:
-        pytest.skip(f"{REAL / name} is not here (the real videos live in ../shared/videos)")
+        pytest.skip(real_video_missing(name))
     return protocol_videos[name]
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from benchmark.evaluate import SettingsError, check_settings
 from benchmark.models import build_model
-from benchmark.regression import TOLERANCE, compare, main, merge_overrides
+from benchmark.regression import (TOLERANCE, answers, compare, compare_videos, main,
+                                  merge_overrides)
 from benchmark.views import FAULTS
 
 from conftest import compose_eval
@@ -26,10 +27,17 @@ def regression(*args: str) -> subprocess.CompletedProcess:
 
 
 def moved(stdout: str) -> list[str]:
-    """The checks listed under REGRESSION (the diff a failing run prints)."""
+    """The checks and videos listed under REGRESSION (the diff a failing run prints)."""
     assert "REGRESSION" in stdout, stdout
     lines = stdout.split("REGRESSION", 1)[1].splitlines()
-    return [line.split("|")[1].strip() for line in lines[3:] if line.startswith("|")]
+    return [line.split("|")[1].strip() for line in lines
+            if line.startswith("|") and not line.startswith(("| check ", "| video ", "|:"))]
+
+
+def named_videos(stdout: str, kind: str = "that moved") -> list[str]:
+    """The videos a failing run names on its line ``videos <kind> (n): a, b``."""
+    line = next(line for line in stdout.splitlines() if line.startswith(f"videos {kind} ("))
+    return [] if line.endswith(": none") else line.split(": ", 1)[1].split(", ")
 
 
 def test_the_committed_baseline_shows_that_the_views_matter():
@@ -39,6 +47,12 @@ def test_the_committed_baseline_shows_that_the_views_matter():
     assert accuracy["dataset"] == "toy" and accuracy["videos_failed"] == 0
     assert accuracy["top1"] >= 0.9 and accuracy["top1"] - single["top1"] >= 0.15
     assert len(accuracy["per_class"]) == 8
+    # Each video's answer, and the protocol pinned (another clip formula is a change to see).
+    assert len(baseline["videos"]) == accuracy["videos"] == 48
+    assert sum(v["top1"] == v["label"] for v in baseline["videos"].values()) == 48 * accuracy["top1"]
+    assert all(0 < v["margin"] <= v["p_top1"] <= 1 for v in baseline["videos"].values())
+    assert "protocol=zoo" in baseline["overrides"]
+    assert baseline["tolerance"]["near_tie_margin"] == 2 * baseline["tolerance"]["top1_probability"]
     assert set(baseline["cost"]) == {"slowfast_r50", "slowfast_r101"}
     # The checkpoint is committed with the recipe that made it, and is the one measured.
     weights = REPO / dict(o.split("=", 1) for o in baseline["overrides"])["model.weights"]
@@ -51,7 +65,7 @@ def test_the_committed_baseline_shows_that_the_views_matter():
 def test_the_check_passes_on_the_committed_model(tmp_path):
     result = regression("--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "regression check passed" in result.stdout
+    assert "regression check passed" in result.stdout and "the answers of 48 videos" in result.stdout
     for check in ("top1", "class growing", "slowfast_r50 gflops", "slowfast_r101 params"):
         assert f"| {check} " in result.stdout
 
@@ -75,9 +89,26 @@ def test_a_broken_pipeline_fails_the_check(accuracy_baseline, tmp_path, capsys, 
     out = capsys.readouterr().out
     assert status == 1, out
     assert "top1" in moved(out)
+    assert len(named_videos(out, "whose top-1 class changed")) >= 5
     # A broken run is labelled as such and never takes a real run's table row.
     table = pd.read_csv(tmp_path / "run" / "results" / "evaluations.csv")
     assert table.views.tolist() == [f"10x3 fault={fault}"]
+
+
+def test_another_protocol_fails_the_check_naming_the_videos(accuracy_baseline, tmp_path, capsys,
+                                                             monkeypatch):
+    """pytorchvideo 0.1.5's clip formula instead of the zoo's changes one answer of 48 (within
+    the aggregate tolerances, 0.021 < 0.03) and moves most videos' probabilities."""
+    monkeypatch.chdir(REPO)
+    status = main(["--baseline", str(accuracy_baseline), "--run-dir", str(tmp_path / "run"),
+                   "protocol=pytorchvideo"])
+    out = capsys.readouterr().out
+    assert status == 1, out
+    assert named_videos(out, "whose top-1 class changed") == ["gen0000021_000000_000010"]
+    changed = named_videos(out)
+    baseline = json.loads(accuracy_baseline.read_text())["videos"]
+    assert len(changed) >= 20 and set(changed) <= set(baseline)
+    assert all(f"| {video} " in out for video in changed)
 
 
 def test_an_unknown_fault_is_refused_by_name():
@@ -94,6 +125,7 @@ def test_recording_writes_a_baseline(tmp_path, capsys, monkeypatch):
     recorded = json.loads(path.read_text())
     assert recorded["accuracy"]["videos"] == 8 and recorded["cost"] == {}
     assert recorded["overrides"][-1] == "data.limit=8" and recorded["tolerance"] == TOLERANCE
+    assert len(recorded["videos"]) == 8 and "protocol=zoo" in recorded["overrides"]
     assert recorded["single_view"]["views"] == "1x1"
     assert f"wrote {path}" in capsys.readouterr().out
 
@@ -108,6 +140,35 @@ def test_compare_lists_what_moved_beyond_its_tolerance():
     assert table[~table.ok].check.tolist() == ["class growing", "class shrinking",
                                                "slowfast_r50 params"]
     assert compare(baseline, baseline, TOLERANCE).ok.all()
+
+
+def test_each_videos_answer_may_change_only_as_a_near_tie():
+    probs = {"a": {"up": 0.6, "down": 0.3, "left": 0.1},        # margin 0.3
+             "b": {"up": 0.40005, "down": 0.39995, "left": 0.2},  # margin 1e-4: a near-tie
+             "c": {"up": 0.5, "down": 0.25, "left": 0.25}}
+    baseline = answers(probs, {"a": "up", "b": "down", "c": "up"})
+    assert baseline["b"] == {"label": "down", "top1": "up", "p_top1": 0.40005, "margin": 0.0001}
+    assert (compare_videos(baseline, probs, TOLERANCE).moved == "").all()
+    now = {"a": {"up": 0.45, "down": 0.46, "left": 0.09},      # flips: moved
+           "b": {"up": 0.39999, "down": 0.40001, "left": 0.2},  # flips within the noise: ok
+           "c": {"up": 0.50002, "down": 0.24999, "left": 0.24999}}
+    table = compare_videos(baseline, now, TOLERANCE).set_index("video")
+    assert table.moved.to_dict() == {
+        "a": "top-1 changed (margin 0.300000 >= 0.0002); p moved beyond 0.0001", "b": "", "c": ""}
+    # The same class with its probability moved beyond the tolerance; a video gone; a new one.
+    now = {"a": probs["a"], "c": {"up": 0.5002, "down": 0.2499, "left": 0.2499},
+           "d": probs["a"]}
+    table = compare_videos(baseline, now, TOLERANCE).set_index("video")
+    assert table.moved.to_dict() == {"a": "", "b": "not evaluated now",
+                                     "c": "p moved beyond 0.0001", "d": "not in the baseline"}
+
+
+def test_a_baseline_without_answers_per_video_is_refused(tmp_path, capsys):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({k: v for k, v in json.loads(BASELINE.read_text()).items()
+                                if k != "videos"}))
+    assert main(["--baseline", str(path), "--run-dir", str(tmp_path / "run")]) == 2
+    assert "holds no per-video answers" in capsys.readouterr().err
 
 
 def test_extra_overrides_replace_the_baselines_own():

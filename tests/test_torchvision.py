@@ -32,7 +32,8 @@ from benchmark.protocols import TooShort, clip_windows
 from benchmark.synthetic import ActionSetSpec, render_action, write_video
 from benchmark.views import make_views, sample_clips
 
-from conftest import REPO, compose_eval
+from conftest import REPO, compose_eval, real_video_missing
+from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
 
 TORCHVISION_MODELS = {  # config -> (builder, weights enum member)
     "r3d_18": ("r3d_18", "R3D_18_Weights.KINETICS400_V1"),
@@ -46,9 +47,6 @@ TORCHVISION_MODELS = {  # config -> (builder, weights enum member)
     "swin3d_b": ("swin3d_b", "Swin3D_B_Weights.KINETICS400_V1"),
     "swin3d_b_in22k": ("swin3d_b", "Swin3D_B_Weights.KINETICS400_IMAGENET22K_V1"),
 }
-REAL = Path(__file__).resolve().parents[2] / "shared" / "videos"
-REAL_NAMES = ["k400_30fps.mp4", "k400_28fps.mp4", "ntsc_29.97fps.mp4", "short_1s.mp4",
-              "no_header_duration.mkv", "xvid_packed_bframes.avi"]
 # (frame_rate, clip_len, clips_per_video) of the four families: R(2+1)D/R3D/MC3, MViT, Swin, S3D.
 TIMINGS = [(15, 16, 5), (7.5, 16, 5), (15, 32, 12), (15, 128, 1)]
 
@@ -131,7 +129,7 @@ def torchvision_windows(path: Path, frame_rate: float, clip_len: int, clips: int
 @pytest.mark.parametrize("name", ["30fps", "25fps", "24fps", "12fps", "short", *REAL_NAMES])
 def test_clip_windows_equal_videoclips_and_uniform_clip_sampler(tv_videos, name, timing):
     if name not in tv_videos:
-        pytest.skip(f"{REAL / name} is not here (the real videos live in ../shared/videos)")
+        pytest.skip(real_video_missing(name))
     frame_rate, clip_len, clips = timing
     expected, windows = torchvision_windows(tv_videos[name], frame_rate, clip_len, clips)
     video = decoded(tv_videos[name])[0]
@@ -160,7 +158,7 @@ def test_pixels_equal_weights_transforms(tv_videos, name, video_name):
     S3D with 8-frame clips (its 128 does not fit the 3 s generated video, and
     the spatial step does not depend on the length)."""
     if video_name not in tv_videos:
-        pytest.skip(f"{REAL / video_name} is not here (the real videos live in ../shared/videos)")
+        pytest.skip(real_video_missing(video_name))
     spec = input_spec(compose_eval(f"model={name}").model)
     if spec.num_frames > 16:
         spec = type(spec)(**{**spec.__dict__, "num_frames": 8})

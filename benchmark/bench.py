@@ -45,9 +45,10 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from benchmark import cost, fuse  # noqa: E402
-from benchmark.decode import decode_threads  # noqa: E402
-from benchmark.device import (  # noqa: E402
+from benchmark.results import cost  # noqa: E402
+from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
+from benchmark.data.decode import decode_threads  # noqa: E402
+from benchmark.run.device import (  # noqa: E402
     PRECISIONS,
     Stopwatch,
     clock,
@@ -55,7 +56,7 @@ from benchmark.device import (  # noqa: E402
     precision_problem,
     reuse_freed_memory,
 )
-from benchmark.evaluate import (  # noqa: E402
+from benchmark.run.evaluate import (  # noqa: E402
     SettingsError,
     batch_views_for,
     check_settings,
@@ -67,12 +68,12 @@ from benchmark.evaluate import (  # noqa: E402
     versions,
     video_loader,
 )
-from benchmark.manifest import ManifestError, Video, load_dataset  # noqa: E402
-from benchmark.models import WeightsError, build_model, compose_for_model  # noqa: E402
-from benchmark.reference import reference_views  # noqa: E402
-from benchmark.report import cell, upsert_table  # noqa: E402
-from benchmark.views import InputSpec  # noqa: E402
-from benchmark.schema import composed, hydra_cli  # noqa: E402
+from benchmark.data.manifest import ManifestError, Video, load_dataset  # noqa: E402
+from benchmark.run.models import WeightsError, build_model, compose_for_model  # noqa: E402
+from benchmark.frameworks.pytorchvideo.reference import reference_views  # noqa: E402
+from benchmark.results.tables import cell, upsert_table  # noqa: E402
+from benchmark.frameworks.views import InputSpec  # noqa: E402
+from benchmark.run.schema import composed, hydra_cli  # noqa: E402
 
 log = logging.getLogger("benchmark")
 

@@ -22,12 +22,12 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from benchmark.schema import composed, hydra_cli
-from benchmark.decode import DecodeError, decode_video, process_cores, time_limit
-from benchmark.loader import SupervisedLoader, test_hooks
-from benchmark.manifest import ManifestError, Video, data_fingerprint, load_dataset
-from benchmark.progress import Progress
-from benchmark.store import atomic_write
+from benchmark.run.schema import composed, hydra_cli
+from benchmark.data.decode import DecodeError, decode_video, process_cores, time_limit
+from benchmark.data.loader import SupervisedLoader, test_hooks
+from benchmark.data.manifest import ManifestError, Video, data_fingerprint, load_dataset
+from benchmark.run.progress import Progress
+from benchmark.run.store import atomic_write
 
 log = logging.getLogger("benchmark")
 

@@ -18,15 +18,15 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from benchmark.decode import DecodeError  # noqa: E402
-from benchmark.distributed import rank_from_env  # noqa: E402
-from benchmark.evaluate import (  # noqa: E402
+from benchmark.data.decode import DecodeError  # noqa: E402
+from benchmark.run.distributed import rank_from_env  # noqa: E402
+from benchmark.run.evaluate import (  # noqa: E402
     DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
-from benchmark.manifest import ManifestError  # noqa: E402
-from benchmark.models import WeightsError  # noqa: E402
-from benchmark.report import ReportError  # noqa: E402
-from benchmark.schema import composed, hydra_cli  # noqa: E402
-from benchmark.store import ResumeError, atomic_write  # noqa: E402
+from benchmark.data.manifest import ManifestError  # noqa: E402
+from benchmark.run.models import WeightsError  # noqa: E402
+from benchmark.results.tables import ReportError  # noqa: E402
+from benchmark.run.schema import composed, hydra_cli  # noqa: E402
+from benchmark.run.store import ResumeError, atomic_write  # noqa: E402
 
 log = logging.getLogger("benchmark")
 

@@ -24,11 +24,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from benchmark import fuse  # noqa: E402
+from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
 from benchmark.bench import device_name  # noqa: E402
-from benchmark.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
-from benchmark.evaluate import resolve_device  # noqa: E402
-from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
+from benchmark.run.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
+from benchmark.run.evaluate import resolve_device  # noqa: E402
+from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 
 # Kind of work -> substrings of kernel (GPU) or operator (CPU) names, tried in this order.
 KINDS = {

@@ -31,7 +31,7 @@ from fractions import Fraction
 
 import torch
 
-from benchmark.decode import DecodedVideo
+from benchmark.data.decode import DecodedVideo
 
 CLIP_TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main", "torchvision")
 HEADS = ("pooled_logits", "softmax_per_location")
@@ -220,7 +220,7 @@ def compare(overrides: list[str], run_root, protocols: list[str], default: str =
     import pandas as pd
     from omegaconf import OmegaConf
 
-    from benchmark.regression import merge_overrides, run_eval
+    from benchmark.run.regression import merge_overrides, run_eval
 
     rows, base = [], None
     for name in [default, *(p for p in protocols if p != default)]:
@@ -250,9 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     import sys
     from pathlib import Path
 
-    from benchmark.models import CONF_DIR
-    from benchmark.regression import TOY_OVERRIDES, CheckError, merge_overrides
-    from benchmark.report import write_table
+    from benchmark.run.models import CONF_DIR
+    from benchmark.run.regression import TOY_OVERRIDES, CheckError, merge_overrides
+    from benchmark.results.tables import write_table
 
     parser = argparse.ArgumentParser(prog="python -m benchmark.protocols",
                                      description=compare.__doc__)

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.models import build_model
-from benchmark.reference import reference_views
+from benchmark.run.models import build_model
+from benchmark.frameworks.pytorchvideo.reference import reference_views
 
 # kinetics_run (a finished run of the real CLI) is a session fixture in conftest, shared with
 # test_report.py; REPO and run_eval stay importable from here.

@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import fuse
-from benchmark.decode import decode_video
-from benchmark.device import precision_problem, prepare_model
-from benchmark.evaluate import SettingsError, fuse_rewrites, predict
-from benchmark.models import build_model, compose_for_model
-from benchmark.views import sample_clips
+from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.data.decode import decode_video
+from benchmark.run.device import precision_problem, prepare_model
+from benchmark.run.evaluate import SettingsError, fuse_rewrites, predict
+from benchmark.run.models import build_model, compose_for_model
+from benchmark.frameworks.views import sample_clips
 
 from conftest import REPO, compose_eval
 

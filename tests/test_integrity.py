@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.evaluate import (NothingEvaluated, SettingsError, StrictFailure, check_class_count,
+from benchmark.run.evaluate import (NothingEvaluated, SettingsError, StrictFailure, check_class_count,
                                 record_prediction)
-from benchmark.manifest import Manifest, Video
-from benchmark.models import Model
-from benchmark.store import RunStore
+from benchmark.data.manifest import Manifest, Video
+from benchmark.run.models import Model
+from benchmark.run.store import RunStore
 
 from conftest import run_eval
 
@@ -81,7 +81,7 @@ def test_nan_or_inf_probabilities_are_a_failure_with_the_reason(tmp_path):
     with pytest.raises(StrictFailure, match="non-finite"):
         record_prediction(store, Video("v3", None, 1, "b"), bad, strict=True)
     with pytest.raises(NothingEvaluated):
-        from benchmark.evaluate import check_some_evaluated
+        from benchmark.run.evaluate import check_some_evaluated
 
         check_some_evaluated(RunStore(tmp_path / "empty", {}), 0, [])
 

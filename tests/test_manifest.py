@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-import benchmark.manifest as manifest_module
-from benchmark.manifest import TORCHVISION_NAMES, ManifestError, read_class_names, read_manifest
+import benchmark.data.manifest as manifest_module
+from benchmark.data.manifest import TORCHVISION_NAMES, ManifestError, read_class_names, read_manifest
 
 HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
 
@@ -164,7 +164,7 @@ def test_a_stem_with_several_files_is_picked_by_the_rule(tmp_path, copy, caplog)
         for name in files:
             (root / name).write_bytes(b"x")
     csv = write_csv(tmp_path, HEADER + "".join(f"abseiling,{key},0,10,val,0\n" for key in cases))
-    with caplog.at_level("INFO", logger="benchmark.manifest"):
+    with caplog.at_level("INFO", logger="benchmark.data.manifest"):
         manifest = read_manifest(csv, root, str(names))
     for video, (files, pick) in zip(manifest.videos, cases.values()):
         assert video.path == root / files[pick], video.video_id

@@ -31,12 +31,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from benchmark.decode import decode_video
-from benchmark.evaluate import predict
-from benchmark.models import build_model
+from benchmark.data.decode import decode_video
+from benchmark.run.evaluate import predict
+from benchmark.run.models import build_model
 from benchmark.protocols import clip_windows
-from benchmark.reference import reference_views
-from benchmark.views import InputSpec, make_views, pack_pathways, sample_clips
+from benchmark.frameworks.pytorchvideo.reference import reference_views
+from benchmark.frameworks.views import InputSpec, make_views, pack_pathways, sample_clips
 
 from conftest import REPO, compose_eval, make_video
 

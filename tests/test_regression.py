@@ -9,10 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.evaluate import SettingsError, check_settings
-from benchmark.models import build_model
-from benchmark.regression import TOLERANCE, compare, main, merge_overrides
-from benchmark.views import FAULTS
+from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.models import build_model
+from benchmark.run.regression import TOLERANCE, compare, main, merge_overrides
+from benchmark.frameworks.views import FAULTS
 
 from conftest import compose_eval
 

@@ -4,9 +4,9 @@ pipeline (benchmark/reference.py); where the clips fall is tests/test_protocols.
 import pytest
 import torch
 
-from benchmark.decode import decode_video
-from benchmark.reference import reference_views
-from benchmark.views import make_views, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.frameworks.pytorchvideo.reference import reference_views
+from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import TINY_SPEC
 
@@ -91,7 +91,7 @@ def test_scaled_size_follows_pytorchvideo_rounding():
     pytorchvideo's short_side_scale, so the harness scales exactly where the reference does."""
     from pytorchvideo.transforms.functional import short_side_scale
 
-    from benchmark.views import scaled_size
+    from benchmark.frameworks.views import scaled_size
 
     for h, w, side in [(256, 340, 256), (32, 44, 32), (240, 320, 256), (300, 171, 256),
                        (28, 61, 224)]:

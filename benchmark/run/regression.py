@@ -30,11 +30,11 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from benchmark import cost  # noqa: E402
-from benchmark.evaluate import versions  # noqa: E402
-from benchmark.models import build_model, compose_for_model  # noqa: E402
-from benchmark.report import run_class_names  # noqa: E402
-from benchmark.store import atomic_write  # noqa: E402
+from benchmark.results import cost  # noqa: E402
+from benchmark.run.evaluate import versions  # noqa: E402
+from benchmark.run.models import build_model, compose_for_model  # noqa: E402
+from benchmark.results.tables import run_class_names  # noqa: E402
+from benchmark.run.store import atomic_write  # noqa: E402
 
 BASELINE = "results/regression/baseline.json"
 # What --record evaluates unless told otherwise: the committed toy model, the toy set's held-out

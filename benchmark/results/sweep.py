@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.report import cell, to_markdown, write_table
+from benchmark.results.tables import cell, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import MISSING
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from benchmark.synthetic import ActionSetSpec
+from benchmark.data.synthetic import ActionSetSpec
 
 AUTO = "auto"  # eval.batch_views, data.workers, data.decode_threads: ``auto`` or a number
 

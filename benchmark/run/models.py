@@ -22,14 +22,14 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import schema  # noqa: F401  (registers the config schemas compose reads)
-from benchmark.files import file_problem
+from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
+from benchmark.data.files import file_problem
 from benchmark.protocols import apply_head
-from benchmark.views import InputSpec
+from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 RANDOM_INIT = "random-init"
 # What a model's forward returns (``model.output``): logits, or probabilities when the hub head
 # ends in a Softmax (X3D, R(2+1)D).

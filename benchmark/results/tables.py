@@ -33,11 +33,11 @@ import torch
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-from benchmark.files import file_problem
-from benchmark.manifest import ManifestError, read_class_names
-from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
-from benchmark.models import CONF_DIR
-from benchmark.store import atomic_write, file_lock
+from benchmark.data.files import file_problem
+from benchmark.data.manifest import ManifestError, read_class_names
+from benchmark.results.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
+from benchmark.run.models import CONF_DIR
+from benchmark.run.store import atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 

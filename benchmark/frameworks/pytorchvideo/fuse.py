@@ -305,7 +305,7 @@ def time_variants(module: nn.Module, example: list[torch.Tensor], device: torch.
     slows all of them alike; one untimed warm-up pass each (kernel choice, compiling). On a
     CPU also the process's CPU seconds per pass (all threads), which other processes taking
     cores inflate less than the wall time."""
-    from benchmark.device import autocast, clock, prepare_model
+    from benchmark.run.device import autocast, clock, prepare_model
 
     runners = {v: prepare_model(module, device, channels_last, compile, resolve(v, device.type))
                for v in variants}
@@ -344,9 +344,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import json
     import os
 
-    from benchmark.device import precision_problem
-    from benchmark.evaluate import resolve_device
-    from benchmark.models import build_model, compose_for_model
+    from benchmark.run.device import precision_problem
+    from benchmark.run.evaluate import resolve_device
+    from benchmark.run.models import build_model, compose_for_model
 
     parser = argparse.ArgumentParser(prog="python -m benchmark.fuse", description=main.__doc__)
     parser.add_argument("--model", default="slowfast_r50")

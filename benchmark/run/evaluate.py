@@ -27,11 +27,13 @@ import torch
 import torchvision
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import cost, distributed, fuse
-from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
-from benchmark.loader import SupervisedLoader, test_hooks
-from benchmark.manifest import Manifest, Video, data_fingerprint, load_dataset
-from benchmark.device import (
+from benchmark.results import cost
+from benchmark.run import distributed
+from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.data.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
+from benchmark.data.loader import SupervisedLoader, test_hooks
+from benchmark.data.manifest import Manifest, Video, data_fingerprint, load_dataset
+from benchmark.run.device import (
     PRECISIONS,
     Stopwatch,
     autocast,
@@ -40,13 +42,13 @@ from benchmark.device import (
     reuse_freed_memory,
     set_tf32,
 )
-from benchmark.metrics import accuracy, top_k
-from benchmark.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
-from benchmark.progress import Progress
+from benchmark.results.metrics import accuracy, top_k
+from benchmark.run.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
+from benchmark.run.progress import Progress
 from benchmark.protocols import protocol_from_config
-from benchmark.report import check_eval_table, report_run
-from benchmark.store import RunStore, check_writable, fingerprint
-from benchmark.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
+from benchmark.results.tables import check_eval_table, report_run
+from benchmark.run.store import RunStore, check_writable, fingerprint
+from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +401,7 @@ def harness_version() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     return {"benchmark": version,
-            "benchmark_source": source_digest(Path(__file__).resolve().parent)}
+            "benchmark_source": source_digest(Path(__file__).resolve().parents[1])}
 
 
 def source_digest(package: Path) -> str:

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from filelock import FileLock, Timeout
 
-from benchmark.metrics import top_k
+from benchmark.results.metrics import top_k
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import torch
 
-from benchmark import fuse as fuse_module
+from benchmark.frameworks.pytorchvideo import fuse as fuse_module
 
 # precision -> the autocast dtype around the model (fp32: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

@@ -24,7 +24,7 @@ from pytorchvideo.transforms.functional import (
     uniform_temporal_subsample,
 )
 
-from benchmark.decode import DecodedVideo, DecodeError, decode_video, open_video, stream_timing
+from benchmark.data.decode import DecodedVideo, DecodeError, decode_video, open_video, stream_timing
 from benchmark.protocols import clip_windows, pts_windows
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmark.files import file_problem
+from benchmark.data.files import file_problem
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
 def load_dataset(cfg, num_classes: int | None = None) -> Manifest:
     """The manifest a ``conf/data`` config describes; generated sets are made first if needed."""
     if cfg.get("synthetic"):
-        from benchmark.synthetic import ActionSetSpec, ensure_action_set
+        from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
 
         ensure_action_set(Path(cfg.root), ActionSetSpec(**cfg.synthetic))
     if not cfg.get("csv"):

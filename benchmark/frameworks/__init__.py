@@ -1,0 +1,1 @@
+"""Frameworks: the shared view code and one adapter per ecosystem."""

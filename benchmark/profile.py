@@ -25,8 +25,8 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
-from benchmark.bench import device_name  # noqa: E402
-from benchmark.run.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
+from benchmark.run.device import (PRECISIONS, autocast, device_name, precision_problem,  # noqa: E402
+                                  prepare_model)
 from benchmark.run.evaluate import resolve_device  # noqa: E402
 from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 

@@ -1,6 +1,6 @@
 import math
 
-import benchmark  # noqa: F401  (must precede pytorchvideo imports)
+import benchmark.frameworks.pytorchvideo  # noqa: F401  (must precede pytorchvideo imports)
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis

@@ -11,7 +11,8 @@ import pytest
 
 from benchmark.run.evaluate import SettingsError, check_settings
 from benchmark.run.models import build_model
-from benchmark.run.regression import TOLERANCE, compare, main, merge_overrides
+from benchmark.regression import main
+from benchmark.run.regression import TOLERANCE, compare, merge_overrides
 from benchmark.frameworks.views import FAULTS
 
 from conftest import compose_eval

@@ -28,7 +28,7 @@ from benchmark.data.decode import decode_video
 from benchmark.run.evaluate import VideoClipsDataset, predict
 from benchmark.data.manifest import Video
 from benchmark.run.models import build_model, input_spec
-from benchmark.protocols import TooShort, clip_windows
+from benchmark.frameworks.clips import TooShort, clip_windows
 from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
 from benchmark.frameworks.views import make_views, sample_clips
 

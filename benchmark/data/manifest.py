@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +102,9 @@ def class_list(mapping, path: Path | str) -> list[str]:
 
 # Class names taken from the CSV itself: a subset of the model's classes, not a full list.
 DERIVED_SOURCES = ("sorted CSV labels", "integer labels")
+# () -> (Kinetics-400's 400 names in id order, where they came from): the run passes the names a
+# framework ships (benchmark/frameworks/torchvision.py), so that data imports no framework.
+OfflineNames = Callable[[], "tuple[list[str], str]"]
 
 
 def check_class_count(manifest: Manifest, num_classes: int) -> None:
@@ -112,23 +116,14 @@ def check_class_count(manifest: Manifest, num_classes: int) -> None:
                             f"has {num_classes} classes (model.num_classes)")
 
 
-TORCHVISION_NAMES = "torchvision's Kinetics-400 categories"
-
-
-def kinetics400_names() -> list[str]:
-    """Kinetics-400's 400 class names in id order, shipped with torchvision (no network): the
-    alphabetical order, that of kinetics_classnames.json (shared/REFERENCE.md)."""
-    from torchvision.models.video import R3D_18_Weights
-
-    return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
-
-
-def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[list[str], str]:
+def resolve_class_names(setting: str | None, csv_labels: list[str],
+                        offline_names: OfflineNames | None = None) -> tuple[list[str], str]:
     """Class names and where they came from.
 
-    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it, else the
-    400 names torchvision ships: compute nodes often have no network), or None (the sorted
-    label names of the CSV, said loudly: correct only for a full CSV).
+    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it, else
+    ``offline_names()``: the run passes the 400 names torchvision ships, since compute nodes
+    often have no network), or None (the sorted label names of the CSV, said loudly: correct
+    only for a full CSV).
     """
     if setting == "auto":
         cache = default_classnames_cache()
@@ -142,8 +137,12 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
                             CLASSNAMES_URL, err, cache)
         if cache.exists():
             return read_class_names(cache), str(cache)
-        log.warning("class ids: %s (%s is not there)", TORCHVISION_NAMES, cache)
-        return kinetics400_names(), TORCHVISION_NAMES
+        if offline_names is None:
+            raise ManifestError(f"data.class_names=auto: {cache} is not there and could not be "
+                                "downloaded; put the file there or pass data.class_names=PATH")
+        names, source = offline_names()
+        log.warning("class ids: %s (%s is not there)", source, cache)
+        return names, source
     if setting:
         problem = file_problem(setting)
         if problem:
@@ -283,7 +282,8 @@ def _check_label_range(csv_path: Path, line: int, label: int, num_classes: int |
 
 def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | None = "auto",
                   name: str = "kinetics400", limit: int | None = None,
-                  num_classes: int | None = None) -> Manifest:
+                  num_classes: int | None = None,
+                  offline_names: OfflineNames | None = None) -> Manifest:
     csv_path, root = Path(csv_path), Path(root or ".")
     kind, rows = _read_rows(csv_path)
     if kind == "official":
@@ -291,7 +291,8 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
             if not (row[2].strip().isdigit() and row[3].strip().isdigit()):
                 raise ManifestError(f"{csv_path}:{line}: time_start/time_end must be whole "
                                     f"seconds, got {row[2]!r}, {row[3]!r}")
-        names, source = resolve_class_names(class_names, [row[0] for _, row in rows])
+        names, source = resolve_class_names(class_names, [row[0] for _, row in rows],
+                                            offline_names)
     else:
         for line, row in rows:
             if len(row) != 2 or not row[1].strip().lstrip("-").isdigit():
@@ -301,7 +302,7 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
         labels = [int(row[1]) for _, row in rows]
         if class_names == "auto" and max(labels) >= 400:  # not Kinetics-400's ids
             class_names = None
-        names, source = (resolve_class_names(class_names, []) if class_names else
+        names, source = (resolve_class_names(class_names, [], offline_names) if class_names else
                          ([str(i) for i in range(max(labels) + 1)], "integer labels"))
     ids = {label: i for i, label in enumerate(names)}
     if kind == "official" and not root.is_dir():
@@ -376,8 +377,10 @@ def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
     return len(pairs), hashlib.sha256("".join(sorted(pairs)).encode()).hexdigest()
 
 
-def load_dataset(cfg, num_classes: int | None = None) -> Manifest:
-    """The manifest a ``conf/data`` config describes; generated sets are made first if needed."""
+def load_dataset(cfg, num_classes: int | None = None,
+                 offline_names: OfflineNames | None = None) -> Manifest:
+    """The manifest a ``conf/data`` config describes; generated sets are made first if needed.
+    ``offline_names``: Kinetics-400's class names when ``auto`` finds no file (resolve_class_names)."""
     if cfg.get("synthetic"):
         from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
 
@@ -385,7 +388,8 @@ def load_dataset(cfg, num_classes: int | None = None) -> Manifest:
     if not cfg.get("csv"):
         raise ManifestError(f"data.csv: not set for data={cfg.name} (e.g. KINETICS_CSV=... or "
                             "data.csv=PATH)")
-    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes)
+    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes,
+                             offline_names)
     # A generated set's file names only its own few classes (a pipeline check with any model).
     if num_classes is not None and not cfg.get("synthetic"):
         check_class_count(manifest, num_classes)

@@ -13,16 +13,14 @@
   published points, and model-only views/s per device and precision.
 - ``results/flops.csv`` / ``.md``: every zoo model's GFLOPs and params (``make flops``).
 
-``python -m benchmark.report RUN_OR_SWEEP_DIR...`` rebuilds all of it from the runs' files
+``python -m benchmark.report RUN_OR_SWEEP_DIR...`` (benchmark/report.py) rebuilds all of it from the runs' files
 (metrics.json, predictions.parquet, .hydra/config.yaml) without evaluating anything again.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from string import Formatter
@@ -36,8 +34,8 @@ from omegaconf import OmegaConf
 from benchmark.data.files import file_problem
 from benchmark.data.manifest import ManifestError, read_class_names
 from benchmark.results.metrics import bootstrap_ci, confused_pairs, per_class_accuracy
-from benchmark.run.models import CONF_DIR
-from benchmark.run.store import atomic_write, file_lock
+from benchmark import CONF_DIR
+from benchmark.data.files import atomic_write, file_lock
 
 log = logging.getLogger(__name__)
 
@@ -617,7 +615,7 @@ def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataF
     return table
 
 
-# ---- command line -------------------------------------------------------------------------------
+# ---- rebuilding from run folders (python -m benchmark.report) ------------------------------------
 
 def find_runs(folders: list[Path]) -> list[Path]:
     """Finished runs (folders holding metrics.json) given as themselves or under a sweep folder."""
@@ -641,31 +639,3 @@ def run_published(run_dir: Path, model: str) -> dict:
         return OmegaConf.to_container(published) if published else {}
     zoo = zoo_published().set_index("model")
     return zoo.loc[model].dropna().to_dict() if model in zoo.index else {}
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmark.report",
-        description="Rebuild the tables and plots of finished runs from their files "
-                    "(metrics.json, predictions.parquet, .hydra/config.yaml); evaluates nothing.")
-    parser.add_argument("folders", nargs="+", type=Path, metavar="RUN_OR_SWEEP_DIR",
-                        help="a run folder (holding metrics.json) or a folder of runs (a sweep)")
-    parser.add_argument("--results-dir", type=Path, default=Path("results"),
-                        help="where evaluations.csv/.md and the cross-run plots go (default: "
-                             "results)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        rows = []
-        for run in find_runs(args.folders):
-            published = run_published(run, read_metrics(run)["model"])
-            rows.append(report_run(run, published, args.results_dir))
-            log.info("%s: report.md, per_class.md, confusions.md, plots", run)
-    except ReportError as err:
-        sys.exit(f"error: {err}")
-    print(to_markdown(pd.DataFrame(rows), shown=EVAL_SHOWN))
-    print(f"table: {args.results_dir / 'evaluations.md'}")
-
-
-if __name__ == "__main__":
-    main()

@@ -22,11 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import av
-import pytorchvideo
 import torch
-import torchvision
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark import frameworks
 from benchmark.results import cost
 from benchmark.run import distributed
 from benchmark.frameworks.pytorchvideo import fuse
@@ -43,9 +42,10 @@ from benchmark.run.device import (
     set_tf32,
 )
 from benchmark.results.metrics import accuracy, top_k
-from benchmark.run.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
+from benchmark.run.models import (OUTPUTS, Model, build_model, class_names_file, offline_class_names,
+                                  resolve_weights)
 from benchmark.run.progress import Progress
-from benchmark.protocols import protocol_from_config
+from benchmark.frameworks.clips import protocol_from_config
 from benchmark.results.tables import check_eval_table, report_run
 from benchmark.run.store import RunStore, check_writable, fingerprint
 from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
@@ -189,17 +189,13 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
-    if protocol.spatial == "torchvision" and cfg.views.crops != 1:
-        raise SettingsError(f"views.crops: the {protocol.name} protocol takes one centre crop "
-                            f"(views.crops=1), got {cfg.views.crops}")
-    if protocol.spatial == "torchvision" and spec.get("resize_size") is None:
-        raise SettingsError(f"model.input.resize_size: the {protocol.name} protocol resizes as "
-                            "torchvision's weights.transforms() does; this model has none "
-                            f"(its protocol is not {protocol.name})")
+    for key, message in frameworks.get(protocol.framework).setting_problems(
+            protocol, cfg.views.crops, spec):
+        raise SettingsError(f"{key}: {message}")
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
-    """The rewrites ``eval.fuse`` names on ``device`` (``benchmark.fuse``); a bad value is a
+    """The rewrites ``eval.fuse`` names on ``device`` (frameworks/pytorchvideo/fuse.py); a bad value is a
     SettingsError naming the key."""
     try:
         return fuse.resolve(cfg.eval.get("fuse", "none"), device.type)
@@ -387,9 +383,13 @@ def batch_views_for(setting: int | str, device_type: str) -> int:
 
 
 def versions() -> dict[str, str]:
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorchvideo": pytorchvideo.__version__, "av": av.__version__,
-            "python": platform.python_version(), **harness_version()}
+    """The versions a run records: torch, every framework's (its adapter's ``version()``), PyAV,
+    Python and the harness's own."""
+    found = {"torch": torch.__version__}
+    for name in frameworks.KNOWN:
+        found.update(frameworks.get(name).version())
+    return {**found, "av": av.__version__, "python": platform.python_version(),
+            **harness_version()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -438,7 +438,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     if ranks.is_main:
         check_eval_table(Path(cfg.results_dir))  # before any work, not after the whole run
-    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes))
+    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes),
+                            offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)

@@ -1,4 +1,4 @@
-"""The regression check: ``python -m benchmark.regression`` (``make regression``, part of CI).
+"""The regression check behind ``python -m benchmark.regression`` (``make regression``, part of CI).
 
 Evaluates a model through the real entry point (``python -m benchmark.eval``: CSV, decode, views,
 model, metrics) and compares top-1, top-5, mean and per-class accuracy, and the FLOPs and
@@ -14,7 +14,6 @@ measured with, so any model and data set can have its own (see README).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -34,7 +33,7 @@ from benchmark.results import cost  # noqa: E402
 from benchmark.run.evaluate import versions  # noqa: E402
 from benchmark.run.models import build_model, compose_for_model  # noqa: E402
 from benchmark.results.tables import run_class_names  # noqa: E402
-from benchmark.run.store import atomic_write  # noqa: E402
+from benchmark.data.files import atomic_write  # noqa: E402
 
 BASELINE = "results/regression/baseline.json"
 # What --record evaluates unless told otherwise: the committed toy model, the toy set's held-out
@@ -186,37 +185,3 @@ def record_baseline(path: Path, extra: list[str], run_dir: Path, cost_models: li
           f"{single['views']} {single['top1']:.4f}; wrote {path}")
     atomic_write(path, lambda p: p.write_text(json.dumps(baseline, indent=2) + "\n"))
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.regression", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("overrides", nargs="*",
-                        help="Hydra overrides for benchmark.eval, on top of the baseline's")
-    parser.add_argument("--baseline", type=Path, default=Path(BASELINE))
-    parser.add_argument("--record", action="store_true",
-                        help="measure and write a new baseline instead of checking")
-    parser.add_argument("--cost-models", default=",".join(COST_MODELS),
-                        type=lambda names: [n for n in names.split(",") if n],
-                        help="with --record: model configs (comma-separated) whose GFLOPs and "
-                             "params the baseline holds; empty for none")
-    parser.add_argument("--run-dir", type=Path, default=Path("outputs/regression/last"),
-                        help="where the evaluation's run files go (replaced each time)")
-    args = parser.parse_args(argv)
-    try:
-        if args.record:
-            return record_baseline(args.baseline, args.overrides, args.run_dir, args.cost_models)
-        if not args.baseline.is_file():
-            print(f"error: {args.baseline}: no baseline; record one with --record "
-                  "(make regression-baseline)", file=sys.stderr)
-            return 2
-        return check_baseline(args.baseline, args.overrides, args.run_dir)
-    except CheckError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    # The FLOPs count's forward passes too run on one thread unless OMP_NUM_THREADS is set.
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    sys.exit(main())

@@ -6,7 +6,7 @@ are presets validated against these types and OmegaConf rejects a value of the w
 (``strict=maybe``, ``views.clips=2.5``, ``device.type=mps``), naming the key, while the config is
 composed: before any import of the heavy modules, before any work. What a type cannot say
 (ranges, rules between keys, ``auto``-or-a-number) is checked once after composition, in
-``benchmark.evaluate.check_settings``.
+``benchmark.run.evaluate.check_settings``.
 
 ``config_error_line`` turns OmegaConf's and Hydra's multi-line errors into the one line the
 command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.
@@ -69,11 +69,12 @@ class ModelSchema:
     """``conf/model/*.yaml``."""
 
     name: str = MISSING
+    framework: str = MISSING  # its adapter, benchmark/frameworks/<framework> (the registry's names)
     builder: Dict[str, Any] = MISSING  # free-form: a ``_target_`` and its arguments
     checkpoint_url: Optional[str] = None
     weights: str = AUTO  # auto | pretrained | random | PATH
     num_classes: int = MISSING
-    output: str = "logits"  # logits | probs (benchmark.models.OUTPUTS)
+    output: str = "logits"  # logits | probs (benchmark.run.models.OUTPUTS)
     torchvision_weights: Optional[str] = None  # torchvision's weights enum member
     input: InputSchema = field(default_factory=InputSchema)
     published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
@@ -114,10 +115,11 @@ class ViewsSchema:
 
 @dataclass
 class ProtocolSchema:
-    """``conf/protocol/*.yaml`` (the accepted values: benchmark/protocols.py, checked by
-    check_settings)."""
+    """``conf/protocol/*.yaml`` (the accepted values: benchmark/frameworks/clips.py and the
+    framework's adapter, checked by check_settings)."""
 
     name: str = MISSING
+    framework: str = "pytorchvideo"  # whose clip timings and spatial steps
     clips: str = MISSING
     head: str = MISSING
     combine: str = MISSING

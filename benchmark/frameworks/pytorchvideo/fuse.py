@@ -2,7 +2,7 @@
 
 Each rewrite turns the eval-mode model into one that computes the same function with fewer or
 faster kernels; the tests hold the rewritten model's probabilities to the plain model's
-(tests/test_fuse.py). ``benchmark.device.prepare_model`` applies them to a copy, so the module
+(tests/test_fuse.py). ``benchmark.run.device.prepare_model`` applies them to a copy, so the module
 that FLOPs and parameters are counted on stays the hub model.
 
 - ``bn``: every BatchNorm3d that directly follows a convolution in pytorchvideo's blocks is
@@ -31,7 +31,6 @@ convolutions, which torch.compile traces as tensors and breaks the graph on
 from __future__ import annotations
 
 import copy
-import time
 
 import torch
 from torch import nn
@@ -293,108 +292,3 @@ def fuse_relus(module: nn.Module) -> int:
                     setattr(block, act, None)
                     fused_count += 1
     return fused_count
-
-
-# ---- timing: python -m benchmark.fuse -------------------------------------------------------
-
-def time_variants(module: nn.Module, example: list[torch.Tensor], device: torch.device,
-                  precision: str, variants: list[str], iters: int, channels_last: bool = True,
-                  compile: bool = False) -> list[dict]:
-    """Model-only seconds per forward pass of each ``eval.fuse`` variant, the passes
-    interleaved (variant after variant, ``iters`` rounds) so that other work on the machine
-    slows all of them alike; one untimed warm-up pass each (kernel choice, compiling). On a
-    CPU also the process's CPU seconds per pass (all threads), which other processes taking
-    cores inflate less than the wall time."""
-    from benchmark.run.device import autocast, clock, prepare_model
-
-    runners = {v: prepare_model(module, device, channels_last, compile, resolve(v, device.type))
-               for v in variants}
-    seconds: dict[str, list[float]] = {v: [] for v in variants}
-    cpu: dict[str, list[float]] = {v: [] for v in variants}
-    with torch.inference_mode(), autocast(device, precision):
-        for runner in runners.values():
-            runner(list(example))
-        for _ in range(iters):
-            for variant, runner in runners.items():
-                start, cpu_start = clock(device), time.process_time()
-                runner(list(example))
-                seconds[variant].append(clock(device) - start)
-                cpu[variant].append(time.process_time() - cpu_start)
-    def median(values: list[float]) -> float:
-        return sorted(values)[len(values) // 2]
-
-    base, cpu_base = median(seconds[variants[0]]), median(cpu[variants[0]])
-    rows = []
-    for variant, times in seconds.items():
-        middle = median(times)
-        rows.append({"fuse": label(resolve(variant, device.type)), "setting": variant,
-                     "median_s": round(middle, 4), "min_s": round(min(times), 4),
-                     "max_s": round(max(times), 4),
-                     "views_per_s": round(example[0].shape[0] / middle, 2),
-                     f"speedup_vs_{variants[0]}": round(base / middle, 3),
-                     **({"cpu_s": round(median(cpu[variant]), 4),
-                         f"cpu_speedup_vs_{variants[0]}": round(cpu_base / median(cpu[variant]), 3)}
-                        if device.type == "cpu" else {})})
-    return rows
-
-
-def main(argv: list[str] | None = None) -> list[dict]:
-    """``python -m benchmark.fuse``: model-only time of each rewrite set, random weights."""
-    import argparse
-    import json
-    import os
-
-    from benchmark.run.device import precision_problem
-    from benchmark.run.evaluate import resolve_device
-    from benchmark.run.models import build_model, compose_for_model
-
-    parser = argparse.ArgumentParser(prog="python -m benchmark.fuse", description=main.__doc__)
-    parser.add_argument("--model", default="slowfast_r50")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="bf16")
-    parser.add_argument("--batch", type=int, default=None, help="default: 3 on a CPU, 60 on a GPU")
-    parser.add_argument("--iters", type=int, default=3, help="timed rounds")
-    parser.add_argument("--variants", default="none,bn,bn+stem,bn+relu",
-                        help="eval.fuse values, comma-separated (the first is the baseline)")
-    parser.add_argument("--nchw", action="store_true")
-    parser.add_argument("--compile", action="store_true", help="torch.compile each variant")
-    parser.add_argument("--json", type=str, default=None, help="also write the rows here")
-    args = parser.parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-    except ValueError as err:  # the device is not on this machine: one line
-        raise SystemExit(f"error: --device {args.device}: {str(err).split(': ', 1)[1]}") from None
-    problem = precision_problem(args.precision, device)
-    if problem:
-        raise SystemExit(f"error: {problem}")
-    variants = [v for v in args.variants.split(",")
-                if all(DEVICE_ONLY.get(n, device.type) == device.type for n in v.split("+"))]
-    for variant in variants:
-        try:
-            resolve(variant, device.type)
-        except FuseError as err:
-            raise SystemExit(f"error: --variants: {str(err).split(': ', 1)[1]}") from None
-    torch.manual_seed(0)
-    model = build_model(compose_for_model(args.model).model)
-    batch = args.batch or (3 if device.type == "cpu" else 60)
-    layout = torch.contiguous_format if args.nchw else torch.channels_last_3d
-    example = [x.to(device).contiguous(memory_format=layout) for x in model.spec.example(batch)]
-    load = os.getloadavg()[0]
-    rows = time_variants(model.module, example, device, args.precision, variants, args.iters,
-                         not args.nchw, args.compile)
-    import pandas as pd
-
-    print(f"{model.name}, {device}, {args.precision}, {'NCDHW' if args.nchw else 'channels-last'}"
-          f", batch {batch}, {args.iters} interleaved rounds{', compiled' if args.compile else ''}"
-          f"; load average {load:.2f} before, {os.getloadavg()[0]:.2f} after")
-    print(pd.DataFrame(rows).to_markdown(index=False))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": model.name, "device": str(device), "precision": args.precision,
-                       "batch": batch, "compile": args.compile, "rows": rows,
-                       "torch": torch.__version__}, f, indent=1)
-    return rows
-
-
-if __name__ == "__main__":
-    main()

@@ -36,7 +36,7 @@ EXPECTED_ERRORS = (ManifestError, WeightsError, SettingsError, DecodeError, Stri
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:
-    """ok | skipped | failed, for the sweep table (benchmark/sweep.py)."""
+    """ok | skipped | failed, for the sweep table (benchmark/results/sweep.py)."""
     atomic_write(run_dir / "status.json",
                  lambda p: p.write_text(json.dumps({"status": status, "reason": reason}) + "\n"))
 
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(128 + err.signum)
     except Exception as err:
         # In a sweep a job's failure is recorded and the sweep goes on; the sweep's end
-        # (benchmark/sweep.py) writes the table and exits non-zero if a job failed.
+        # (benchmark/results/sweep.py) writes the table and exits non-zero if a job failed.
         expected = isinstance(err, EXPECTED_ERRORS)
         if not in_sweep:
             if not expected:

@@ -4,7 +4,7 @@ Where a model's forward pass spends its time on a device: ``torch.profiler`` ove
 one view batch (random weights: time does not depend on them), summed by kind of work
 (convolutions, batch norm, activations, additions, pooling, copies) and the most expensive
 kernels (GPU) or operators (CPU). It is what tells whether a model is bound by its convolutions
-or by the memory-bound work between them, and which convolution is slow (README: Speed).
+or by the memory-bound work between them, and which convolution is slow (docs/speed.md).
 Prints the tables and writes ``results/profiles/<device>-<model>-<precision>-b<batch>.md`` (the
 tables) and ``.csv`` (every kernel or operator).
 """
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--nchw", action="store_true", help="NCDHW instead of channels-last")
     parser.add_argument("--iters", type=int, default=3, help="profiled forward passes")
     parser.add_argument("--fuse", default="none",
-                        help="eval.fuse's rewrites (benchmark/fuse.py): none, auto, bn+stem, ...")
+                        help="eval.fuse's rewrites (benchmark/frameworks/pytorchvideo/fuse.py): none, auto, bn+stem, ...")
     parser.add_argument("--top", type=int, default=20, help="kernels/operators listed")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)

@@ -5,10 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.run.evaluate import (NothingEvaluated, SettingsError, StrictFailure, check_class_count,
-                                record_prediction)
-from benchmark.data.manifest import Manifest, Video
-from benchmark.run.models import Model
+from benchmark.run.evaluate import NothingEvaluated, StrictFailure, record_prediction
+from benchmark.data.manifest import Manifest, ManifestError, Video, check_class_count
 from benchmark.run.store import RunStore
 
 from conftest import run_eval
@@ -92,9 +90,9 @@ def manifest(names, source, labels) -> Manifest:
 
 
 def test_a_class_name_list_without_the_models_classes_is_refused():
-    model = Model("m", None, "random-init", None, 400)
+    model = 400  # the model's classes
     subset = manifest(["bowling", "cooking egg"], "sorted CSV labels", [0, 1])
-    with pytest.raises(SettingsError, match=r"data.class_names: 2 class names \(sorted CSV labels\) "
+    with pytest.raises(ManifestError, match=r"data.class_names: 2 class names \(sorted CSV labels\) "
                                             r"but the model has 400 classes"):
         check_class_count(subset, model, generated=False)
     check_class_count(manifest([str(i) for i in range(400)], "names.json", [3]), model, False)
@@ -102,5 +100,5 @@ def test_a_class_name_list_without_the_models_classes_is_refused():
     check_class_count(integers, model, False)
     assert len(integers.class_names) == 400
     check_class_count(subset, model, generated=True)  # the built-in sample: its own classes
-    with pytest.raises(SettingsError, match="labels go beyond the model's 2 classes"):
-        check_class_count(manifest(["a", "b", "c"], "x", [2]), Model("m", None, "", None, 2), True)
+    with pytest.raises(ManifestError, match="labels go beyond the model's 2 classes"):
+        check_class_count(manifest(["a", "b", "c"], "x", [2]), 2, True)

@@ -17,9 +17,10 @@ from benchmark import flops
 from benchmark.data.decode import decode_video
 from benchmark.run.evaluate import SettingsError, check_settings
 from benchmark.run.models import build_model
+from benchmark.report import main
 from benchmark.results.tables import (EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, FLOPS_SHOWN, MAX_SHOWN_COLUMNS,
-                              eval_row, main, report_run, to_markdown, upsert_table,
-                              zoo_published)
+                                      eval_row, report_run, to_markdown, upsert_table,
+                                      zoo_published)
 from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import REPO, compose_eval

@@ -107,13 +107,27 @@ DERIVED_SOURCES = ("sorted CSV labels", "integer labels")
 OfflineNames = Callable[[], "tuple[list[str], str]"]
 
 
-def check_class_count(manifest: Manifest, num_classes: int) -> None:
-    """A class-name file lists the model's classes: as many names as it has outputs, or the
-    ids would not be the model's (600 names for a 400-class model shift them silently)."""
-    count = len(manifest.class_names)
-    if manifest.class_names_source not in DERIVED_SOURCES and count != num_classes:
-        raise ManifestError(f"{manifest.class_names_source}: {count} class names, but the model "
-                            f"has {num_classes} classes (model.num_classes)")
+def check_class_count(manifest: Manifest, num_classes: int, generated: bool = False) -> None:
+    """The class-name list must have the model's number of classes, or the ids the CSV's names
+    map to are not the model's: 600 names for a 400-class model shift them silently, and so do
+    the sorted names of a subset CSV (``data.class_names=null``). Integer-label lists are the
+    model's ids already: names padded. A generated set (sample, toy) has its own classes; a
+    Kinetics model on it only shows the pipeline runs, and its labels must still be within the
+    model's classes. (The one home of this check: load_dataset runs it.)"""
+    names, source = manifest.class_names, manifest.class_names_source
+    if len(names) < num_classes and source == "integer labels":
+        names.extend(str(i) for i in range(len(names), num_classes))
+    if len(names) != num_classes and not generated:
+        if source not in DERIVED_SOURCES:
+            raise ManifestError(f"{source}: {len(names)} class names, but the model has "
+                                f"{num_classes} classes (model.num_classes)")
+        raise ManifestError(
+            f"data.class_names: {len(names)} class names ({source}) but the model has "
+            f"{num_classes} classes (model.num_classes): class ids would not be the model's; "
+            "pass the model's class-name file (data.class_names=PATH)")
+    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= num_classes:
+        raise ManifestError(f"data: labels go beyond the model's {num_classes} classes "
+                            f"(model.num_classes); class names came from {source}")
 
 
 def resolve_class_names(setting: str | None, csv_labels: list[str],
@@ -205,7 +219,7 @@ def _is_video_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
-# Which file stands for a video when several share its stem (README: Point it at Kinetics-400).
+# Which file stands for a video when several share its stem (docs/data.md).
 PICK_RULE = "the label's folder, then flat under the root, then another folder; .mp4, .mkv, .webm"
 
 
@@ -391,6 +405,6 @@ def load_dataset(cfg, num_classes: int | None = None,
     manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes,
                              offline_names)
     # A generated set's file names only its own few classes (a pipeline check with any model).
-    if num_classes is not None and not cfg.get("synthetic"):
-        check_class_count(manifest, num_classes)
+    if num_classes is not None:
+        check_class_count(manifest, num_classes, bool(cfg.get("synthetic")))
     return manifest

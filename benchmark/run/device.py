@@ -53,7 +53,7 @@ def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: 
                   compile: bool, fuse: tuple[str, ...] = ()) -> torch.nn.Module:
     """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:
     oneDNN and cuDNN run 3D convolutions faster on NDHWC), rewritten (``eval.fuse``: the
-    rewrites ``benchmark.fuse.resolve`` names, applied to a copy) and compiled (``compile``).
+    rewrites ``frameworks/pytorchvideo/fuse.py``'s ``resolve`` names, applied to a copy) and compiled (``compile``).
 
     Returns the module to call; with ``fuse`` or ``compile`` it is not ``module``, which stays
     the one to count FLOPs and parameters on.

@@ -111,12 +111,6 @@ class LoadedVideo:
     transient: bool = False  # a failure a later try may not repeat (store.add_failure)
     kind: str | None = None  # of failure: loader.CRASH (killed its decoder twice) or None
 
-    def pin_memory(self) -> LoadedVideo:
-        """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
-        if self.clips is not None:
-            self.clips = self.clips.pin_memory()
-        return self
-
 
 class VideoClipsDataset:
     """Decodes one video per item and cuts its clips; failures come back as values."""
@@ -155,7 +149,7 @@ class VideoClipsDataset:
 
 def check_settings(cfg: DictConfig) -> None:
     """Reject impossible settings before any work, naming the key: ranges and rules between
-    keys (the types were checked as the config was composed, benchmark/schema.py)."""
+    keys (the types were checked as the config was composed, benchmark/run/schema.py)."""
     spec = cfg.model.input
     iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
     checks = [
@@ -344,7 +338,7 @@ def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
 def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
                  device: torch.device) -> SupervisedLoader:
     """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order,
-    supervised by this process (benchmark/loader.py: a worker that dies or hangs costs one
+    supervised by this process (benchmark/data/loader.py: a worker that dies or hangs costs one
     video, not the run); on CUDA the clips come pinned, so their copy to the GPU can run
     asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
@@ -376,7 +370,7 @@ def loader_workers(setting: int | str, device_type: str) -> int:
 def batch_views_for(setting: int | str, device_type: str) -> int:
     """``eval.batch_views``; ``auto``: 3 on a CPU (a clip's 3 crops: larger batches run no
     faster there and each view is 31 MB of fp32), 60 on a GPU (two videos' 10x3: enough to fill
-    the device, README: Speed)."""
+    the device, docs/speed.md)."""
     if setting != "auto":
         return int(setting)
     return 3 if device_type == "cpu" else 60
@@ -452,7 +446,6 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
                            rewrites)
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
-    check_class_count(manifest, model, bool(cfg.data.get("synthetic")))
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
@@ -601,25 +594,6 @@ def data_identity(cfg: DictConfig, identity: dict) -> dict:
     another CSV is a row of its own, never the full list's."""
     data = identity["data"]
     return {"csv": data["csv"], "csv_sha256": data["csv_sha256"], "limit": data["limit"]}
-
-
-def check_class_count(manifest: Manifest, model: Model, generated: bool) -> None:
-    """The class-name list must have the model's number of classes, or the ids the CSV's names
-    map to are not the model's (``data.class_names=null`` on a subset CSV: sorted names of the
-    classes present, shifted). Integer-label lists are the model's ids already: names padded.
-    A generated set (sample, toy) has its own classes; a Kinetics model on it only shows the
-    pipeline runs, and its labels must still be within the model's classes."""
-    names, source = manifest.class_names, manifest.class_names_source
-    if len(names) < model.num_classes and source == "integer labels":
-        names.extend(str(i) for i in range(len(names), model.num_classes))
-    if len(names) != model.num_classes and not generated:
-        raise SettingsError(
-            f"data.class_names: {len(names)} class names ({source}) but the model has "
-            f"{model.num_classes} classes (model.num_classes): class ids would not be the model's; "
-            "pass the model's class-name file (data.class_names=PATH)")
-    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
-        raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
-                            f"(model.num_classes); class names came from {source}")
 
 
 def check_ranks_agree(identity: dict, ranks: distributed.Ranks) -> None:

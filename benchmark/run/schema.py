@@ -51,7 +51,7 @@ class DeviceType(str, enum.Enum):
 
 @dataclass
 class InputSchema:
-    """``model.input``: the model's test input (benchmark.views.InputSpec)."""
+    """``model.input``: the model's test input (benchmark.frameworks.views.InputSpec)."""
 
     num_frames: int = MISSING
     sampling_rate: int = MISSING
@@ -100,7 +100,7 @@ class DataSchema:
     workers: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_threads: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_timeout_s: Optional[float] = 120.0
-    loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/loader.py)
+    loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/data/loader.py)
     synthetic: Optional[SyntheticSchema] = None  # type: ignore[valid-type]
 
 

@@ -33,7 +33,7 @@ from benchmark.results.metrics import top_k
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
-# kind: "crash" for a video that killed its decoder twice (benchmark/loader.py), else empty.
+# kind: "crash" for a video that killed its decoder twice (benchmark/data/loader.py), else empty.
 FAILURE_COLUMNS = ["video_id", "path", "reason", "kind"]
 # reason set: a failure (transient: tried again on resume); else a prediction
 PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "transient", "kind"]

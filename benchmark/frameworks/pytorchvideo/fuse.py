@@ -42,7 +42,7 @@ from pytorchvideo.models.stem import ResNetBasicStem
 from pytorchvideo.models.x3d import ProjectedPool
 
 REWRITES = ("bn", "stem", "relu")
-# What ``auto`` applies per device type: only what was measured to help there (README: Speed).
+# What ``auto`` applies per device type: only what was measured to help there (docs/speed.md).
 # CPU (2-core EPYC with AVX512-BF16, slowfast_r50 bf16 channels-last batch 3, model only,
 # `python -m benchmark.fuse --iters 5`, 2026-12-01, the machine shared at load 8-12): CPU
 # seconds per pass against none: bn 1.10x, bn+relu 1.19x, bn+stem 1.03x (the padding costs

@@ -38,11 +38,13 @@ eval-r101: install
 	@echo "data: $(DATA)"
 	$(PY) -m benchmark.eval model=slowfast_r101 $(DATA) $(ARGS)
 
+# The layers' import contracts first (pyproject [tool.importlinter], docs/architecture.md).
 test: install
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # The SLURM launcher on a real scheduler: a one-node cluster (munged, slurmctld, slurmd) from a
-# temporary config, installed with apt-get when missing, stopped when done (README: "SLURM").
+# temporary config, installed with apt-get when missing, stopped when done (docs/scale-out.md).
 .PHONY: slurm-test
 slurm-test: install
 	bash tests/slurm/cluster.sh $(PY)
@@ -54,13 +56,13 @@ sweep: install
 	$(PY) -m benchmark.eval -m $(SWEEP) $(DATA) $(ARGS)
 
 # The model card's pipeline against the harness, in one process, same videos and weights:
-# results/bench-<device>.csv/.md and bench.json in the run dir (README: "Speed").
+# results/bench-<device>.csv/.md and bench.json in the run dir (docs/speed.md).
 # Quick: make bench ARGS="bench.rss_videos=0"; on a CPU without bf16: ARGS="precision=fp32".
 .PHONY: bench
 bench: install
 	$(PY) -m benchmark.bench $(ARGS)
 
-# Where a model's forward pass spends its time: results/profiles/ (README: "Speed").
+# Where a model's forward pass spends its time: results/profiles/ (docs/speed.md).
 # ARGS="--device cuda --precision bf16 --batch 60" on a GPU.
 .PHONY: profile
 profile: install
@@ -92,7 +94,7 @@ report: install
 	$(PY) -m benchmark.report $(RUNS)
 
 # The CI regression check: the committed toy SlowFast on the toy set's held-out split, 10x3,
-# against results/regression/baseline.json (README: "Regression check").
+# against results/regression/baseline.json (docs/regression.md).
 .PHONY: toy-model regression regression-baseline
 regression: install
 	$(PY) -m benchmark.regression $(ARGS)

@@ -4,7 +4,7 @@ In one process, on the same generated videos (``conf/data/bench.yaml``: 10 s, 30
 and the same weights (one module for both):
 
 1. ``reference``: pytorchvideo 0.1.5's own 10x3 pipeline as a pytorchvideo user writes it
-   (``benchmark.reference``: ``LabeledVideoDataset``, decoding each clip anew, the card's
+   (``benchmark/frameworks/pytorchvideo/reference.py``: ``LabeledVideoDataset``, decoding each clip anew, the card's
    transforms, ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW,
    ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``);
 2. ``harness``: the harness's own path (loader workers decode once and cut uint8 clips, the
@@ -45,9 +45,11 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from benchmark import cost, fuse  # noqa: E402
-from benchmark.decode import decode_threads  # noqa: E402
-from benchmark.device import (  # noqa: E402
+from benchmark.results import cost  # noqa: E402
+from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
+from benchmark.data.decode import decode_threads  # noqa: E402
+from benchmark.run.device import (  # noqa: E402
+    device_name,
     PRECISIONS,
     Stopwatch,
     clock,
@@ -55,7 +57,7 @@ from benchmark.device import (  # noqa: E402
     precision_problem,
     reuse_freed_memory,
 )
-from benchmark.evaluate import (  # noqa: E402
+from benchmark.run.evaluate import (  # noqa: E402
     SettingsError,
     batch_views_for,
     check_settings,
@@ -67,12 +69,13 @@ from benchmark.evaluate import (  # noqa: E402
     versions,
     video_loader,
 )
-from benchmark.manifest import ManifestError, Video, load_dataset  # noqa: E402
-from benchmark.models import WeightsError, build_model, compose_for_model  # noqa: E402
-from benchmark.reference import reference_views  # noqa: E402
-from benchmark.report import cell, upsert_table  # noqa: E402
-from benchmark.views import InputSpec  # noqa: E402
-from benchmark.schema import composed, hydra_cli  # noqa: E402
+from benchmark.data.manifest import ManifestError, Video, load_dataset  # noqa: E402
+from benchmark.run.models import (WeightsError, build_model, compose_for_model,  # noqa: E402
+                                  offline_class_names)
+from benchmark.frameworks.pytorchvideo.reference import reference_views  # noqa: E402
+from benchmark.results.tables import cell, upsert_table  # noqa: E402
+from benchmark.frameworks.views import InputSpec  # noqa: E402
+from benchmark.run.schema import composed, hydra_cli  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
@@ -369,7 +372,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     if int(cfg.bench.videos) < 1:
         raise SettingsError(f"bench.videos: must be >= 1, got {cfg.bench.videos}")
     load_start = os.getloadavg()[0]
-    manifest = load_dataset(cfg.data)  # generated on first use
+    manifest = load_dataset(cfg.data, offline_names=offline_class_names)  # generated on first use
     needed = max(int(cfg.bench.videos), int(cfg.bench.rss_videos))
     if len(manifest.videos) < needed:
         raise SettingsError(f"data: {len(manifest.videos)} videos, the benchmark needs {needed} "
@@ -518,16 +521,6 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
     summary, _ = run_harness(runner, videos, len(videos), model.spec, cfg, device, gflops)
     return {"model": model.name, "weights": model.weights, "videos": len(videos),
             "rss_before_mb": before, "summary": summary}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    return f"cpu ({os.cpu_count()} cores)"
 
 
 @hydra.main(version_base=None, config_path="../conf", config_name="bench")

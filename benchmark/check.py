@@ -22,12 +22,13 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from benchmark.schema import composed, hydra_cli
-from benchmark.decode import DecodeError, decode_video, process_cores, time_limit
-from benchmark.loader import SupervisedLoader, test_hooks
-from benchmark.manifest import ManifestError, Video, data_fingerprint, load_dataset
-from benchmark.progress import Progress
-from benchmark.store import atomic_write
+from benchmark.run.schema import composed, hydra_cli
+from benchmark.data.decode import DecodeError, decode_video, process_cores, time_limit
+from benchmark.data.loader import SupervisedLoader, test_hooks
+from benchmark.data.manifest import ManifestError, Video, data_fingerprint, load_dataset
+from benchmark.run.models import offline_class_names
+from benchmark.run.progress import Progress
+from benchmark.data.files import atomic_write
 
 log = logging.getLogger("benchmark")
 
@@ -80,7 +81,7 @@ def failed_row(video: Video, reason: str) -> Scanned:
 
 
 def scan(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
-    manifest = load_dataset(cfg.data)
+    manifest = load_dataset(cfg.data, offline_names=offline_class_names)
     videos = manifest.videos
     workers = process_cores() if cfg.workers == "auto" else int(cfg.workers)
     loader = SupervisedLoader(

@@ -18,15 +18,15 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from benchmark.decode import DecodeError  # noqa: E402
-from benchmark.distributed import rank_from_env  # noqa: E402
-from benchmark.evaluate import (  # noqa: E402
+from benchmark.data.decode import DecodeError  # noqa: E402
+from benchmark.run.distributed import rank_from_env  # noqa: E402
+from benchmark.run.evaluate import (  # noqa: E402
     DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
-from benchmark.manifest import ManifestError  # noqa: E402
-from benchmark.models import WeightsError  # noqa: E402
-from benchmark.report import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402
-from benchmark.schema import AUTO, composed, hydra_cli  # noqa: E402
-from benchmark.store import ResumeError, atomic_write  # noqa: E402
+from benchmark.data.manifest import ManifestError  # noqa: E402
+from benchmark.run.models import WeightsError  # noqa: E402
+from benchmark.results.tables import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402
+from benchmark.run.schema import AUTO, composed, hydra_cli  # noqa: E402
+from benchmark.run.store import ResumeError, atomic_write  # noqa: E402
 
 log = logging.getLogger("benchmark")
 
@@ -36,7 +36,7 @@ EXPECTED_ERRORS = (ManifestError, WeightsError, SettingsError, DecodeError, Stri
 
 
 def write_status(run_dir: Path, status: str, reason: str = "") -> None:
-    """ok | skipped | failed, for the sweep table (benchmark/sweep.py)."""
+    """ok | skipped | failed, for the sweep table (benchmark/results/sweep.py)."""
     atomic_write(run_dir / "status.json",
                  lambda p: p.write_text(json.dumps({"status": status, "reason": reason}) + "\n"))
 
@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(128 + err.signum)
     except Exception as err:
         # In a sweep a job's failure is recorded and the sweep goes on; the sweep's end
-        # (benchmark/sweep.py) writes the table and exits non-zero if a job failed.
+        # (benchmark/results/sweep.py) writes the table and exits non-zero if a job failed.
         expected = isinstance(err, EXPECTED_ERRORS)
         if not in_sweep:
             if not expected:

@@ -19,9 +19,9 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from benchmark import cost  # noqa: E402
-from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
-from benchmark.report import (FLOPS_SHOWN, flops_row, to_markdown, write_flops_table,  # noqa: E402
+from benchmark.results import cost  # noqa: E402
+from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
+from benchmark.results.tables import (FLOPS_SHOWN, flops_row, to_markdown, write_flops_table,  # noqa: E402
                               zoo_published)
 
 log = logging.getLogger("benchmark.flops")

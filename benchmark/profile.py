@@ -4,7 +4,7 @@ Where a model's forward pass spends its time on a device: ``torch.profiler`` ove
 one view batch (random weights: time does not depend on them), summed by kind of work
 (convolutions, batch norm, activations, additions, pooling, copies) and the most expensive
 kernels (GPU) or operators (CPU). It is what tells whether a model is bound by its convolutions
-or by the memory-bound work between them, and which convolution is slow (README: Speed).
+or by the memory-bound work between them, and which convolution is slow (docs/speed.md).
 Prints the tables and writes ``results/profiles/<device>-<model>-<precision>-b<batch>.md`` (the
 tables) and ``.csv`` (every kernel or operator).
 """
@@ -24,11 +24,11 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from benchmark import fuse  # noqa: E402
-from benchmark.bench import device_name  # noqa: E402
-from benchmark.device import PRECISIONS, autocast, precision_problem, prepare_model  # noqa: E402
-from benchmark.evaluate import resolve_device  # noqa: E402
-from benchmark.models import UnknownModel, build_model, compose_for_model  # noqa: E402
+from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
+from benchmark.run.device import (PRECISIONS, autocast, device_name, precision_problem,  # noqa: E402
+                                  prepare_model)
+from benchmark.run.evaluate import resolve_device  # noqa: E402
+from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 
 # Kind of work -> substrings of kernel (GPU) or operator (CPU) names, tried in this order.
 KINDS = {
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--nchw", action="store_true", help="NCDHW instead of channels-last")
     parser.add_argument("--iters", type=int, default=3, help="profiled forward passes")
     parser.add_argument("--fuse", default="none",
-                        help="eval.fuse's rewrites (benchmark/fuse.py): none, auto, bn+stem, ...")
+                        help="eval.fuse's rewrites (benchmark/frameworks/pytorchvideo/fuse.py): none, auto, bn+stem, ...")
     parser.add_argument("--top", type=int, default=20, help="kernels/operators listed")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)

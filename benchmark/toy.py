@@ -29,14 +29,14 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
-from benchmark.decode import decode_video  # noqa: E402
-from benchmark.evaluate import versions  # noqa: E402
-from benchmark.manifest import Video, load_dataset  # noqa: E402
-from benchmark.models import build_model  # noqa: E402
-from benchmark.protocols import frames_between  # noqa: E402
-from benchmark.store import atomic_write  # noqa: E402
-from benchmark.views import InputSpec, cut_clips, make_views  # noqa: E402
-from benchmark.schema import composed, hydra_cli  # noqa: E402
+from benchmark.data.decode import decode_video  # noqa: E402
+from benchmark.run.evaluate import versions  # noqa: E402
+from benchmark.data.manifest import Video, load_dataset  # noqa: E402
+from benchmark.run.models import build_model, offline_class_names  # noqa: E402
+from benchmark.frameworks.clips import frames_between  # noqa: E402
+from benchmark.data.files import atomic_write  # noqa: E402
+from benchmark.frameworks.views import InputSpec, cut_clips, make_views  # noqa: E402
+from benchmark.run.schema import composed, hydra_cli  # noqa: E402
 
 log = logging.getLogger("benchmark.toy")
 
@@ -81,7 +81,7 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(cfg.train.threads)
     rng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
-    manifest = load_dataset(cfg.data)  # generated on first use
+    manifest = load_dataset(cfg.data, offline_names=offline_class_names)  # generated on first use
     data_seconds = time.perf_counter() - start
     model = build_model(cfg.model)
     module, spec, train = model.module.train(), model.spec, cfg.train

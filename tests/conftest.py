@@ -12,11 +12,11 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import benchmark  # noqa: F401  (registers the torchvision alias before pytorchvideo)
-from benchmark.models import build_model
-from benchmark.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
-from benchmark.decode import decode_video
-from benchmark.views import InputSpec, sample_clips
+import benchmark.frameworks.pytorchvideo  # noqa: F401  (its torchvision alias before pytorchvideo)
+from benchmark.run.models import build_model
+from benchmark.data.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
+from benchmark.data.decode import decode_video
+from benchmark.frameworks.views import InputSpec, sample_clips
 
 
 

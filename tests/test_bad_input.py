@@ -14,11 +14,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 
-from benchmark.evaluate import SettingsError, check_settings
-from benchmark.manifest import ManifestError, load_dataset, read_class_names, read_manifest
-from benchmark.models import WeightsError, load_checkpoint
-from benchmark.report import ReportError, check_eval_table
-from benchmark.schema import config_error_line
+from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.data.manifest import ManifestError, load_dataset, read_class_names, read_manifest
+from benchmark.run.models import WeightsError, load_checkpoint
+from benchmark.results.tables import ReportError, check_eval_table
+from benchmark.run.schema import config_error_line
 
 from conftest import compose_eval, make_video, run_eval
 
@@ -77,7 +77,7 @@ def test_validation_step_rejects_what_a_type_cannot_say(override, message):
 def test_every_preset_validates_against_its_group_schema():
     """The data sets, views and devices compose through their schemas, and so do bench.yaml and
     train_toy.yaml, which use the same groups."""
-    from benchmark.models import CONF_DIR
+    from benchmark.run.models import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         # (test_report composes every zoo model with its views)

@@ -1,13 +1,13 @@
 import math
 
-import benchmark  # noqa: F401  (must precede pytorchvideo imports)
+import benchmark.frameworks.pytorchvideo  # noqa: F401  (must precede pytorchvideo imports)
 import pytest
 import torch
 from fvcore.nn import FlopCountAnalysis
 from pytorchvideo.models.slowfast import create_slowfast
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark.cost import gflops_per_view, model_views_per_s, params_m
+from benchmark.results.cost import gflops_per_view, model_views_per_s, params_m
 
 
 class Plain(torch.nn.Module):
@@ -89,7 +89,7 @@ def test_slowfast_r50_matches_zoo():
 
 
 def test_flop_counts_with_norm_adds_fvcores_training_mode_norm_count():
-    from benchmark.cost import flop_counts
+    from benchmark.results.cost import flop_counts
 
     model, x = Plain(), [torch.randn(1, 3, 2, 4, 4)]
     bn = model.seq[1]

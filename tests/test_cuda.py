@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.device import Stopwatch, prepare_model
-from benchmark.evaluate import LoadedVideo, on_device, predict
+from benchmark.run.device import Stopwatch, prepare_model
+from benchmark.run.evaluate import LoadedVideo, on_device, predict
 
 from conftest import run_eval
 

@@ -6,8 +6,8 @@ import sys
 import pytest
 from pytorchvideo.data.encoded_video import EncodedVideo
 
-from benchmark.decode import DecodeError, decode_threads, decode_video, process_cores
-from benchmark.evaluate import loader_workers
+from benchmark.data.decode import DecodeError, decode_threads, decode_video, process_cores
+from benchmark.run.evaluate import loader_workers
 
 
 def test_decodes_every_frame_once_with_pytorchvideos_duration(videos):
@@ -73,7 +73,7 @@ def test_a_slurm_task_uses_its_own_cores_once(monkeypatch):
 
 PROBE = """
 import json, os, sys
-from benchmark.decode import decode_threads, process_cores
+from benchmark.data.decode import decode_threads, process_cores
 cores = sorted(os.sched_getaffinity(0))[:2]
 os.sched_setaffinity(0, cores)
 out = {}

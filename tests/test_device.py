@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.device import Stopwatch, precision_problem, prepare_model
-from benchmark.evaluate import batch_views_for, loader_workers, predict
-from benchmark.views import make_views
+from benchmark.run.device import Stopwatch, precision_problem, prepare_model
+from benchmark.run.evaluate import batch_views_for, loader_workers, predict
+from benchmark.frameworks.views import make_views
 
 CPU = torch.device("cpu")
 
@@ -85,13 +85,13 @@ def test_stopwatch_times_views_and_model(tiny_model, tiny_clips):
 
 
 def test_auto_settings_follow_the_device(monkeypatch):
-    import benchmark.evaluate
+    import benchmark.run.evaluate
 
     assert (batch_views_for("auto", "cpu"), loader_workers("auto", "cpu")) == (3, 1)
     assert batch_views_for("auto", "cuda") == 60
     # On a GPU one worker per core but the main process's, and at least one.
     for cores, workers in [(16, 15), (2, 1), (1, 1)]:
-        monkeypatch.setattr(benchmark.evaluate, "process_cores", lambda: cores)
+        monkeypatch.setattr(benchmark.run.evaluate, "process_cores", lambda: cores)
         assert loader_workers("auto", "cuda") == workers, cores
     assert (batch_views_for(8, "cuda"), loader_workers(0, "cuda")) == (8, 0)
 
@@ -112,7 +112,7 @@ def test_reuse_freed_memory_stops_the_page_faults():
     """Freed 64 MB blocks are reused: once warm, allocating one page faults almost nowhere."""
     script = textwrap.dedent("""
         import resource, sys, torch
-        from benchmark.device import reuse_freed_memory
+        from benchmark.run.device import reuse_freed_memory
         if sys.argv[1] == "reuse":
             assert reuse_freed_memory()
         for _ in range(3):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from benchmark.distributed import Ranks, shard
+from benchmark.run.distributed import Ranks, shard
 
 from test_eval_cli import REPO
 

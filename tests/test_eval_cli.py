@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.models import build_model
-from benchmark.reference import reference_views
+from benchmark.run.models import build_model
+from benchmark.frameworks.pytorchvideo.reference import reference_views
 
 # kinetics_run (a finished run of the real CLI) is a session fixture in conftest, shared with
 # test_report.py; REPO and run_eval stay importable from here.
@@ -128,7 +128,7 @@ def test_sample_set_runs_offline_and_writes_nothing_outside_outputs(tmp_path):
 
 
 def test_results_dir_auto_is_results_for_real_data_and_an_explicit_one_wins(tmp_path):
-    from benchmark.report import tables_dir
+    from benchmark.results.tables import tables_dir
 
     assert tables_dir(compose_eval()) == Path.cwd() / "outputs" / "results"  # data=sample
     assert tables_dir(compose_eval("data=toy")) == Path.cwd() / "outputs" / "results"

@@ -1,4 +1,4 @@
-"""``eval.fuse``: the rewritten model predicts as the plain one (benchmark/fuse.py).
+"""``eval.fuse``: the rewritten model predicts as the plain one (benchmark/frameworks/pytorchvideo/fuse.py).
 
 Random weights under a fixed seed, with random batch-norm statistics and affine parameters
 (random init leaves mean 0, variance 1, gamma 1, beta 0, which would fold into nothing).
@@ -15,12 +15,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark import fuse
-from benchmark.decode import decode_video
-from benchmark.device import precision_problem, prepare_model
-from benchmark.evaluate import SettingsError, fuse_rewrites, predict
-from benchmark.models import build_model, compose_for_model
-from benchmark.views import sample_clips
+from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.data.decode import decode_video
+from benchmark.run.device import precision_problem, prepare_model
+from benchmark.run.evaluate import SettingsError, fuse_rewrites, predict
+from benchmark.run.models import build_model, compose_for_model
+from benchmark.frameworks.views import sample_clips
 
 from conftest import REPO, compose_eval
 
@@ -228,7 +228,9 @@ def test_timing_cli_times_each_variant(tmp_path, capsys):
     """``python -m benchmark.fuse`` (what .ci/gpu-check's model stage runs), on the tiny model."""
     import json
 
-    rows = fuse.main(["--model", "slowfast_tiny", "--device", "cpu", "--precision", "fp32",
+    from benchmark import fuse as fuse_cli
+
+    rows = fuse_cli.main(["--model", "slowfast_tiny", "--device", "cpu", "--precision", "fp32",
                       "--batch", "1", "--iters", "1", "--variants", "none,bn,all",
                       "--json", str(tmp_path / "rows.json")])
     assert [r["fuse"] for r in rows] == ["none", "bn", "bn+stem+relu"]

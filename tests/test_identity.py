@@ -5,11 +5,11 @@ import shutil
 import pytest
 import torch
 
-from benchmark.device import set_tf32
-from benchmark.evaluate import batch_views_for, run_identity, source_digest
-from benchmark.manifest import load_dataset
-from benchmark.models import build_model
-from benchmark.store import fingerprint
+from benchmark.run.device import set_tf32
+from benchmark.run.evaluate import batch_views_for, run_identity, source_digest
+from benchmark.data.manifest import load_dataset
+from benchmark.run.models import build_model
+from benchmark.run.store import fingerprint
 
 from conftest import REPO, compose_eval
 

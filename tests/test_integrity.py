@@ -5,11 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.evaluate import (NothingEvaluated, SettingsError, StrictFailure, check_class_count,
-                                record_prediction)
-from benchmark.manifest import Manifest, Video
-from benchmark.models import Model
-from benchmark.store import RunStore
+from benchmark.run.evaluate import NothingEvaluated, StrictFailure, record_prediction
+from benchmark.data.manifest import Manifest, ManifestError, Video, check_class_count
+from benchmark.run.store import RunStore
 
 from conftest import run_eval
 
@@ -105,7 +103,7 @@ def test_nan_or_inf_probabilities_are_a_failure_with_the_reason(tmp_path):
     with pytest.raises(StrictFailure, match="non-finite"):
         record_prediction(store, Video("v3", None, 1, "b"), bad, strict=True)
     with pytest.raises(NothingEvaluated):
-        from benchmark.evaluate import check_some_evaluated
+        from benchmark.run.evaluate import check_some_evaluated
 
         check_some_evaluated(RunStore(tmp_path / "empty", {}), 0, [])
 
@@ -116,9 +114,9 @@ def manifest(names, source, labels) -> Manifest:
 
 
 def test_a_class_name_list_without_the_models_classes_is_refused():
-    model = Model("m", None, "random-init", None, 400)
+    model = 400  # the model's classes
     subset = manifest(["bowling", "cooking egg"], "sorted CSV labels", [0, 1])
-    with pytest.raises(SettingsError, match=r"data.class_names: 2 class names \(sorted CSV labels\) "
+    with pytest.raises(ManifestError, match=r"data.class_names: 2 class names \(sorted CSV labels\) "
                                             r"but the model has 400 classes"):
         check_class_count(subset, model, generated=False)
     check_class_count(manifest([str(i) for i in range(400)], "names.json", [3]), model, False)
@@ -126,5 +124,5 @@ def test_a_class_name_list_without_the_models_classes_is_refused():
     check_class_count(integers, model, False)
     assert len(integers.class_names) == 400
     check_class_count(subset, model, generated=True)  # the built-in sample: its own classes
-    with pytest.raises(SettingsError, match="labels go beyond the model's 2 classes"):
-        check_class_count(manifest(["a", "b", "c"], "x", [2]), Model("m", None, "", None, 2), True)
+    with pytest.raises(ManifestError, match="labels go beyond the model's 2 classes"):
+        check_class_count(manifest(["a", "b", "c"], "x", [2]), 2, True)

@@ -3,8 +3,10 @@ from pathlib import Path
 
 import pytest
 
-import benchmark.manifest as manifest_module
-from benchmark.manifest import TORCHVISION_NAMES, ManifestError, read_class_names, read_manifest
+import benchmark.data.manifest as manifest_module
+from benchmark.data.manifest import ManifestError, read_class_names, read_manifest
+from benchmark.frameworks.torchvision import TORCHVISION_NAMES
+from benchmark.run.models import offline_class_names
 
 HEADER = "label,youtube_id,time_start,time_end,split,is_cc\n"
 
@@ -68,7 +70,7 @@ def test_offline_official_csv_gets_kinetics_ids_from_torchvision(tmp_path, copy,
     root, _ = copy
     csv = write_csv(tmp_path, HEADER + "abseiling,aaa,10,20,val,0\nzumba,zzz,0,10,val,0\n"
                     '"passing American football (in game)",ppp,0,10,val,0\n')
-    manifest = read_manifest(csv, root, "auto")
+    manifest = read_manifest(csv, root, "auto", offline_names=offline_class_names)
     assert [v.label for v in manifest.videos] == [0, 399, 208]
     assert len(manifest.class_names) == 400 and manifest.class_names_source == TORCHVISION_NAMES
     assert TORCHVISION_NAMES in caplog.text  # the log says where the ids came from
@@ -78,10 +80,12 @@ def test_offline_path_label_list_keeps_its_integer_ids(tmp_path, copy, offline):
     root, _ = copy
     for name in ("a.mp4", "b.mp4"):
         (root / name).write_bytes(b"x")
-    kinetics = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 0\n", "k.txt"), root, "auto")
+    kinetics = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 0\n", "k.txt"), root, "auto",
+                             offline_names=offline_class_names)
     assert [v.label for v in kinetics.videos] == [7, 0]
     assert kinetics.videos[0].label_name == "arranging flowers"  # Kinetics-400's id 7
-    other = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 599\n", "o.txt"), root, "auto")
+    other = read_manifest(write_csv(tmp_path, "a.mp4 7\nb.mp4 599\n", "o.txt"), root, "auto",
+                          offline_names=offline_class_names)
     assert [v.label for v in other.videos] == [7, 599]  # not Kinetics-400: its own integers
     assert other.class_names_source == "integer labels" and len(other.class_names) == 600
 
@@ -164,7 +168,7 @@ def test_a_stem_with_several_files_is_picked_by_the_rule(tmp_path, copy, caplog)
         for name in files:
             (root / name).write_bytes(b"x")
     csv = write_csv(tmp_path, HEADER + "".join(f"abseiling,{key},0,10,val,0\n" for key in cases))
-    with caplog.at_level("INFO", logger="benchmark.manifest"):
+    with caplog.at_level("INFO", logger="benchmark.data.manifest"):
         manifest = read_manifest(csv, root, str(names))
     for video, (files, pick) in zip(manifest.videos, cases.values()):
         assert video.path == root / files[pick], video.video_id

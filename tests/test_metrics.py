@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.metrics import accuracy
+from benchmark.results.metrics import accuracy
 
 
 def test_topk_and_mean_class_accuracy_against_a_hand_count():
@@ -20,7 +20,7 @@ def test_topk_and_mean_class_accuracy_against_a_hand_count():
 
 
 def test_bootstrap_interval_known_cases():
-    from benchmark.metrics import bootstrap_ci, topk_hits
+    from benchmark.results.metrics import bootstrap_ci, topk_hits
 
     def with_hits(hits):  # two classes; label 0 everywhere, predicted 0 where hit
         probs = torch.tensor([[0.9, 0.1] if h else [0.1, 0.9] for h in hits])
@@ -42,7 +42,7 @@ def test_bootstrap_interval_known_cases():
 
 
 def test_per_class_accuracy_and_confusions_by_hand():
-    from benchmark.metrics import confused_pairs, per_class_accuracy
+    from benchmark.results.metrics import confused_pairs, per_class_accuracy
 
     # true -> predicted top-1. Class 0: 0, 0, 1; class 1: 2, 2; class 2: 2, 0, 2, 2; class 6: 0;
     # classes 3, 4, 5: no videos.
@@ -72,8 +72,8 @@ def test_per_class_accuracy_and_confusions_by_hand():
 def test_ties_are_broken_one_way_everywhere(tmp_path):
     """All-equal outputs (and partial ties): the point estimate, the bootstrap, the stored top5,
     the per-class table and the confusions all take the lower class id first."""
-    from benchmark.metrics import bootstrap_ci, confused_pairs, per_class_accuracy, top_k
-    from benchmark.store import RunStore
+    from benchmark.results.metrics import bootstrap_ci, confused_pairs, per_class_accuracy, top_k
+    from benchmark.run.store import RunStore
 
     probs = torch.full((6, 4), 0.25)
     probs[3] = torch.tensor([0.1, 0.4, 0.4, 0.1])  # class 1 and 2 tie at the top

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.models import RANDOM_INIT, WeightsError, build_model, hub_cache_path, load_checkpoint
+from benchmark.run.models import RANDOM_INIT, WeightsError, build_model, hub_cache_path, load_checkpoint
 
 from conftest import compose_eval
 

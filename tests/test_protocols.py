@@ -1,6 +1,6 @@
 """Each protocol against its framework's OWN code, on generated and real videos.
 
-- ``pytorchvideo``: the installed pytorchvideo 0.1.5 (benchmark/reference.py: LabeledVideoDataset
+- ``pytorchvideo``: the installed pytorchvideo 0.1.5 (benchmark/frameworks/pytorchvideo/reference.py: LabeledVideoDataset
   + ConstantClipsPerVideoSampler + the card's transforms + UniformCropVideo) and the hub model.
 - ``zoo``: pytorchvideo 0.1.0's EncodedVideoDataset, sampler and transforms (tests/zoo_reference.py,
   run in a subprocess with the release that ``make install`` extracts into .venv/refs first on
@@ -32,12 +32,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from benchmark.decode import decode_video
-from benchmark.evaluate import predict
-from benchmark.models import build_model
-from benchmark.protocols import clip_windows, protocol_table
-from benchmark.reference import reference_views
-from benchmark.views import InputSpec, make_views, pack_pathways, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.run.evaluate import predict
+from benchmark.run.models import build_model
+from benchmark.frameworks.clips import clip_windows
+from benchmark.run.protocol_compare import protocol_table
+from benchmark.frameworks.pytorchvideo.reference import reference_views
+from benchmark.frameworks.views import InputSpec, make_views, pack_pathways, sample_clips
 
 from conftest import REPO, compose_eval, make_video, real_video_missing
 from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
@@ -102,7 +103,7 @@ def zoo_views(protocol_videos, tmp_path_factory) -> dict[str, list[torch.Tensor]
 
 @pytest.fixture(scope="module")
 def pytorchvideo_views(protocol_videos) -> dict[str, list[list[torch.Tensor]]]:
-    """pytorchvideo 0.1.5's own views (benchmark/reference.py), made once per video."""
+    """pytorchvideo 0.1.5's own views (benchmark/frameworks/pytorchvideo/reference.py), made once per video."""
     cache = {}
 
     def views(name):

@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.evaluate import SettingsError, check_settings
-from benchmark.models import build_model
-from benchmark.regression import (TOLERANCE, answers, compare, compare_videos, main,
-                                  merge_overrides)
-from benchmark.views import FAULTS
+from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.models import build_model
+from benchmark.regression import main
+from benchmark.run.regression import TOLERANCE, answers, compare, compare_videos, merge_overrides
+from benchmark.frameworks.views import FAULTS
 
 from conftest import compose_eval
 

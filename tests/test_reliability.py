@@ -17,12 +17,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from benchmark.decode import decode_video
-from benchmark.loader import HANG_ON, KILL_ON
-from benchmark.manifest import data_fingerprint, read_manifest
-from benchmark.report import EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, eval_row, upsert_table
-from benchmark import views
-from benchmark.views import decode_clips, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.data.loader import HANG_ON, KILL_ON
+from benchmark.data.manifest import data_fingerprint, read_manifest
+from benchmark.results.tables import EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, eval_row, upsert_table
+from benchmark.frameworks import views
+from benchmark.frameworks.views import decode_clips, sample_clips
 
 from conftest import REPO, TINY_SPEC
 from test_report import PUBLISHED, metrics_json

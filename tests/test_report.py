@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from benchmark import flops
-from benchmark.decode import decode_video
-from benchmark.evaluate import SettingsError, check_settings
-from benchmark.models import build_model
-from benchmark.report import (EVAL_COLUMNS, EVAL_KEY, EVAL_NOTE, EVAL_SHOWN, FLOPS_SHOWN, MAX_SHOWN_COLUMNS,
-                              eval_row, main, report_run, to_markdown, upsert_table,
-                              zoo_published)
-from benchmark.views import make_views, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.models import build_model
+from benchmark.report import main
+from benchmark.results.tables import (EVAL_COLUMNS, EVAL_KEY, EVAL_NOTE, EVAL_SHOWN, FLOPS_SHOWN,
+                                      MAX_SHOWN_COLUMNS, eval_row, report_run, to_markdown,
+                                      upsert_table, zoo_published)
+from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import REPO, compose_eval
 
@@ -117,7 +118,7 @@ def test_a_table_from_before_the_new_key_columns_is_read_and_its_rows_kept(tmp_p
     """An evaluations.csv written under the old key (no root, no data fingerprint, nothing on
     how the model ran) is read, not refused: a new run adds its own row and never replaces an
     old one, which nothing says measured the same thing."""
-    from benchmark.report import check_eval_table
+    from benchmark.results.tables import check_eval_table
 
     stem = tmp_path / "evaluations"
     old = eval_row(metrics_json(top1=0.75), PUBLISHED)
@@ -416,7 +417,7 @@ def test_every_table_for_people_fits_a_screen():
     """At most MAX_SHOWN_COLUMNS columns: the writer's choices, the committed tables, and the
     writer refuses a wider one (the CSV keeps every column)."""
     from benchmark.bench import BENCH_COLUMNS, BENCH_SHOWN
-    from benchmark.sweep import SWEEP_COLUMNS, SWEEP_SHOWN
+    from benchmark.results.sweep import SWEEP_COLUMNS, SWEEP_SHOWN
     assert MAX_SHOWN_COLUMNS == 14
     for shown in (EVAL_SHOWN, FLOPS_SHOWN, BENCH_SHOWN, SWEEP_SHOWN):
         assert len(shown) <= MAX_SHOWN_COLUMNS

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.synthetic import ActionSetSpec, render_action, write_video
+from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
 
 from conftest import make_video
 from test_eval_cli import REPO, run_eval
@@ -188,7 +188,7 @@ def test_unwritable_output_is_refused_before_any_work(corpus, tmp_path):
 
 @pytest.fixture(scope="module")
 def many_videos(tmp_path_factory) -> Path:
-    from benchmark.synthetic import ensure_action_set
+    from benchmark.data.synthetic import ensure_action_set
 
     root = tmp_path_factory.mktemp("many") / "set"
     ensure_action_set(root, ActionSetSpec(videos_per_class=2, classes=4, seconds=1.5, width=128,

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import torch
 
-from benchmark.store import RunStore
+from benchmark.run.store import RunStore
 
 IDENTITY = {"model": "tiny", "views": "4x3"}
 

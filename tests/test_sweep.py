@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from benchmark.sweep import SWEEP_SHOWN
+from benchmark.results.sweep import SWEEP_SHOWN
 from test_eval_cli import REPO
 
 

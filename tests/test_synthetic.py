@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.manifest import read_manifest
-from benchmark.synthetic import ACTIONS, ActionSetSpec, ensure_action_set, render_action
+from benchmark.data.manifest import read_manifest
+from benchmark.data.synthetic import ACTIONS, ActionSetSpec, ensure_action_set, render_action
 
 SPEC = ActionSetSpec(seconds=2.0, width=80, height=32, action_fraction=0.3)
 

@@ -24,13 +24,13 @@ import torchvision.models
 from torchvision.datasets.samplers import UniformClipSampler
 from torchvision.datasets.video_utils import VideoClips
 
-from benchmark.decode import decode_video
-from benchmark.evaluate import VideoClipsDataset, predict
-from benchmark.manifest import Video
-from benchmark.models import build_model, input_spec
-from benchmark.protocols import TooShort, clip_windows
-from benchmark.synthetic import ActionSetSpec, render_action, write_video
-from benchmark.views import make_views, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.run.evaluate import VideoClipsDataset, predict
+from benchmark.data.manifest import Video
+from benchmark.run.models import build_model, input_spec
+from benchmark.frameworks.clips import TooShort, clip_windows
+from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
+from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import REPO, compose_eval, real_video_missing
 from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
@@ -236,7 +236,7 @@ def test_a_sweep_puts_each_model_under_its_own_protocol(tmp_path, action_set):
 
 
 def test_torchvision_protocol_needs_one_crop_and_a_torchvision_resize(action_set, tmp_path):
-    from benchmark.evaluate import SettingsError, check_settings
+    from benchmark.run.evaluate import SettingsError, check_settings
 
     with pytest.raises(SettingsError, match=r"views.crops: the torchvision protocol takes one "
                                             r"centre crop \(views.crops=1\), got 3"):
@@ -248,8 +248,8 @@ def test_torchvision_protocol_needs_one_crop_and_a_torchvision_resize(action_set
 def test_class_names_are_the_weights_categories(tmp_path):
     """data.class_names=auto with a torchvision model on a Kinetics CSV: the labels map to the
     weights' ``meta["categories"]`` ids."""
-    from benchmark.evaluate import with_model_class_names
-    from benchmark.manifest import load_dataset
+    from benchmark.run.evaluate import with_model_class_names
+    from benchmark.data.manifest import load_dataset
 
     categories = weights("swin3d_t").meta["categories"]
     csv = tmp_path / "val.csv"
@@ -277,7 +277,7 @@ def test_parameters_equal_num_params_exactly(name):
 
 
 def test_flops_row_names_the_matching_conventions():
-    from benchmark.report import flops_row
+    from benchmark.results.tables import flops_row
 
     spec = input_spec(compose_eval("model=mvit_v2_s").model)
     published = {"gflops": 64.224, "params_m": 34.54, "num_params": 34537744}
@@ -297,7 +297,7 @@ def test_flops_row_names_the_matching_conventions():
 def test_weights_auto_takes_the_enums_file_from_the_torch_hub_cache(tmp_path, monkeypatch):
     """Where torchvision's own ``get_state_dict`` keeps the enum's checkpoint (no network
     needed when it is there); a download would check the hash in its name."""
-    from benchmark.models import _hash_prefix, resolve_weights
+    from benchmark.run.models import _hash_prefix, resolve_weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cfg = compose_eval("model=r3d_18").model

@@ -1,12 +1,12 @@
 """The views' tensor work (scaling, crops, layouts, pathways) against pytorchvideo 0.1.5's own
-pipeline (benchmark/reference.py); where the clips fall is tests/test_protocols.py's business."""
+pipeline (benchmark/frameworks/pytorchvideo/reference.py); where the clips fall is tests/test_protocols.py's business."""
 
 import pytest
 import torch
 
-from benchmark.decode import decode_video
-from benchmark.reference import reference_views
-from benchmark.views import make_views, sample_clips
+from benchmark.data.decode import decode_video
+from benchmark.frameworks.pytorchvideo.reference import reference_views
+from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import TINY_SPEC
 
@@ -91,7 +91,7 @@ def test_scaled_size_follows_pytorchvideo_rounding():
     pytorchvideo's short_side_scale, so the harness scales exactly where the reference does."""
     from pytorchvideo.transforms.functional import short_side_scale
 
-    from benchmark.views import scaled_size
+    from benchmark.frameworks.views import scaled_size
 
     for h, w, side in [(256, 340, 256), (32, 44, 32), (240, 320, 256), (300, 171, 256),
                        (28, 61, 224)]:
@@ -100,3 +100,22 @@ def test_scaled_size_follows_pytorchvideo_rounding():
     assert scaled_size(28, 61, 224) == (224, 487)  # 61 * 224 / 28 is 488, the float 487.99...
     assert scaled_size(256, 340, 256) == (256, 340)  # a resized Kinetics frame: not scaled
 
+
+
+def test_shared_view_functions_equal_pytorchvideos():
+    """views.py restates three of pytorchvideo 0.1.5's transforms (the shared code imports no
+    framework): each gives pytorchvideo's own result, bit for bit, on odd shapes and every index."""
+    from pytorchvideo.transforms import functional as ptv
+
+    from benchmark.frameworks import views as shared
+
+    torch.manual_seed(0)
+    for t, n in [(64, 8), (65, 32), (5, 8), (1, 4)]:
+        x = torch.arange(t * 2).view(2, t, 1)
+        assert torch.equal(shared.uniform_temporal_subsample(x, n, 1),
+                           ptv.uniform_temporal_subsample(x, n, 1))
+    for h, w in [(240, 320), (321, 240), (256, 256), (97, 131)]:
+        frames = torch.rand(3, 4, h, w)
+        assert torch.equal(shared.short_side_scale(frames, 112), ptv.short_side_scale(frames, 112))
+        for k in (0, 1, 2):
+            assert torch.equal(shared.uniform_crop(frames, 96, k), ptv.uniform_crop(frames, 96, k))

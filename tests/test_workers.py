@@ -12,7 +12,7 @@ import psutil
 import pytest
 import torch
 
-from benchmark.loader import SupervisedLoader
+from benchmark.data.loader import SupervisedLoader
 
 from conftest import REPO
 
@@ -23,7 +23,7 @@ import os, signal, sys, threading, time
 from pathlib import Path
 from types import SimpleNamespace
 import torch
-from benchmark.loader import SupervisedLoader
+from benchmark.data.loader import SupervisedLoader
 
 marks = Path(sys.argv[1])
 
@@ -79,7 +79,7 @@ def test_a_worker_killed_between_videos_is_replaced_and_every_video_delivered(ca
     exit, replaced, and the video it was about to get is loaded normally."""
     loader = SupervisedLoader(_item, 6, 2, failed=lambda p, reason, kind: pytest.fail(reason))
     delivered = []
-    with caplog.at_level(logging.WARNING, logger="benchmark.loader"):
+    with caplog.at_level(logging.WARNING, logger="benchmark.data.loader"):
         for item in loader:
             delivered.append(item)
             if item.position in (1, 3):  # kill every worker: all idle now (they hold nothing)

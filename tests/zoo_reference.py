@@ -20,7 +20,7 @@ sys.path.insert(0, refs)
 
 import torchvision.transforms._functional_tensor as _ft  # noqa: E402
 
-# 0.1.0's transforms import the module under its old name, as 0.1.5's do (benchmark/compat.py).
+# 0.1.0's transforms import the module under its old name, as 0.1.5's do (benchmark/frameworks/pytorchvideo/compat.py).
 sys.modules.setdefault("torchvision.transforms.functional_tensor", _ft)
 
 import pytorchvideo  # noqa: E402

@@ -25,7 +25,7 @@ from torch.utils.data import SequentialSampler
 from torchvision.transforms import Compose, Lambda
 from torchvision.transforms._transforms_video import NormalizeVideo
 
-from benchmark.views import CROP_INDICES, InputSpec, pack_pathways
+from benchmark.frameworks.views import CROP_INDICES, InputSpec, pack_pathways
 
 
 def reference_views(path: str | Path, spec: InputSpec, clips: int,

@@ -15,12 +15,10 @@ and metrics.json.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -28,54 +26,17 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from filelock import FileLock, Timeout
 
-from benchmark.metrics import top_k
+from benchmark.data.files import atomic_write, file_lock  # noqa: F401  (their home: data/files.py)
+from benchmark.results.metrics import top_k
 
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
-# kind: "crash" for a video that killed its decoder twice (benchmark/loader.py), else empty.
+# kind: "crash" for a video that killed its decoder twice (benchmark/data/loader.py), else empty.
 FAILURE_COLUMNS = ["video_id", "path", "reason", "kind"]
 # reason set: a failure (transient: tried again on resume); else a prediction
 PART_COLUMNS = PREDICTION_COLUMNS + ["reason", "transient", "kind"]
-
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp_path)`` and rename the result onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, timeout_s: float = 600.0):
-    """An exclusive lock (``path`` + ``.lock``) around a read-change-rewrite of a shared file:
-    the jobs of a sweep or a SLURM array finishing together on a shared filesystem each re-read
-    the file inside it, so none drops another's rows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path) + ".lock", timeout=timeout_s)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise OSError(f"{path}.lock: still locked by another run after {timeout_s:g} s "
-                      "(delete the lock file if no run is writing there)") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def fingerprint(identity: dict) -> str:

@@ -13,12 +13,13 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from benchmark.files import file_problem
+from benchmark.data.files import file_problem
 
 log = logging.getLogger(__name__)
 
@@ -101,34 +102,42 @@ def class_list(mapping, path: Path | str) -> list[str]:
 
 # Class names taken from the CSV itself: a subset of the model's classes, not a full list.
 DERIVED_SOURCES = ("sorted CSV labels", "integer labels")
+# () -> (Kinetics-400's 400 names in id order, where they came from): the run passes the names a
+# framework ships (benchmark/frameworks/torchvision.py), so that data imports no framework.
+OfflineNames = Callable[[], "tuple[list[str], str]"]
 
 
-def check_class_count(manifest: Manifest, num_classes: int) -> None:
-    """A class-name file lists the model's classes: as many names as it has outputs, or the
-    ids would not be the model's (600 names for a 400-class model shift them silently)."""
-    count = len(manifest.class_names)
-    if manifest.class_names_source not in DERIVED_SOURCES and count != num_classes:
-        raise ManifestError(f"{manifest.class_names_source}: {count} class names, but the model "
-                            f"has {num_classes} classes (model.num_classes)")
+def check_class_count(manifest: Manifest, num_classes: int, generated: bool = False) -> None:
+    """The class-name list must have the model's number of classes, or the ids the CSV's names
+    map to are not the model's: 600 names for a 400-class model shift them silently, and so do
+    the sorted names of a subset CSV (``data.class_names=null``). Integer-label lists are the
+    model's ids already: names padded. A generated set (sample, toy) has its own classes; a
+    Kinetics model on it only shows the pipeline runs, and its labels must still be within the
+    model's classes. (The one home of this check: load_dataset runs it.)"""
+    names, source = manifest.class_names, manifest.class_names_source
+    if len(names) < num_classes and source == "integer labels":
+        names.extend(str(i) for i in range(len(names), num_classes))
+    if len(names) != num_classes and not generated:
+        if source not in DERIVED_SOURCES:
+            raise ManifestError(f"{source}: {len(names)} class names, but the model has "
+                                f"{num_classes} classes (model.num_classes)")
+        raise ManifestError(
+            f"data.class_names: {len(names)} class names ({source}) but the model has "
+            f"{num_classes} classes (model.num_classes): class ids would not be the model's; "
+            "pass the model's class-name file (data.class_names=PATH)")
+    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= num_classes:
+        raise ManifestError(f"data: labels go beyond the model's {num_classes} classes "
+                            f"(model.num_classes); class names came from {source}")
 
 
-TORCHVISION_NAMES = "torchvision's Kinetics-400 categories"
-
-
-def kinetics400_names() -> list[str]:
-    """Kinetics-400's 400 class names in id order, shipped with torchvision (no network): the
-    alphabetical order, that of kinetics_classnames.json (shared/REFERENCE.md)."""
-    from torchvision.models.video import R3D_18_Weights
-
-    return list(R3D_18_Weights.KINETICS400_V1.meta["categories"])
-
-
-def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[list[str], str]:
+def resolve_class_names(setting: str | None, csv_labels: list[str],
+                        offline_names: OfflineNames | None = None) -> tuple[list[str], str]:
     """Class names and where they came from.
 
-    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it, else the
-    400 names torchvision ships: compute nodes often have no network), or None (the sorted
-    label names of the CSV, said loudly: correct only for a full CSV).
+    ``setting`` is a file path, ``auto`` (the torch hub cache, else a download into it, else
+    ``offline_names()``: the run passes the 400 names torchvision ships, since compute nodes
+    often have no network), or None (the sorted label names of the CSV, said loudly: correct
+    only for a full CSV).
     """
     if setting == "auto":
         cache = default_classnames_cache()
@@ -142,8 +151,12 @@ def resolve_class_names(setting: str | None, csv_labels: list[str]) -> tuple[lis
                             CLASSNAMES_URL, err, cache)
         if cache.exists():
             return read_class_names(cache), str(cache)
-        log.warning("class ids: %s (%s is not there)", TORCHVISION_NAMES, cache)
-        return kinetics400_names(), TORCHVISION_NAMES
+        if offline_names is None:
+            raise ManifestError(f"data.class_names=auto: {cache} is not there and could not be "
+                                "downloaded; put the file there or pass data.class_names=PATH")
+        names, source = offline_names()
+        log.warning("class ids: %s (%s is not there)", source, cache)
+        return names, source
     if setting:
         problem = file_problem(setting)
         if problem:
@@ -206,7 +219,7 @@ def _is_video_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
-# Which file stands for a video when several share its stem (README: Point it at Kinetics-400).
+# Which file stands for a video when several share its stem (docs/data.md).
 PICK_RULE = "the label's folder, then flat under the root, then another folder; .mp4, .mkv, .webm"
 
 
@@ -283,7 +296,8 @@ def _check_label_range(csv_path: Path, line: int, label: int, num_classes: int |
 
 def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | None = "auto",
                   name: str = "kinetics400", limit: int | None = None,
-                  num_classes: int | None = None) -> Manifest:
+                  num_classes: int | None = None,
+                  offline_names: OfflineNames | None = None) -> Manifest:
     csv_path, root = Path(csv_path), Path(root or ".")
     kind, rows = _read_rows(csv_path)
     if kind == "official":
@@ -291,7 +305,8 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
             if not (row[2].strip().isdigit() and row[3].strip().isdigit()):
                 raise ManifestError(f"{csv_path}:{line}: time_start/time_end must be whole "
                                     f"seconds, got {row[2]!r}, {row[3]!r}")
-        names, source = resolve_class_names(class_names, [row[0] for _, row in rows])
+        names, source = resolve_class_names(class_names, [row[0] for _, row in rows],
+                                            offline_names)
     else:
         for line, row in rows:
             if len(row) != 2 or not row[1].strip().lstrip("-").isdigit():
@@ -301,7 +316,7 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
         labels = [int(row[1]) for _, row in rows]
         if class_names == "auto" and max(labels) >= 400:  # not Kinetics-400's ids
             class_names = None
-        names, source = (resolve_class_names(class_names, []) if class_names else
+        names, source = (resolve_class_names(class_names, [], offline_names) if class_names else
                          ([str(i) for i in range(max(labels) + 1)], "integer labels"))
     ids = {label: i for i, label in enumerate(names)}
     if kind == "official" and not root.is_dir():
@@ -376,17 +391,20 @@ def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
     return len(pairs), hashlib.sha256("".join(sorted(pairs)).encode()).hexdigest()
 
 
-def load_dataset(cfg, num_classes: int | None = None) -> Manifest:
-    """The manifest a ``conf/data`` config describes; generated sets are made first if needed."""
+def load_dataset(cfg, num_classes: int | None = None,
+                 offline_names: OfflineNames | None = None) -> Manifest:
+    """The manifest a ``conf/data`` config describes; generated sets are made first if needed.
+    ``offline_names``: Kinetics-400's class names when ``auto`` finds no file (resolve_class_names)."""
     if cfg.get("synthetic"):
-        from benchmark.synthetic import ActionSetSpec, ensure_action_set
+        from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
 
         ensure_action_set(Path(cfg.root), ActionSetSpec(**cfg.synthetic))
     if not cfg.get("csv"):
         raise ManifestError(f"data.csv: not set for data={cfg.name} (e.g. KINETICS_CSV=... or "
                             "data.csv=PATH)")
-    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes)
+    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes,
+                             offline_names)
     # A generated set's file names only its own few classes (a pipeline check with any model).
-    if num_classes is not None and not cfg.get("synthetic"):
-        check_class_count(manifest, num_classes)
+    if num_classes is not None:
+        check_class_count(manifest, num_classes, bool(cfg.get("synthetic")))
     return manifest

@@ -1,7 +1,7 @@
 """The one shim pytorchvideo 0.1.5 needs on current torchvision.
 
 pytorchvideo 0.1.5 (its last release) imports ``torchvision.transforms.functional_tensor``,
-which torchvision 0.17 renamed to ``_functional_tensor`` (see shared/REFERENCE.md, pitfalls).
+which torchvision 0.17 renamed to ``_functional_tensor`` (pytorchvideo 0.1.5, transforms/augmentations.py imports the old name).
 Registering the old name before pytorchvideo is imported keeps the pinned release working.
 """
 

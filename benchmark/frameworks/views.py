@@ -2,12 +2,17 @@
 
 Two stages, so frames can stay uint8 until they reach the model's device:
 - ``sample_clips`` (CPU, in a loader worker): the frames of each clip as the run's protocol
-  picks them (protocols.py), then ``UniformTemporalSubsample``; uint8 (clips, C, T, H, W).
+  picks them (clips.py), then ``UniformTemporalSubsample``; uint8 (clips, C, T, H, W).
 - ``make_views`` (on the device): /255, normalise, ``ShortSideScale``, ``UniformCropVideo`` per
   crop, pathway packing. The model card's operations, ordered to touch fewer pixels (see
   ``make_views``); the views equal the reference pipeline's within float rounding
-  (tests/test_views.py holds them to 1e-5). Under a protocol with ``spatial: torchvision``,
-  ``weights.transforms()``'s steps instead (``torchvision_views``).
+  (tests/test_views.py holds them to 1e-5). Another framework's spatial step (torchvision's
+  ``weights.transforms()``) is its adapter's ``views``, found by the protocol's ``spatial``.
+
+The shared tensor work of every framework's protocol lives here, below the adapters, and imports
+no framework: pytorchvideo's ``uniform_temporal_subsample``, ``short_side_scale`` and
+``uniform_crop`` are restated below from its 0.1.5 source (transforms/functional.py) and held
+equal to it by tests/test_views.py.
 """
 
 from __future__ import annotations
@@ -17,15 +22,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
-import torchvision.transforms.functional as TF
-from pytorchvideo.transforms.functional import (
-    short_side_scale,
-    uniform_crop,
-    uniform_temporal_subsample,
-)
 
-from benchmark.decode import DecodedVideo, DecodeError, decode_video, open_video, stream_timing
-from benchmark.protocols import clip_windows, pts_windows
+from benchmark import frameworks
+from benchmark.data.decode import DecodedVideo, DecodeError, decode_video, open_video, stream_timing
+from benchmark.frameworks.clips import clip_windows, pts_windows
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def cut_clips(video: DecodedVideo, spec: InputSpec, windows: list[list[int]]) ->
 def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                  fault: str | None = None) -> torch.Tensor:
     """uint8 (clips, C, num_frames, H, W): each clip's frames as the protocol's ``clips``
-    timing picks them (protocols.py), temporally subsampled."""
+    timing picks them (clips.py), temporally subsampled."""
     windows = clip_windows(video, spec.clip_duration, clips, timing,
                            frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
     if fault == "clips_from_start":
@@ -121,11 +121,12 @@ def _streamed_clips(path, spec: InputSpec, n: int, timing: str, threads: int,
                     fault: str | None) -> torch.Tensor:
     with open_video(path, threads) as (stream, frames, count):
         time_base, start_pts, end_pts = stream_timing(stream, None)
-        if stream.duration is None or timing == "torchvision":
-            # No duration in the header (the last frame's time decides), or clips by frame
-            # count (torchvision): decode whole.
+        if stream.duration is None:
+            # No duration in the header (the last frame's time decides): decode whole.
             raise _OutOfOrder
         windows = pts_windows(time_base, start_pts, end_pts, spec.clip_duration, n, timing)
+        if windows is None:  # clips by frame count (torchvision): decode whole
+            raise _OutOfOrder
         if fault == "clips_from_start":
             windows = [windows[0]] * n
         held: dict[int, object] = {}  # pts -> frame, from the next clip's start on
@@ -213,34 +214,20 @@ def normalise_(views: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
         torch.addcmul(shift.view(c, 1, 1, 1), views, scale.view(c, 1, 1, 1), out=views)
 
 
-def torchvision_views(clips: torch.Tensor, spec: InputSpec,
-                      memory_format: torch.memory_format = torch.contiguous_format
-                      ) -> torch.Tensor:
-    """(clips, C, T, crop, crop) float views as torchvision's ``VideoClassification`` (its
-    weights' ``transforms()``) makes them: ``resize`` of the uint8 frames to ``resize_size``
-    (bilinear, antialias=False, rounded back to uint8 as torchvision does for uint8 input),
-    ``center_crop``, then /255 and the mean/std as one multiply-add (``normalise_``)."""
-    if spec.resize_size is None:
-        raise ValueError("model.input.resize_size: the torchvision spatial step needs it")
-    n, c, t, h, w = clips.shape
-    frames = clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
-    frames = TF.resize(frames, list(spec.resize_size), interpolation=TF.InterpolationMode.BILINEAR,
-                       antialias=False)
-    frames = TF.center_crop(frames, [spec.crop_size, spec.crop_size])
-    views = torch.empty((n, c, t, spec.crop_size, spec.crop_size), dtype=torch.float32,
-                        device=clips.device, memory_format=memory_format)
-    views.copy_(frames.view(n, t, c, spec.crop_size, spec.crop_size).permute(0, 2, 1, 3, 4))
-    normalise_(views, spec.mean, spec.std)
-    return views
-
-
 def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
                memory_format: torch.memory_format = torch.contiguous_format,
                spatial: str = "uniform_crop") -> list[torch.Tensor]:
-    """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W).
+    """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W), as
+    the protocol's ``spatial`` step makes them: the adapter that owns it does (``uniform_crop``:
+    pytorchvideo's, ``uniform_crop_views``; ``torchvision``: its adapter's one centre crop)."""
+    return frameworks.owner("SPATIALS", spatial).views(clips, spec, crops, fault, memory_format)
 
-    ``spatial``: the protocol's (protocols.py); ``torchvision`` is ``torchvision_views`` (one
-    centre crop, single pathway), ``uniform_crop`` the pytorchvideo steps below.
+
+def uniform_crop_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
+                       memory_format: torch.memory_format = torch.contiguous_format
+                       ) -> list[torch.Tensor]:
+    """pytorchvideo's spatial step (``ShortSideScale``, ``UniformCropVideo``, ``NormalizeVideo``,
+    ``PackPathway``) on uint8 (clips, C, T, H, W).
 
     The card's steps in an order that touches fewer pixels; the values equal within float
     rounding (bilinear weights sum to 1, so scaling commutes with the affine normalisation):
@@ -252,10 +239,6 @@ def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | No
     - the slow pathway is built from the frames it picks, not copied from the fast one.
     ``memory_format``: the views' layout (channels_last_3d for a channels-last model).
     """
-    if spatial == "torchvision":
-        if crops != 1:
-            raise ValueError(f"views.crops: the torchvision protocol takes one centre crop, got {crops}")
-        return pack_pathways(torchvision_views(clips, spec, memory_format), spec.alpha)
     n, c, t, h, w = clips.shape
     size = scaled_size(h, w, spec.side_size)
     frames = clips
@@ -280,3 +263,45 @@ def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | No
     if spec.alpha is None:
         return [fast]
     return [crops_of(frames.index_select(2, slow_indices(t, spec.alpha, frames.device))), fast]
+
+
+# ---- pytorchvideo 0.1.5's transforms/functional.py, restated (the shared code imports no
+# framework; tests/test_views.py compares each with pytorchvideo's own) ----------------------
+
+def uniform_temporal_subsample(x: torch.Tensor, num_samples: int,
+                               temporal_dim: int = -3) -> torch.Tensor:
+    """``num_samples`` equispaced indices of ``temporal_dim`` (nearest neighbour when more)."""
+    t = x.shape[temporal_dim]
+    assert num_samples > 0 and t > 0
+    indices = torch.linspace(0, t - 1, num_samples)
+    indices = torch.clamp(indices, 0, t - 1).long()
+    return torch.index_select(x, temporal_dim, indices)
+
+
+def short_side_scale(x: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
+    """(C, T, H, W) float32 with the short side scaled to ``size`` (``scaled_size``)."""
+    assert len(x.shape) == 4
+    assert x.dtype == torch.float32
+    c, t, h, w = x.shape
+    return torch.nn.functional.interpolate(x, size=scaled_size(h, w, size), mode=interpolation,
+                                           align_corners=False)
+
+
+def uniform_crop(images: torch.Tensor, size: int, spatial_idx: int) -> torch.Tensor:
+    """(C, T, size, size): the left/top (0), centre (1) or right/bottom (2) square of the long side."""
+    assert spatial_idx in [0, 1, 2]
+    height = images.shape[2]
+    width = images.shape[3]
+    y_offset = int(math.ceil((height - size) / 2))
+    x_offset = int(math.ceil((width - size) / 2))
+    if height > width:
+        if spatial_idx == 0:
+            y_offset = 0
+        elif spatial_idx == 2:
+            y_offset = height - size
+    else:
+        if spatial_idx == 0:
+            x_offset = 0
+        elif spatial_idx == 2:
+            x_offset = width - size
+    return images[:, :, y_offset: y_offset + size, x_offset: x_offset + size]

@@ -20,7 +20,7 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.report import cell, tables_dir, to_markdown, write_table
+from benchmark.results.tables import cell, tables_dir, to_markdown, write_table
 
 log = logging.getLogger(__name__)
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
-from benchmark import fuse as fuse_module
+from benchmark.frameworks.pytorchvideo import fuse as fuse_module
 
 # precision -> the autocast dtype around the model (fp32: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,7 +53,7 @@ def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: 
                   compile: bool, fuse: tuple[str, ...] = ()) -> torch.nn.Module:
     """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:
     oneDNN and cuDNN run 3D convolutions faster on NDHWC), rewritten (``eval.fuse``: the
-    rewrites ``benchmark.fuse.resolve`` names, applied to a copy) and compiled (``compile``).
+    rewrites ``frameworks/pytorchvideo/fuse.py``'s ``resolve`` names, applied to a copy) and compiled (``compile``).
 
     Returns the module to call; with ``fuse`` or ``compile`` it is not ``module``, which stays
     the one to count FLOPs and parameters on.
@@ -150,3 +152,13 @@ class Stopwatch:
             self.seconds[name] += start.elapsed_time(end) / 1000
         self.events.clear()
         return dict(self.seconds)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    return f"cpu ({os.cpu_count()} cores)"

@@ -17,19 +17,17 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import hydra
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import schema  # noqa: F401  (registers the config schemas compose reads)
-from benchmark.files import file_problem
-from benchmark.protocols import apply_head
-from benchmark.views import InputSpec
+from benchmark import CONF_DIR, frameworks
+from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
+from benchmark.data.files import file_problem
+from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 RANDOM_INIT = "random-init"
 # What a model's forward returns (``model.output``): logits, or probabilities when the hub head
 # ends in a Softmax (X3D, R(2+1)D).
@@ -63,6 +61,29 @@ class Model:
     checkpoint_sha256: str | None = None  # of the loaded file (weights=auto too); None: random
 
 
+def framework_of(cfg: DictConfig):
+    """The adapter of the framework a model config names (``model.framework``)."""
+    try:
+        return frameworks.get(str(cfg.framework))
+    except ValueError as err:
+        raise WeightsError(f"model.{err}") from None
+
+
+def offline_class_names() -> tuple[list[str], str]:
+    """Kinetics-400's class names as torchvision ships them (no network), for the manifest."""
+    torchvision = frameworks.get("torchvision")
+    return torchvision.kinetics400_names(), torchvision.TORCHVISION_NAMES
+
+
+def _asked(question, cfg: DictConfig):
+    """An adapter's answer about a model config; a bad key there (e.g. a torchvision weights
+    name that is no enum member) is a WeightsError naming it."""
+    try:
+        return question(cfg)
+    except ValueError as err:
+        raise WeightsError(str(err)) from None
+
+
 def input_spec(cfg: DictConfig) -> InputSpec:
     values = OmegaConf.to_container(cfg.input, resolve=True)
     return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
@@ -73,32 +94,19 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
-def torchvision_weights(cfg: DictConfig):
-    """The torchvision weights enum member a model config names (``torchvision_weights``, e.g.
-    ``R3D_18_Weights.KINETICS400_V1``), or None for other models."""
-    name = cfg.get("torchvision_weights")
-    if not name:
-        return None
-    import torchvision.models
-
-    try:
-        return torchvision.models.get_weight(str(name))
-    except (ValueError, KeyError, AttributeError) as err:
-        raise WeightsError(f"model.torchvision_weights: {name}: not a torchvision weights enum "
-                           f"member ({err})") from None
-
-
 def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
-    """A torchvision model's class names are its weights' ``meta["categories"]`` (its ids):
-    written once as a class-name file ({name: id}, kinetics_classnames.json's layout) for the
-    manifest to map the CSV's labels with. None for other models."""
-    enum = torchvision_weights(cfg)
-    if enum is None:
+    """A model's own class names (its framework's, e.g. torchvision's weights'
+    ``meta["categories"]``: its ids), written once as a class-name file ({name: id},
+    kinetics_classnames.json's layout) for the manifest to map the CSV's labels with. None for
+    models without their own."""
+    own = _asked(framework_of(cfg).class_names, cfg)
+    if own is None:
         return None
     import json
 
-    path = Path(cache_dir) / "class_names" / f"{cfg.torchvision_weights}.json"
-    text = json.dumps({name: i for i, name in enumerate(enum.meta["categories"])}, indent=0)
+    label, names = own
+    path = Path(cache_dir) / "class_names" / f"{label}.json"
+    text = json.dumps({name: i for i, name in enumerate(names)}, indent=0)
     if not path.is_file() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -167,8 +175,10 @@ def _unsafe_reason(err: pickle.UnpicklingError) -> str:
     return "objects other than tensors and plain containers"
 
 
-def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
-    """Load a state dict, or ``{"model_state": ...}`` as in the official .pyth, safely."""
+def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytorchvideo") -> None:
+    """Load a state dict safely and strictly (a missing, unexpected or misshapen key is an
+    error); where the state dict lies in the file is the framework's (``checkpoint_state``:
+    pytorchvideo's .pyth hold ``{"model_state": ...}``)."""
     if not is_torch_checkpoint(path):
         raise WeightsError(f"{path}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
     try:
@@ -180,8 +190,7 @@ def load_checkpoint(module: torch.nn.Module, path: Path) -> None:
     except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
                            f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
-    if isinstance(state, dict) and "model_state" in state:
-        state = state["model_state"]
+    state = frameworks.get(framework).checkpoint_state(state)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict or {{'model_state': ...}}, "
                            f"got {type(state).__name__}")
@@ -247,10 +256,9 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     the file it resolved, so no rank falls back to random weights on its own."""
     weights = str(cfg.weights)
     if weights in ("auto", "pretrained"):
-        enum = torchvision_weights(cfg)
-        url = cfg.get("checkpoint_url") or (enum.url if enum is not None else None)
-        path = _fetch_official(url, required=weights == "pretrained",
-                               check_hash=enum is not None)
+        adapter = framework_of(cfg)
+        path = _fetch_official(_asked(adapter.official_url, cfg), required=weights == "pretrained",
+                               check_hash=adapter.CHECK_HASH)
         return (None, RANDOM_INIT) if path is None else (str(path), "official")
     if weights == "random":
         return None, RANDOM_INIT
@@ -265,10 +273,11 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
                 resolved: tuple[str | None, str] | None = None) -> Model:
     """Build ``cfg.builder``, load the weights that ``cfg.weights`` names (``resolved``:
     ``resolve_weights``'s answer, from another rank), and pool its head's output locations as
-    the protocol's ``head`` says (protocols.apply_head)."""
+    the protocol's ``head`` says (the model's framework's ``apply_head``)."""
     spec = input_spec(cfg)
-    module = hydra.utils.instantiate(cfg.builder)
-    output = "probs" if apply_head(module, head) else str(cfg.get("output", "logits"))
+    adapter = framework_of(cfg)
+    module = adapter.build(cfg)
+    output = "probs" if adapter.apply_head(module, head) else str(cfg.get("output", "logits"))
     module = adapt_io(module, spec.alpha is None, output)
     path, label = resolved if resolved is not None else resolve_weights(cfg)
     digest = None
@@ -280,6 +289,6 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
         digest = _sha256(path)
         if label != "official":
             label = f"{path.name}@{digest[:8]}"
-        load_checkpoint(module, path)
+        load_checkpoint(module, path, adapter.NAME)
     module.eval()
     return Model(str(cfg.name), module, label, spec, int(cfg.num_classes), digest)

@@ -81,7 +81,7 @@ def process_cores() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     # torchrun (also inside a SLURM job) marks its workers with TORCHELASTIC_RUN_ID; a SLURM task
-    # gets LOCAL_WORLD_SIZE from submitit (benchmark/distributed.py), not from a shared launcher.
+    # gets LOCAL_WORLD_SIZE from submitit (benchmark/run/distributed.py), not from a shared launcher.
     if "SLURM_PROCID" in os.environ and "TORCHELASTIC_RUN_ID" not in os.environ:
         per_task = os.environ.get("SLURM_CPUS_PER_TASK", "")
         return max(1, min(cores, int(per_task)) if per_task.isdigit() else cores)

@@ -6,7 +6,7 @@ are presets validated against these types and OmegaConf rejects a value of the w
 (``strict=maybe``, ``views.clips=2.5``, ``device.type=mps``), naming the key, while the config is
 composed: before any import of the heavy modules, before any work. What a type cannot say
 (ranges, rules between keys, ``auto``-or-a-number) is checked once after composition, in
-``benchmark.evaluate.check_settings``.
+``benchmark.run.evaluate.check_settings``.
 
 ``config_error_line`` turns OmegaConf's and Hydra's multi-line errors into the one line the
 command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.
@@ -28,7 +28,8 @@ from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf import MISSING
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from benchmark.synthetic import ActionSetSpec
+from benchmark.data.synthetic import ActionSetSpec
+from benchmark.results.metrics import MIN_COVERAGE
 
 AUTO = "auto"  # eval.batch_views, data.workers, data.decode_threads: ``auto`` or a number
 
@@ -51,7 +52,7 @@ class DeviceType(str, enum.Enum):
 
 @dataclass
 class InputSchema:
-    """``model.input``: the model's test input (benchmark.views.InputSpec)."""
+    """``model.input``: the model's test input (benchmark.frameworks.views.InputSpec)."""
 
     num_frames: int = MISSING
     sampling_rate: int = MISSING
@@ -69,11 +70,12 @@ class ModelSchema:
     """``conf/model/*.yaml``."""
 
     name: str = MISSING
+    framework: str = MISSING  # its adapter, benchmark/frameworks/<framework> (the registry's names)
     builder: Dict[str, Any] = MISSING  # free-form: a ``_target_`` and its arguments
     checkpoint_url: Optional[str] = None
     weights: str = AUTO  # auto | pretrained | random | PATH
     num_classes: int = MISSING
-    output: str = "logits"  # logits | probs (benchmark.models.OUTPUTS)
+    output: str = "logits"  # logits | probs (benchmark.run.models.OUTPUTS)
     torchvision_weights: Optional[str] = None  # torchvision's weights enum member
     input: InputSchema = field(default_factory=InputSchema)
     published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
@@ -99,7 +101,7 @@ class DataSchema:
     workers: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_threads: Any = AUTO  # auto | N >= 0 (check_settings)
     decode_timeout_s: Optional[float] = 120.0
-    loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/loader.py)
+    loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/data/loader.py)
     synthetic: Optional[SyntheticSchema] = None  # type: ignore[valid-type]
 
 
@@ -114,10 +116,11 @@ class ViewsSchema:
 
 @dataclass
 class ProtocolSchema:
-    """``conf/protocol/*.yaml`` (the accepted values: benchmark/protocols.py, checked by
-    check_settings)."""
+    """``conf/protocol/*.yaml`` (the accepted values: benchmark/frameworks/clips.py and the
+    framework's adapter, checked by check_settings)."""
 
     name: str = MISSING
+    framework: str = "pytorchvideo"  # whose clip timings and spatial steps
     clips: str = MISSING
     head: str = MISSING
     combine: str = MISSING
@@ -154,8 +157,8 @@ class CostSettings:
 @dataclass
 class ReportSettings:
     # Published-vs-measured deltas only when at least this share of the listed videos was
-    # evaluated (0 to 1, check_settings; benchmark/report.py no_delta_because).
-    min_coverage: float = 0.95
+    # evaluated (0 to 1, check_settings; benchmark/results/tables.py no_delta_because).
+    min_coverage: float = MIN_COVERAGE
 
 
 @dataclass
@@ -175,7 +178,7 @@ class EvalConfig:
     strict: bool = False
     cost: CostSettings = field(default_factory=CostSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
-    results_dir: str = AUTO  # auto | DIR (benchmark/report.py tables_dir)
+    results_dir: str = AUTO  # auto | DIR (benchmark/results/tables.py tables_dir)
     cache_dir: str = MISSING
 
 

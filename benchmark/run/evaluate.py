@@ -22,16 +22,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import av
-import pytorchvideo
 import torch
-import torchvision
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import cost, distributed, fuse
-from benchmark.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
-from benchmark.loader import SupervisedLoader, test_hooks
-from benchmark.manifest import Manifest, Video, data_fingerprint, load_dataset
-from benchmark.device import (
+from benchmark import frameworks
+from benchmark.results import cost
+from benchmark.run import distributed
+from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.data.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
+from benchmark.data.loader import SupervisedLoader, test_hooks
+from benchmark.data.manifest import Manifest, Video, data_fingerprint, load_dataset
+from benchmark.run.device import (
     PRECISIONS,
     Stopwatch,
     autocast,
@@ -40,13 +41,14 @@ from benchmark.device import (
     reuse_freed_memory,
     set_tf32,
 )
-from benchmark.metrics import accuracy, top_k
-from benchmark.models import OUTPUTS, Model, build_model, class_names_file, resolve_weights
-from benchmark.progress import Progress
-from benchmark.protocols import protocol_from_config
-from benchmark.report import check_eval_table, report_run, tables_dir
-from benchmark.store import RunStore, check_writable, fingerprint
-from benchmark.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
+from benchmark.results.metrics import accuracy, top_k
+from benchmark.run.models import (OUTPUTS, Model, build_model, class_names_file, offline_class_names,
+                                  resolve_weights)
+from benchmark.run.progress import Progress
+from benchmark.frameworks.clips import protocol_from_config
+from benchmark.results.tables import check_eval_table, report_run, tables_dir
+from benchmark.run.store import RunStore, check_writable, fingerprint
+from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +111,6 @@ class LoadedVideo:
     transient: bool = False  # a failure a later try may not repeat (store.add_failure)
     kind: str | None = None  # of failure: loader.CRASH (killed its decoder twice) or None
 
-    def pin_memory(self) -> LoadedVideo:
-        """The DataLoader's pin_memory hook: page-locked clips copy to a GPU asynchronously."""
-        if self.clips is not None:
-            self.clips = self.clips.pin_memory()
-        return self
-
 
 class VideoClipsDataset:
     """Decodes one video per item and cuts its clips; failures come back as values."""
@@ -153,7 +149,7 @@ class VideoClipsDataset:
 
 def check_settings(cfg: DictConfig) -> None:
     """Reject impossible settings before any work, naming the key: ranges and rules between
-    keys (the types were checked as the config was composed, benchmark/schema.py)."""
+    keys (the types were checked as the config was composed, benchmark/run/schema.py)."""
     spec = cfg.model.input
     iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
     min_coverage = OmegaConf.select(cfg, "report.min_coverage", default=0)  # nor report
@@ -190,17 +186,13 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
-    if protocol.spatial == "torchvision" and cfg.views.crops != 1:
-        raise SettingsError(f"views.crops: the {protocol.name} protocol takes one centre crop "
-                            f"(views.crops=1), got {cfg.views.crops}")
-    if protocol.spatial == "torchvision" and spec.get("resize_size") is None:
-        raise SettingsError(f"model.input.resize_size: the {protocol.name} protocol resizes as "
-                            "torchvision's weights.transforms() does; this model has none "
-                            f"(its protocol is not {protocol.name})")
+    for key, message in frameworks.get(protocol.framework).setting_problems(
+            protocol, cfg.views.crops, spec):
+        raise SettingsError(f"{key}: {message}")
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
-    """The rewrites ``eval.fuse`` names on ``device`` (``benchmark.fuse``); a bad value is a
+    """The rewrites ``eval.fuse`` names on ``device`` (frameworks/pytorchvideo/fuse.py); a bad value is a
     SettingsError naming the key."""
     try:
         return fuse.resolve(cfg.eval.get("fuse", "none"), device.type)
@@ -349,7 +341,7 @@ def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
 def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
                  device: torch.device) -> SupervisedLoader:
     """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order,
-    supervised by this process (benchmark/loader.py: a worker that dies or hangs costs one
+    supervised by this process (benchmark/data/loader.py: a worker that dies or hangs costs one
     video, not the run); on CUDA the clips come pinned, so their copy to the GPU can run
     asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
@@ -381,16 +373,20 @@ def loader_workers(setting: int | str, device_type: str) -> int:
 def batch_views_for(setting: int | str, device_type: str) -> int:
     """``eval.batch_views``; ``auto``: 3 on a CPU (a clip's 3 crops: larger batches run no
     faster there and each view is 31 MB of fp32), 60 on a GPU (two videos' 10x3: enough to fill
-    the device, README: Speed)."""
+    the device, docs/speed.md)."""
     if setting != "auto":
         return int(setting)
     return 3 if device_type == "cpu" else 60
 
 
 def versions() -> dict[str, str]:
-    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorchvideo": pytorchvideo.__version__, "av": av.__version__,
-            "python": platform.python_version(), **harness_version()}
+    """The versions a run records: torch, every framework's (its adapter's ``version()``), PyAV,
+    Python and the harness's own."""
+    found = {"torch": torch.__version__}
+    for name in frameworks.KNOWN:
+        found.update(frameworks.get(name).version())
+    return {**found, "av": av.__version__, "python": platform.python_version(),
+            **harness_version()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -402,7 +398,7 @@ def harness_version() -> dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     return {"benchmark": version,
-            "benchmark_source": source_digest(Path(__file__).resolve().parent)}
+            "benchmark_source": source_digest(Path(__file__).resolve().parents[1])}
 
 
 def source_digest(package: Path) -> str:
@@ -440,7 +436,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     results_dir = tables_dir(cfg)
     if ranks.is_main:
         check_eval_table(results_dir)  # before any work, not after the whole run
-    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes))
+    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes),
+                            offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
@@ -453,7 +450,6 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
                            rewrites)
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
-    check_class_count(manifest, model, bool(cfg.data.get("synthetic")))
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
@@ -604,25 +600,6 @@ def data_identity(cfg: DictConfig, identity: dict) -> dict:
     data = identity["data"]
     return {"csv": data["csv"], "csv_sha256": data["csv_sha256"], "root": data["root"],
             "limit": data["limit"]}
-
-
-def check_class_count(manifest: Manifest, model: Model, generated: bool) -> None:
-    """The class-name list must have the model's number of classes, or the ids the CSV's names
-    map to are not the model's (``data.class_names=null`` on a subset CSV: sorted names of the
-    classes present, shifted). Integer-label lists are the model's ids already: names padded.
-    A generated set (sample, toy) has its own classes; a Kinetics model on it only shows the
-    pipeline runs, and its labels must still be within the model's classes."""
-    names, source = manifest.class_names, manifest.class_names_source
-    if len(names) < model.num_classes and source == "integer labels":
-        names.extend(str(i) for i in range(len(names), model.num_classes))
-    if len(names) != model.num_classes and not generated:
-        raise SettingsError(
-            f"data.class_names: {len(names)} class names ({source}) but the model has "
-            f"{model.num_classes} classes (model.num_classes): class ids would not be the model's; "
-            "pass the model's class-name file (data.class_names=PATH)")
-    if max(v.label for v in manifest.videos or [Video("", None, 0, "")]) >= model.num_classes:
-        raise SettingsError(f"data: labels go beyond the model's {model.num_classes} classes "
-                            f"(model.num_classes); class names came from {source}")
 
 
 def check_ranks_agree(identity: dict, ranks: distributed.Ranks) -> None:

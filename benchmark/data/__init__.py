@@ -1,0 +1,1 @@
+"""Data: the manifest, decoding, the supervised loader, synthetic sets (the bottom layer)."""

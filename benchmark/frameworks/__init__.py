@@ -1,0 +1,40 @@
+"""Frameworks: one adapter per ecosystem (``benchmark/frameworks/<name>``), found by name here,
+above the shared view code (views.py, clips.py) they all use.
+
+An adapter is the only module that imports its framework's own package; adapters never import
+each other. Each offers the same module-level API (docs/architecture.md, "Adding a framework"):
+``NAME``, ``version()``, ``build(model_cfg)``, ``checkpoint_state(loaded)``,
+``official_url(model_cfg)``, ``CHECK_HASH``, ``class_names(model_cfg)``, ``TIMINGS`` +
+``clip_windows`` + ``pts_windows``, ``SPATIALS`` + ``views``, ``setting_problems``,
+``apply_head``. (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+KNOWN = ("pytorchvideo", "torchvision")
+
+
+def get(name: str) -> ModuleType:
+    """The adapter module of framework ``name``; an unknown name is a one-line error naming it."""
+    if name not in KNOWN:
+        raise ValueError(f"framework: must be one of {', '.join(KNOWN)}, got {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def owner(kind: str, value: str) -> ModuleType:
+    """The adapter whose ``kind`` (``TIMINGS`` or ``SPATIALS``) holds ``value``: each protocol
+    step's name is one framework's."""
+    for name in KNOWN:
+        adapter = get(name)
+        if value in getattr(adapter, kind):
+            return adapter
+    raise ValueError(f"no framework has the {kind.lower()[:-1]} {value!r}")
+
+
+def names(kind: str) -> tuple[str, ...]:
+    """Every adapter's ``kind`` values, in registry order (the accepted protocol choices)."""
+    return tuple(v for name in KNOWN for v in getattr(get(name), kind))

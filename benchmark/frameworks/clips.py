@@ -1,0 +1,142 @@
+"""Protocols: the exact way one reference framework tests a video model, so that a measured
+number can stand beside that framework's published one.
+
+The counts of views (``views.clips`` x ``views.crops``) do not fix a number: the same model on
+the same videos scores differently when clips start elsewhere, a clip gets one frame more, or the
+head's locations are averaged before instead of after the softmax. A protocol (``conf/protocol/``)
+names those choices:
+
+- ``framework``: the adapter (benchmark/frameworks/) whose timings and spatial steps these are;
+- ``clips``: where clip i starts and which decoded frames belong to it, as one framework's
+  sampler and ``get_clip`` compute them (its adapter's ``TIMINGS``);
+- ``head``: ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
+  locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
+  a softmax at each location, then the mean);
+- ``combine``: descriptive only: how the framework's own test combines a video's views,
+  ``softmax_mean`` or ``softmax_sum`` (PySlowFast's ``DATA.ENSEMBLE_METHOD: sum``). The two rank
+  the classes identically, so the harness always computes and reports the mean; the key is
+  recorded with the run so that a table says which the framework used;
+- ``spatial``: how a clip becomes views (its adapter's ``SPATIALS``): ``uniform_crop``
+  (pytorchvideo: short-side scale, ``UniformCropVideo`` crops, views.py) or ``torchvision``
+  (``weights.transforms()``: a fixed or short-side resize of the uint8 frames, antialias off, one
+  centre crop).
+
+Each preset is proved equal to its framework's own code in tests/test_protocols.py, never to a
+restatement of it here: pytorchvideo 0.1.5 (installed) and 0.1.0 (extracted into a test-only
+folder by ``make install``). The frames come from one decode per video (data/decode.py); a framework
+that decodes again for every clip is reproduced from the order the decoder gave the frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from benchmark import frameworks
+from benchmark.data.decode import DecodedVideo
+
+HEADS = ("pooled_logits", "softmax_per_location")
+COMBINES = ("softmax_mean", "softmax_sum")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    clips: str
+    head: str
+    combine: str
+    spatial: str = "uniform_crop"
+    framework: str = "pytorchvideo"
+
+
+def protocol_from_config(cfg) -> Protocol:
+    """The ``protocol`` config group as a value; an unknown choice names its key. ``clips`` and
+    ``spatial`` are the named framework's (its adapter's ``TIMINGS`` and ``SPATIALS``)."""
+    protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine),
+                        str(cfg.get("spatial", "uniform_crop")),
+                        str(cfg.get("framework", "pytorchvideo")))
+    try:
+        adapter = frameworks.get(protocol.framework)
+    except ValueError as err:
+        raise ValueError(f"protocol.{err}") from None
+    for key, value, allowed in (("clips", protocol.clips, adapter.TIMINGS),
+                                ("head", protocol.head, HEADS),
+                                ("combine", protocol.combine, COMBINES),
+                                ("spatial", protocol.spatial, adapter.SPATIALS)):
+        if value not in allowed:
+            raise ValueError(f"protocol.{key}: must be one of {', '.join(allowed)}, got {value}")
+    return protocol
+
+
+@dataclass(frozen=True)
+class Window:
+    """A clip's pts window, as the framework's ``get_clip`` filters frames."""
+
+    lo: int
+    hi: int
+    inclusive: bool  # the end pts itself belongs to the clip (pytorchvideo 0.1.0)
+
+    def inside(self, p: int) -> bool:
+        return self.lo <= p and (p <= self.hi if self.inclusive else p < self.hi)
+
+    def past(self, p: int) -> bool:
+        """A frame after the clip: where the framework's per-clip decode stops."""
+        return p > self.hi if self.inclusive else p >= self.hi
+
+
+def seconds_window(time_base: Fraction, start_pts: int, start: Fraction, end: Fraction) -> Window:
+    """pytorchvideo 0.1.5's ``get_clip(start, end)``: pts in [start, end), both rounded up."""
+    return Window(math.ceil(start / time_base) + start_pts, math.ceil(end / time_base) + start_pts,
+                  False)
+
+
+def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int,
+                 timing: str, frame_rate: float | None = None,
+                 clip_len: int | None = None) -> list[list[int]]:
+    """For each of ``clips`` clips, the indices (into ``video.frames``) of the frames that the
+    framework named by ``timing`` gives that clip, before temporal subsampling.
+    ``frame_rate``/``clip_len``: the model's, for timings that count frames (torchvision's).
+    The adapter that owns ``timing`` computes them."""
+    return frameworks.owner("TIMINGS", timing).clip_windows(video, clip_duration, clips, timing,
+                                                            frame_rate, clip_len)
+
+
+def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration: Fraction,
+                clips: int, timing: str) -> list[Window] | None:
+    """Each clip's pts window under ``timing`` from the stream's time base, start and end pts
+    (what a streaming decode needs), or None where the timing counts frames instead."""
+    return frameworks.owner("TIMINGS", timing).pts_windows(time_base, start_pts, end_pts,
+                                                           clip_duration, clips, timing)
+
+
+class TooShort(ValueError):
+    """Fewer frames than one clip: torchvision's VideoClips gives such a video no clip (and its
+    reference skips it); here it is a recorded failure with this reason."""
+
+
+def frames_between(video: DecodedVideo, start: Fraction, end: Fraction) -> list[int]:
+    """pytorchvideo 0.1.5's ``get_clip(start, end)`` on the decoded video (toy training)."""
+    return frames_in(video, seconds_window(video.time_base, video.start_pts, start, end), False)
+
+
+def frames_in(video: DecodedVideo, window: Window, stops_early: bool) -> list[int]:
+    """The frames inside ``window``, in presentation order.
+
+    When the stream header has a duration, pytorchvideo decodes each clip anew: it seeks to a
+    keyframe before the window and keeps decoded frames until the first one past it. On a
+    stream whose decoded pts come out of order (packed B-frames in AVI) a frame of the window
+    that the decoder gives after that one is left out. The decoder's order from the start of the
+    file stands for its order after the seek (the frames before the keyframe lie before the
+    window). Without a header duration pytorchvideo decodes the whole video once and filters.
+    """
+    if stops_early and video.header_duration:
+        kept = set()
+        for p in video.decoded_pts:
+            if window.inside(p):
+                kept.add(p)
+            elif window.past(p):
+                break
+    else:
+        kept = {p for p in video.pts if window.inside(p)}
+    return [i for i, p in enumerate(video.pts) if p in kept]

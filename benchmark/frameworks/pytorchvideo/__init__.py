@@ -1,0 +1,129 @@
+"""The pytorchvideo adapter: everything that is pytorchvideo's, and the only code that imports it.
+
+- models: the hub builders (``pytorchvideo.models.hub``), checkpoints ``{"model_state": ...}``;
+- clip timings of three releases (``TIMINGS``): 0.1.0 (the zoo's numbers), 0.1.5 (the last
+  release), main (commit 9368f30); the spatial step ``uniform_crop`` (short-side scale and
+  ``UniformCropVideo``, written in the shared views.py and proved equal to pytorchvideo's);
+- heads: ``apply_head`` (PySlowFast's softmax per location); ``eval.fuse``'s inference rewrites
+  over its blocks (fuse.py); its own 0.1.5 dataset pipeline for the proofs and the bench (reference.py).
+
+pytorchvideo itself is imported where it is used, after compat.py's torchvision alias, so that
+loader workers that only cut clips do not load its models.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+
+from benchmark.frameworks.pytorchvideo import compat  # noqa: F401  (before any pytorchvideo import)
+from benchmark.frameworks.clips import Window, frames_in, seconds_window
+from benchmark.frameworks.views import uniform_crop_views
+from benchmark.data.decode import DecodedVideo
+
+NAME = "pytorchvideo"
+TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main")
+SPATIALS = ("uniform_crop",)
+CHECK_HASH = False  # the zoo's URLs carry no hash in their names
+
+
+def version() -> dict[str, str]:
+    import pytorchvideo
+
+    return {"pytorchvideo": pytorchvideo.__version__}
+
+
+def build(model_cfg) -> torch.nn.Module:
+    """The config's ``builder`` (a ``pytorchvideo.models.hub`` function and its arguments)."""
+    import hydra
+
+    return hydra.utils.instantiate(model_cfg.builder)
+
+
+def checkpoint_state(loaded):
+    """The state dict in a loaded checkpoint: the zoo's .pyth hold ``{"model_state": ...}``."""
+    if isinstance(loaded, dict) and "model_state" in loaded:
+        return loaded["model_state"]
+    return loaded
+
+
+def official_url(model_cfg) -> str | None:
+    return model_cfg.get("checkpoint_url") or None
+
+
+def class_names(model_cfg) -> list[str] | None:
+    """The zoo's models have no class names of their own (kinetics_classnames.json maps them)."""
+    return None
+
+
+def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int, timing: str,
+                 frame_rate: float | None = None, clip_len: int | None = None) -> list[list[int]]:
+    """Each clip's frames (indices into ``video.frames``) under the release ``timing`` names."""
+    windows = pts_windows(video.time_base, video.start_pts, video.end_pts, clip_duration, clips,
+                          timing)
+    return [frames_in(video, w, stops_early(timing)) for w in windows]
+
+
+def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration: Fraction,
+                clips: int, timing: str) -> list[Window]:
+    """Each clip's pts window under the framework named by ``timing``, from the stream's time
+    base, start pts and end pts (the header's duration, else the last frame's pts)."""
+    if timing == "pytorchvideo_0.1.0":
+        # 0.1.0's ConstantClipsPerVideoSampler in its float arithmetic on its duration
+        # ((end - start pts) * float(time base)); the clip duration a float as PySlowFast
+        # computes it (NUM_FRAMES * SAMPLING_RATE / TARGET_FPS); get_clip's seconds -> pts
+        # truncated (int(t / float(tb))) and its end inclusive: a 64/30 s clip of a 30 fps
+        # video gets 65 frames.
+        tb, d = float(time_base), float(clip_duration)
+        step = max((end_pts - start_pts) * tb - d, 0) / clips
+        return [Window(int(step * i / tb) + start_pts, int((step * i + d) / tb) + start_pts, True)
+                for i in range(clips)]
+    if timing not in TIMINGS:
+        raise ValueError(f"protocol.clips: no pts windows for {timing}")
+    # 0.1.5's sampler: Fractions, clip i at i * max(D - d, 0) / N, D = int(end - start) * tb;
+    # the unreleased main (commit 9368f30) divides by N - 1 (the last clip ends at the end).
+    duration = int(end_pts - start_pts) * time_base
+    intervals = clips if timing == "pytorchvideo_0.1.5" else max(clips - 1, 1)
+    step = Fraction(max(duration - clip_duration, 0)) / intervals
+    return [seconds_window(time_base, start_pts, step * i, step * i + clip_duration)
+            for i in range(clips)]
+
+
+def stops_early(timing: str) -> bool:
+    """Whether the framework's per-clip decode stops at the first frame past the clip (both
+    releases do; main is this harness's old default, which kept every frame in the window)."""
+    return timing != "pytorchvideo_main"
+
+
+def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
+          memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+    """``uniform_crop``: short-side scale, ``UniformCropVideo`` crops (views.py)."""
+    return uniform_crop_views(clips, spec, crops, fault, memory_format)
+
+
+def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]:
+    """(key, message) for settings this framework's protocol cannot run: none."""
+    return []
+
+
+def apply_head(module: torch.nn.Module, head: str) -> bool:
+    """Make ``module``'s head do what the protocol's ``head`` says; True when it now returns
+    probabilities where it returned logits.
+
+    ``softmax_per_location`` is PySlowFast's PTV models at test time (``post_act`` then
+    ``mean([2, 3, 4])``): a hub ResNet-style head without an activation gets a softmax over the
+    classes before its output pool, so the pool averages probabilities. Heads that already end
+    in a softmax (X3D, R(2+1)D) do this already; a transformer head has one location, where both
+    orders agree.
+    """
+    if head == "pooled_logits":
+        return False
+    from pytorchvideo.models.head import ResNetBasicHead
+
+    changed = False
+    for m in module.modules():
+        if isinstance(m, ResNetBasicHead) and m.activation is None and m.output_pool is not None:
+            m.activation = torch.nn.Softmax(dim=1)
+            changed = True
+    return changed

@@ -1,0 +1,1 @@
+"""Results: metrics, cost, tables, per-run reports, plots, sweep tables."""

@@ -1,0 +1,1 @@
+"""The run: the evaluate loop, its store, devices, distribution, progress and config schema."""

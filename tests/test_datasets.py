@@ -308,3 +308,28 @@ def test_ucf101_run_end_to_end(tmp_path):
                            "data.split=2", f"data.root={tmp_path / 'UCF-101'}")
     assert dict(zip(predictions.video_id, predictions.label)) == {
         "v_HandStandPushups_g01_c01": 3, "v_JumpRope_g03_c02": 5, "v_Hammering_g05_c01": 1}
+
+
+# ---- SSv2 model configs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("model, top1, top5", [("slowfast_r50_ssv2", 61.68, 86.92),
+                                               ("slow_r50_ssv2", 60.04, 85.19)])
+def test_ssv2_model_configs_name_their_data_set_and_views(model, top1, top5):
+    """pytorchvideo's zoo SSv2 rows (docs/source/model_zoo.md): 174 classes, 1 clip x 3 crops."""
+    cfg = compose_eval(f"model={model}", "data=ssv2")
+    assert (cfg.views.clips, cfg.views.crops) == (1, 3)
+    assert cfg.model.builder.model_num_class == cfg.model.num_classes == 174
+    assert cfg.model.published.dataset == "ssv2" and cfg.model.published.views == "1x3"
+    assert (cfg.model.published.top1, cfg.model.published.top5) == (top1, top5)
+    assert "/model_zoo/ssv2/" in cfg.model.checkpoint_url
+
+
+@pytest.mark.slow
+def test_ssv2_slow_r50_builds_with_174_outputs():
+    from benchmark.models import build_model
+    import torch
+
+    model = build_model(compose_eval("model=slow_r50_ssv2", "model.weights=random").model)
+    with torch.no_grad():
+        out = model.module(torch.zeros(1, 3, 8, 256, 256))
+    assert out.shape == (1, 174)

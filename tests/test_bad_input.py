@@ -1,6 +1,6 @@
 """Bad input stops before any work with one line naming the key, file or line (issue 17).
 
-Most cases run the real compose (conf/ + benchmark/schema.py) and the real checks in-process:
+Most cases run the real compose (conf/ + benchmark/run/schema.py) and the real checks in-process:
 a CLI run costs seconds of imports here. A few true CLI runs (the end of the file) prove the
 path from those errors to one line on stderr, exit 1, no traceback and nothing evaluated.
 """

@@ -49,6 +49,26 @@ class Manifest:
     class_names: list[str]  # index = class id
     class_names_source: str
     duplicates: list[str] = field(default_factory=list)
+    # Which copy (benchmark/data): the annotation files' SHA-256 where several are read ("" for
+    # the Kinetics CSV: the run hashes data.csv), the split and the test videos also in its
+    # training list (None: not checked), the subset list, and how many listed videos were found.
+    list_sha256: str = ""
+    split: int | None = None
+    leakage: list[str] | None = None
+    subset_name: str | None = None
+    subset_sha256: str | None = None
+    subset_unlisted: int = 0
+    found: int | None = None
+    found_fraction: float | None = None
+    min_found_fraction: float | None = None
+    found_below_threshold: bool = False
+
+    def copy_fields(self) -> dict:
+        """What the run's row can record about the copy it read (docs/data.md)."""
+        return {"split": self.split, "leakage": None if self.leakage is None else len(self.leakage),
+                "subset": self.subset_name, "subset_sha256": self.subset_sha256,
+                "videos_found": self.found, "found_fraction": self.found_fraction,
+                "found_below_threshold": self.found_below_threshold}
 
 
 def default_classnames_cache() -> Path:
@@ -56,10 +76,15 @@ def default_classnames_cache() -> Path:
 
 
 def read_class_names(path: Path) -> list[str]:
-    """Read the model card's ``{"\\"name\\"": id}`` JSON (quotes around names optional)."""
+    """Read the model card's ``{"\\"name\\"": id}`` JSON (quotes around names optional), or a
+    ``.txt`` file of one name a line, ids in line order (mmaction2's label_map_k600.txt)."""
     problem = file_problem(path)
     if problem:
         raise ManifestError(f"{path}: {problem}")
+    if Path(path).suffix.lower() == ".txt":
+        lines = _read_text(Path(path)).splitlines()
+        return class_list({line.strip(): i for i, line in enumerate(
+            line for line in lines if line.strip())}, path)
 
     def no_repeats(pairs: list) -> dict:
         seen = [name for name, _ in pairs]
@@ -394,7 +419,13 @@ def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
 def load_dataset(cfg, num_classes: int | None = None,
                  offline_names: OfflineNames | None = None) -> Manifest:
     """The manifest a ``conf/data`` config describes; generated sets are made first if needed.
-    ``offline_names``: Kinetics-400's class names when ``auto`` finds no file (resolve_class_names)."""
+    ``offline_names``: Kinetics-400's class names when ``auto`` finds no file (resolve_class_names).
+    ``data.format`` picks the reader (kinetics: the CSV above; ssv2, ucf101, hmdb51:
+    benchmark/data/datasets.py); ``data.subset`` and ``data.min_found_fraction``:
+    benchmark/data/subset.py."""
+    from benchmark.data.datasets import read_official
+    from benchmark.data.subset import apply_subset, check_found
+
     if cfg.get("synthetic"):
         from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
 
@@ -402,8 +433,21 @@ def load_dataset(cfg, num_classes: int | None = None,
     if not cfg.get("csv"):
         raise ManifestError(f"data.csv: not set for data={cfg.name} (e.g. KINETICS_CSV=... or "
                             "data.csv=PATH)")
-    manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name, cfg.limit, num_classes,
-                             offline_names)
+    fmt, subset = str(cfg.get("format") or "kinetics"), cfg.get("subset")
+    if fmt == "kinetics":
+        manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name,
+                                 None if subset else cfg.limit, num_classes, offline_names)
+    else:
+        manifest = read_official(fmt, cfg)
+    if subset:
+        manifest = apply_subset(manifest, subset)
+    if fmt != "kinetics" or subset:  # the CSV reader applied the limit and this check itself
+        manifest.videos = manifest.videos[:cfg.limit] if cfg.limit is not None else manifest.videos
+        if not any(v.path for v in manifest.videos):
+            raise ManifestError(f"data.root: none of the {len(manifest.videos)} listed videos of "
+                                f"{cfg.csv} is there (looked for "
+                                f"{manifest.videos[0].expected if manifest.videos else 'nothing'}, ...)")
+    manifest = check_found(manifest, cfg.get("min_found_fraction", 0.98))
     # A generated set's file names only its own few classes (a pipeline check with any model).
     if num_classes is not None:
         check_class_count(manifest, num_classes, bool(cfg.get("synthetic")))

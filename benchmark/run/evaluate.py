@@ -579,7 +579,9 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
         "weights": {"label": model.weights, "sha256": model.checkpoint_sha256,
                     "url": cfg.model.get("checkpoint_url")},
         "seed": int(cfg.seed),
-        "data": {"csv": str(csv), "csv_sha256": hashlib.sha256(csv.read_bytes()).hexdigest(),
+        # A format that reads several files (a UCF101 split folder) hashes them all.
+        "data": {"csv": str(csv), "subset_sha256": manifest.subset_sha256,
+                 "csv_sha256": manifest.list_sha256 or hashlib.sha256(csv.read_bytes()).hexdigest(),
                  "root": str(Path(cfg.data.root or ".").resolve()), "limit": cfg.data.limit,
                  "class_names": hashlib.sha256("\n".join(manifest.class_names).encode()).hexdigest(),
                  "decode_timeout_s": cfg.data.decode_timeout_s},

@@ -48,6 +48,22 @@ class DeviceType(str, enum.Enum):
         return format(self.value, spec)
 
 
+class DataFormat(str, enum.Enum):
+    """``data.format``: which official annotation files the data set has (benchmark/manifest.py
+    load_dataset; docs/data.md)."""
+
+    kinetics = "kinetics"  # the Kinetics CSV (400, 600, 700) or a ``path label`` list
+    ssv2 = "ssv2"
+    ucf101 = "ucf101"
+    hmdb51 = "hmdb51"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
 # ---- config groups ------------------------------------------------------------------------------
 
 @dataclass
@@ -103,6 +119,10 @@ class DataSchema:
     decode_timeout_s: Optional[float] = 120.0
     loader_memory_mb: int = 4096  # decoded clips in flight per process (benchmark/data/loader.py)
     synthetic: Optional[SyntheticSchema] = None  # type: ignore[valid-type]
+    format: DataFormat = DataFormat.kinetics  # which reader: kinetics | ssv2 | ucf101 | hmdb51
+    split: Optional[int] = None  # UCF101/HMDB51: the official split 1-3
+    subset: Optional[str] = None  # a file of video ids (one a line): evaluate only those
+    min_found_fraction: float = 0.98  # fewer listed videos found: a loud warning, and flagged
 
 
 @dataclass

@@ -93,14 +93,33 @@ def hf_config(model_cfg):
     with no checkpoint there is no config.json to read)."""
     builder = _builder(model_cfg)
     config_cls = getattr(_transformers(), ARCHITECTURES[builder["architecture"]][0])
-    config = config_cls(**builder.get("config", {}))
+    kwargs = builder.get("config", {})
+    config = config_cls(**kwargs)
+    _known(config_cls(), kwargs, "model.builder.config")
     if builder["architecture"] != "xclip":
         config.num_labels = int(model_cfg["num_classes"])
     return config
 
 
+def _known(default, kwargs: dict, where: str) -> None:
+    """A config class stores an unknown keyword silently: name it instead (a misspelt or
+    misplaced hyper-parameter would build another architecture)."""
+    known = default.to_dict()
+    for key, value in kwargs.items():
+        if key not in known:
+            raise ValueError(f"{where}.{key}: not a {type(default).__name__} key")
+        sub = getattr(default, key, None)
+        if isinstance(value, dict) and hasattr(sub, "to_dict"):
+            _known(sub, value, f"{where}.{key}")
+
+
 def _model_cls(model_cfg):
     return getattr(_transformers(), ARCHITECTURES[_builder(model_cfg)["architecture"]][1])
+
+
+def attention(model_cls) -> str:
+    """SDPA where the architecture has it (speed); TimeSformer has only the eager attention."""
+    return "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
 
 
 def resolve_weights(model_cfg) -> Path | None:
@@ -139,8 +158,12 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
     values differ from the model config's ``builder.preprocessor`` (the views use those)."""
     path = Path(path)
     builder = _builder(model_cfg)
-    model, info = _model_cls(model_cfg).from_pretrained(
-        path, local_files_only=True, output_loading_info=True, attn_implementation="sdpa")
+    cls = _model_cls(model_cfg)
+    # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one line)
+    # instead of transformers' multi-line RuntimeError.
+    model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                      ignore_mismatched_sizes=True,
+                                      attn_implementation=attention(cls))
     patterns = builder.get("expected_keys") or []
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
@@ -191,7 +214,7 @@ def check_preprocessor(path, model_cfg) -> None:
 
 
 def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
-    """The model in eval mode, with SDPA attention: the checkpoint ``model.weights`` resolves
+    """The model in eval mode, with SDPA attention where it has one: the checkpoint ``model.weights`` resolves
     to (strictly loaded), else the architecture with random weights and a loud warning.
 
     X-CLIP classifies by text: pass the data set's class names (the prompt is the bare name, as
@@ -205,7 +228,8 @@ def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
                "random weights and its accuracy means nothing")
         warnings.warn(msg, stacklevel=2)
         log.warning(msg)
-        model = _model_cls(model_cfg)._from_config(hf_config(model_cfg), attn_implementation="sdpa")
+        cls = _model_cls(model_cfg)
+        model = cls._from_config(hf_config(model_cfg), attn_implementation=attention(cls))
     else:
         model = load_checkpoint(path, model_cfg)
     model.eval()
@@ -575,6 +599,8 @@ def gflops(module: nn.Module, example: torch.Tensor, attention: str = "eager") -
 
     model = module.model if isinstance(module, XCLIPClassifier) else module
     before = model.config._attn_implementation
+    if not getattr(model, "_supports_sdpa", False):
+        attention = "eager"  # the only attention it has: both conventions count the matmuls
     model.set_attn_implementation(attention)
     try:
         with torch.no_grad():
@@ -611,13 +637,15 @@ def num_params(module: nn.Module) -> int:
 # The reference: what a user writes from the model card (tests and the bench row).
 
 def processor(model_cfg, video: bool = True):
-    """The transformers processor with the checkpoint's preprocessor values (class per
-    architecture as AutoVideoProcessor maps it; X-CLIP's image processor is VideoMAE's)."""
+    """The transformers processor with the checkpoint's preprocessor values."""
     tr = _transformers()
     pre = Preprocess.from_model(model_cfg)
     arch = _builder(model_cfg)["architecture"]
-    cls_name = {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit",
-                "xclip": "VideoMAE"}[arch] + ("VideoProcessor" if video else "ImageProcessor")
+    if video:  # AutoVideoProcessor's class per model type (X-CLIP's is VideoMAE's)
+        cls_name = {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit",
+                    "xclip": "VideoMAE"}[arch] + "VideoProcessor"
+    else:  # the checkpoints' image_processor_type (TimeSformer's names VideoMAE's)
+        cls_name = {"vivit": "Vivit"}.get(arch, "VideoMAE") + "ImageProcessor"
     kwargs = dict(size={"shortest_edge": pre.shortest_edge},
                   crop_size={"height": pre.crop_size[0], "width": pre.crop_size[1]},
                   rescale_factor=pre.rescale_factor, image_mean=list(pre.image_mean),

@@ -5,7 +5,6 @@ processors' output on the shared videos; FLOPs in both attention conventions; X-
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from fractions import Fraction
@@ -307,14 +306,18 @@ AWKWARD = [(300, 30.0), (280, 28.0), (300, 30000 / 1001), (164, 25.0), (30, 30.0
 @pytest.mark.parametrize("n,fps", AWKWARD)
 def test_samplers_follow_the_authors_code(n, fps):
     video = fake_video(n, fps)
-    s = lambda t, r, f=30: InputSpec(num_frames=t, sampling_rate=r, frames_per_second=f,  # noqa: E731
-                                     side_size=224, crop_size=224, mean=(0,) * 3, std=(1,) * 3)
+    def s(t, r, f=30):
+        return InputSpec(num_frames=t, sampling_rate=r, frames_per_second=f, side_size=224,
+                         crop_size=224, mean=(0,) * 3, std=(1,) * 3)
+
     assert hf.clip_windows(video, s(16, 4), 5, "videomae") == videomae_reference(n, 16, 4, 5)
-    assert hf.clip_windows(video, s(8, 32), 1, "pyslowfast") == pyslowfast_reference(n, fps, 32, 8, 1)
-    assert hf.clip_windows(video, s(8, 32), 3, "pyslowfast") == pyslowfast_reference(n, fps, 32, 8, 3)
+    for clips in (1, 3):
+        assert (hf.clip_windows(video, s(8, 32), clips, "pyslowfast")
+                == pyslowfast_reference(n, fps, 32, 8, clips))
     assert hf.clip_windows(video, s(32, 2), 4, "dmvr") == dmvr_reference(n, 32, 2, 4)
     assert hf.clip_windows(video, s(8, 1), 1, "tsn") == mmaction_test_reference(n, 8)
-    for timing, t, clips in (("videomae", 16, 5), ("pyslowfast", 8, 1), ("dmvr", 32, 4), ("tsn", 8, 4)):
+    for timing, t, clips in (("videomae", 16, 5), ("pyslowfast", 8, 1), ("dmvr", 32, 4),
+                             ("tsn", 8, 4)):
         for w in hf.clip_windows(video, s(t, 4), clips, timing):
             assert len(w) == t and all(0 <= i < n for i in w)
 
@@ -326,7 +329,8 @@ def test_sampler_values_on_a_kinetics_clip():
                                   side_size=224, crop_size=224, mean=(0,) * 3, std=(1,) * 3)
     starts = [w[0] for w in hf.clip_windows(video, spec(16, 4), 5, "videomae")]
     assert starts == [0, 56, 116, 176, 236]  # 4 * int(k * (75 - 16) / 4)
-    assert hf.clip_windows(video, spec(8, 32), 1, "pyslowfast") == [[0, 36, 72, 109, 145, 182, 218, 255]]
+    assert (hf.clip_windows(video, spec(8, 32), 1, "pyslowfast")
+            == [[0, 36, 72, 109, 145, 182, 218, 255]])
     assert [w[0] for w in hf.clip_windows(video, spec(32, 2), 4, "dmvr")] == [0, 78, 157, 236]
     assert hf.clip_windows(video, spec(8, 1), 1, "tsn") == [[18, 56, 93, 131, 168, 206, 243, 281]]
 
@@ -347,7 +351,7 @@ def test_views_equal_the_processor_on_the_shared_videos(name):
     paths = shared_videos()
     if not paths:
         pytest.skip(f"{SHARED_VIDEOS} is absent")
-    cfg, proto = model_cfg(name), None
+    cfg = model_cfg(name)
     proto = protocol_cfg(cfg.published.protocol)
     pre = hf.Preprocess.from_model(cfg)
     video_proc, image_proc = hf.processor(cfg), hf.processor(cfg, video=False)

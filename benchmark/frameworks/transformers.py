@@ -84,7 +84,8 @@ def _builder(model_cfg) -> dict:
     builder = _plain(model_cfg["builder"])
     arch = builder.get("architecture")
     if arch not in ARCHITECTURES:
-        raise ValueError(f"model.builder.architecture: {arch!r} is not one of {sorted(ARCHITECTURES)}")
+        raise ValueError(f"model.builder.architecture: {arch!r} is not one of "
+                         f"{sorted(ARCHITECTURES)}")
     return builder
 
 
@@ -188,7 +189,8 @@ def _file_preprocessor(raw: dict) -> dict:
     crop = raw.get("crop_size", shortest)
     crop = [crop["height"], crop["width"]] if isinstance(crop, dict) else [crop, crop]
     return {"shortest_edge": shortest, "crop_size": crop,
-            "rescale_factor": raw.get("rescale_factor", 1 / 255), "offset": raw.get("offset", False),
+            "rescale_factor": raw.get("rescale_factor", 1 / 255),
+            "offset": raw.get("offset", False),
             "image_mean": raw.get("image_mean"), "image_std": raw.get("image_std"),
             "resample": raw.get("resample", 2)}
 
@@ -214,8 +216,9 @@ def check_preprocessor(path, model_cfg) -> None:
 
 
 def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
-    """The model in eval mode, with SDPA attention where it has one: the checkpoint ``model.weights`` resolves
-    to (strictly loaded), else the architecture with random weights and a loud warning.
+    """The model in eval mode, with SDPA attention where it has one: the checkpoint
+    ``model.weights`` resolves to (strictly loaded), else the architecture with random weights
+    and a loud warning.
 
     X-CLIP classifies by text: pass the data set's class names (the prompt is the bare name, as
     the authors' ``generate_text`` formats it); the result is an ``XCLIPClassifier``.
@@ -293,7 +296,8 @@ class XCLIPClassifier(nn.Module):
 
     def text_embeds(self) -> torch.Tensor:
         if self._text is None or self._text.device != self.input_ids.device:
-            out = self.model.text_model(input_ids=self.input_ids, attention_mask=self.attention_mask)
+            out = self.model.text_model(input_ids=self.input_ids,
+                                        attention_mask=self.attention_mask)
             self._text = self.model.text_projection(out[1])
         return self._text
 
@@ -433,7 +437,8 @@ SPATIALS = {
 _SHORT_AXIS_AT_ZERO = {"dmvr"}
 
 
-def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int, rule: str) -> list[tuple[int, int]]:
+def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
+               rule: str) -> list[tuple[int, int]]:
     """(top, left) of each crop of an (h, w) frame."""
     ch, cw = crop
     if ch > h or cw > w:

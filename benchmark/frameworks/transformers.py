@@ -1,0 +1,660 @@
+"""The Hugging Face ``transformers`` adapter: VideoMAE, TimeSformer, ViViT and X-CLIP, each
+evaluated as its authors measured its published number.
+
+Why an adapter of its own: the model cards' pipelines differ from the authors' test protocols
+(the video processors sample no frames, the processors' class defaults are not the checkpoints'
+preprocessing), and ``from_pretrained`` fills a missing weight with an initial value and only logs
+it. Here:
+- ``build`` loads a ``save_pretrained`` directory or the hub cache offline and refuses any
+  missing, unexpected or mismatched key (``load_checkpoint``); without weights it builds the
+  architecture from the config's published hyper-parameters and warns loudly;
+- ``clip_windows`` picks each clip's frames as the authors' test code does (``TIMINGS``), as
+  frame indices into a ``DecodedVideo``;
+- ``views`` resizes and normalises as the checkpoint's preprocessor config says, exactly as the
+  transformers processor does (tests/test_transformers.py proves it on the shared videos), and
+  crops where the authors' test code crops (``SPATIALS``), writing the (B, T, C, H, W) batch the
+  models take directly;
+- X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``).
+This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize is
+the processor's own resize, so the views equal the processor's bit for bit before normalising).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NAME = "transformers"
+# 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
+MIN_VERSION = (5, 23)
+
+log = logging.getLogger(__name__)
+
+# builder.architecture -> (config class, model class), both in the transformers namespace.
+ARCHITECTURES = {
+    "videomae": ("VideoMAEConfig", "VideoMAEForVideoClassification"),
+    "timesformer": ("TimesformerConfig", "TimesformerForVideoClassification"),
+    "vivit": ("VivitConfig", "VivitForVideoClassification"),
+    "xclip": ("XCLIPConfig", "XCLIPModel"),
+}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model: the message names the keys."""
+
+
+def _transformers():
+    import transformers
+
+    have = tuple(int(p) for p in transformers.__version__.split(".")[:2])
+    if have < MIN_VERSION:
+        raise RuntimeError(
+            f"transformers {transformers.__version__}: the transformers models need >= "
+            f"{'.'.join(map(str, MIN_VERSION))} (earlier 5.x releases zero VideoMAE's q/v biases)")
+    return transformers
+
+
+def version() -> dict:
+    """The framework's version, for a run's metrics."""
+    return {"transformers": _transformers().__version__}
+
+
+def _plain(value):
+    """An OmegaConf node (or anything) as plain Python containers."""
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return value
+
+
+def _builder(model_cfg) -> dict:
+    builder = _plain(model_cfg["builder"])
+    arch = builder.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"model.builder.architecture: {arch!r} is not one of "
+                         f"{sorted(ARCHITECTURES)}")
+    return builder
+
+
+def hf_config(model_cfg):
+    """The architecture's config from the model config's published hyper-parameters (offline,
+    with no checkpoint there is no config.json to read)."""
+    builder = _builder(model_cfg)
+    config_cls = getattr(_transformers(), ARCHITECTURES[builder["architecture"]][0])
+    kwargs = builder.get("config", {})
+    config = config_cls(**kwargs)
+    _known(config_cls(), kwargs, "model.builder.config")
+    if builder["architecture"] != "xclip":
+        config.num_labels = int(model_cfg["num_classes"])
+    return config
+
+
+def _known(default, kwargs: dict, where: str) -> None:
+    """A config class stores an unknown keyword silently: name it instead (a misspelt or
+    misplaced hyper-parameter would build another architecture)."""
+    known = default.to_dict()
+    for key, value in kwargs.items():
+        if key not in known:
+            raise ValueError(f"{where}.{key}: not a {type(default).__name__} key")
+        sub = getattr(default, key, None)
+        if isinstance(value, dict) and hasattr(sub, "to_dict"):
+            _known(sub, value, f"{where}.{key}")
+
+
+def _model_cls(model_cfg):
+    return getattr(_transformers(), ARCHITECTURES[_builder(model_cfg)["architecture"]][1])
+
+
+def attention(model_cls) -> str:
+    """SDPA where the architecture has it (speed); TimeSformer has only the eager attention."""
+    return "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
+
+
+def resolve_weights(model_cfg) -> Path | None:
+    """The checkpoint directory ``model.weights`` names: a ``save_pretrained`` directory (PATH),
+    or the hub cache's snapshot of ``builder.hub_id`` (auto, pretrained), offline; None for random
+    init (``random``, or ``auto`` with nothing cached)."""
+    weights = str(model_cfg.get("weights", "auto"))
+    if weights == "random":
+        return None
+    if weights not in ("auto", "pretrained"):
+        path = Path(weights).expanduser()
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
+                                  "(no config.json there)")
+        return path
+    from huggingface_hub import snapshot_download
+
+    hub_id = _builder(model_cfg)["hub_id"]
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception as err:  # LocalEntryNotFoundError, offline mode: not in the cache
+        if weights == "pretrained":
+            raise CheckpointError(f"model.weights=pretrained: {hub_id} is not in the Hugging Face "
+                                  f"hub cache ({type(err).__name__})") from None
+        return None
+
+
+def _expected(patterns, keys) -> list:
+    return [k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in patterns)]
+
+
+def load_checkpoint(path, model_cfg) -> nn.Module:
+    """``from_pretrained`` of a local directory, refusing any missing, unexpected or mismatched
+    key that ``builder.expected_keys`` (glob patterns) does not list: transformers would
+    initialise a missing weight and only log it. Also refuses a preprocessor_config.json whose
+    values differ from the model config's ``builder.preprocessor`` (the views use those)."""
+    path = Path(path)
+    builder = _builder(model_cfg)
+    cls = _model_cls(model_cfg)
+    # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one line)
+    # instead of transformers' multi-line RuntimeError.
+    model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                      ignore_mismatched_sizes=True,
+                                      attn_implementation=attention(cls))
+    patterns = builder.get("expected_keys") or []
+    problems = []
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = [k[0] if isinstance(k, (tuple, list)) else k for k in info.get(kind, [])]
+        bad = _expected(patterns, sorted(keys))
+        if bad:
+            problems.append(f"{kind.replace('_keys', '')}: {', '.join(bad)}")
+    if info.get("error_msgs"):
+        problems.append("errors: " + "; ".join(map(str, info["error_msgs"])))
+    if problems:
+        raise CheckpointError(f"{path}: the checkpoint does not fit {builder['architecture']} "
+                              f"({'; '.join(problems)}); model.builder.expected_keys lists the "
+                              "accepted ones")
+    check_preprocessor(path, model_cfg)
+    return model
+
+
+# preprocessor_config.json key -> how builder.preprocessor holds it.
+def _file_preprocessor(raw: dict) -> dict:
+    size = raw.get("size")
+    shortest = size.get("shortest_edge") if isinstance(size, dict) else size
+    crop = raw.get("crop_size", shortest)
+    crop = [crop["height"], crop["width"]] if isinstance(crop, dict) else [crop, crop]
+    return {"shortest_edge": shortest, "crop_size": crop,
+            "rescale_factor": raw.get("rescale_factor", 1 / 255),
+            "offset": raw.get("offset", False),
+            "image_mean": raw.get("image_mean"), "image_std": raw.get("image_std"),
+            "resample": raw.get("resample", 2)}
+
+
+def check_preprocessor(path, model_cfg) -> None:
+    """One line naming the key when the checkpoint's preprocessor_config.json disagrees with the
+    values the model config stores (offline the harness cannot read them from the hub)."""
+    file = Path(path) / "preprocessor_config.json"
+    if not file.is_file():
+        return
+    have = _file_preprocessor(json.loads(file.read_text()))
+    want = Preprocess.from_model(model_cfg)
+    for key, value in have.items():
+        mine = getattr(want, key)
+        if value is None:
+            continue
+        same = (all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(mine, value))
+                and len(mine) == len(value)) if isinstance(value, list) else (
+            math.isclose(mine, value, rel_tol=1e-6) if isinstance(value, float) else mine == value)
+        if not same:
+            raise CheckpointError(f"{file}: {key}={value} but model.builder.preprocessor.{key}="
+                                  f"{mine} (the views follow the model config; fix it)")
+
+
+def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
+    """The model in eval mode, with SDPA attention where it has one: the checkpoint
+    ``model.weights`` resolves to (strictly loaded), else the architecture with random weights
+    and a loud warning.
+
+    X-CLIP classifies by text: pass the data set's class names (the prompt is the bare name, as
+    the authors' ``generate_text`` formats it); the result is an ``XCLIPClassifier``.
+    """
+    path = resolve_weights(model_cfg)
+    if path is None:
+        msg = (f"RANDOM WEIGHTS: no checkpoint for {model_cfg['name']} "
+               f"({_builder(model_cfg)['hub_id']} is not in the Hugging Face hub cache and "
+               "model.weights names no directory); the model is built from its config with "
+               "random weights and its accuracy means nothing")
+        warnings.warn(msg, stacklevel=2)
+        log.warning(msg)
+        cls = _model_cls(model_cfg)
+        model = cls._from_config(hf_config(model_cfg), attn_implementation=attention(cls))
+    else:
+        model = load_checkpoint(path, model_cfg)
+    model.eval()
+    if _builder(model_cfg)["architecture"] == "xclip":
+        if class_names is None:
+            raise ValueError(f"{model_cfg['name']}: X-CLIP classifies by the class names' text; "
+                             "pass the data set's class names")
+        return XCLIPClassifier(model, class_names, tokenizer=load_tokenizer(path)).eval()
+    return model
+
+
+def load_tokenizer(path):
+    """The checkpoint's CLIP tokenizer; without a checkpoint a byte-level CLIP BPE with no merges
+    (random init: the text then only has to be tokenised, not understood)."""
+    tr = _transformers()
+    if path is not None and any((Path(path) / f).is_file()
+                                for f in ("tokenizer.json", "vocab.json")):
+        return tr.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_byte_level_vocab(Path(tmp))
+        return tr.CLIPTokenizer(vocab_file=str(Path(tmp) / "vocab.json"),
+                                merges_file=str(Path(tmp) / "merges.txt"))
+
+
+def write_byte_level_vocab(directory: Path) -> None:
+    """vocab.json + merges.txt of a CLIP BPE whose tokens are single bytes (GPT-2's byte
+    alphabet, each also with CLIP's end-of-word mark): every text tokenises, offline."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    chars = [chr(c) for c in cs]
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (directory / "merges.txt").write_text("#version: 0.2\n")
+
+
+class XCLIPClassifier(nn.Module):
+    """X-CLIP as a classifier over the given class names: logits (B, classes) for a batch of
+    (B, T, C, H, W) views, as ``XCLIPModel.forward``'s ``logits_per_video`` computes them,
+    with the class names' text encoded once (it does not depend on the video)."""
+
+    def __init__(self, model: nn.Module, class_names: list[str], tokenizer) -> None:
+        super().__init__()
+        self.model = model
+        self.class_names = list(class_names)
+        self.prompts = [prompt(n) for n in self.class_names]
+        tokens = tokenizer(self.prompts, padding=True, return_tensors="pt")
+        self.register_buffer("input_ids", tokens["input_ids"], persistent=False)
+        self.register_buffer("attention_mask", tokens["attention_mask"], persistent=False)
+        self._text: torch.Tensor | None = None
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def text_embeds(self) -> torch.Tensor:
+        if self._text is None or self._text.device != self.input_ids.device:
+            out = self.model.text_model(input_ids=self.input_ids,
+                                        attention_mask=self.attention_mask)
+            self._text = self.model.text_projection(out[1])
+        return self._text
+
+    def train(self, mode: bool = True):
+        self._text = None  # weights may change in training: encode the text again
+        return super().train(mode)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        b, t, c, h, w = pixel_values.shape
+        vision = m.vision_model(pixel_values=pixel_values.reshape(-1, c, h, w))
+        video = m.visual_projection(vision[1])
+        video = m.mit(video.view(b, t, -1))[1]
+        img = m.prompts_visual_layernorm(vision[0][:, 1:, :]) @ m.prompts_visual_projection
+        img = img.view(b, t, -1, video.shape[-1]).mean(dim=1)
+        text = self.text_embeds().to(video.dtype).unsqueeze(0).expand(b, -1, -1)
+        text = text + m.prompts_generator(text, img)
+        video = video / video.norm(p=2, dim=-1, keepdim=True)
+        text = text / text.norm(p=2, dim=-1, keepdim=True)
+        return torch.einsum("bd,bkd->bk", video, m.logit_scale.exp() * text)
+
+
+def prompt(class_name: str) -> str:
+    """X-CLIP's text for a class: the name itself (VideoX X-CLIP/utils/tools.py generate_text:
+    ``text_aug = f"{{}}"``, formatted with the labels CSV's name)."""
+    return text_aug().format(class_name)
+
+
+def text_aug() -> str:
+    return "{}"
+
+
+def apply_head(module: nn.Module, head: str) -> nn.Module:
+    """The transformers models classify from their own pooled features; ``model`` is the only
+    head (a protocol that re-pools another framework's head cannot apply)."""
+    if head != "model":
+        raise ValueError(f"protocol.head={head}: the transformers models take only 'model'")
+    return module
+
+
+def rewrites(module: nn.Module, names) -> nn.Module:
+    """No graph rewrites for these models (eval.fuse records 'none')."""
+    return module
+
+
+def logits(module: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, classes) logits from a (B, T, C, H, W) batch, for either kind of model."""
+    out = module(pixel_values) if isinstance(module, XCLIPClassifier) else module(
+        pixel_values=pixel_values)
+    return out if isinstance(out, torch.Tensor) else out.logits
+
+
+def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int) -> torch.Tensor:
+    """Per-video class probabilities: softmax per view, mean over each video's views (every
+    protocol here: VideoMAE, TimeSformer, X-CLIP average softmax scores; ViViT averages logits,
+    which the harness's mean of softmax approximates and which ranks alike only per view)."""
+    with torch.no_grad():
+        p = logits(module, views).softmax(-1)
+    return p.view(-1, views_per_video, p.shape[-1]).mean(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing: the checkpoint's preprocessor config, as the transformers processor applies it.
+
+@dataclass(frozen=True)
+class Preprocess:
+    """``builder.preprocessor``: the checkpoint's preprocessor_config.json values."""
+
+    shortest_edge: int
+    crop_size: tuple[int, int]  # (H, W)
+    rescale_factor: float
+    offset: bool  # ViViT: x * rescale - 1 before normalising
+    image_mean: tuple[float, ...]
+    image_std: tuple[float, ...]
+    resample: int = 2  # PIL BILINEAR (the processors' torchvision backend: bilinear, antialias)
+
+    @classmethod
+    def from_model(cls, model_cfg) -> "Preprocess":
+        p = _plain(model_cfg["builder"])["preprocessor"]
+        crop = p["crop_size"]
+        return cls(shortest_edge=int(p["shortest_edge"]),
+                   crop_size=(int(crop[0]), int(crop[1])) if isinstance(crop, (list, tuple))
+                   else (int(crop), int(crop)),
+                   rescale_factor=float(p["rescale_factor"]), offset=bool(p.get("offset", False)),
+                   image_mean=tuple(map(float, p["image_mean"])),
+                   image_std=tuple(map(float, p["image_std"])), resample=int(p.get("resample", 2)))
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel (scale, shift): x * scale + shift is rescale (and offset) then normalise."""
+        std = torch.tensor(self.image_std, dtype=torch.float64)
+        mean = torch.tensor(self.image_mean, dtype=torch.float64)
+        base = -1.0 if self.offset else 0.0
+        return (self.rescale_factor / std).float(), ((base - mean) / std).float()
+
+
+def resized_size(h: int, w: int, shortest_edge: int) -> tuple[int, int]:
+    """(H, W) after resizing the short side to ``shortest_edge``, as transformers'
+    ``get_resize_output_image_size(default_to_square=False)`` computes it."""
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(shortest_edge * long / short)
+    return (new_long, shortest_edge) if w <= h else (shortest_edge, new_long)
+
+
+def resize(frames: torch.Tensor, pre: Preprocess) -> torch.Tensor:
+    """uint8 (N, C, H, W) frames resized as the processor does: torchvision's bilinear with
+    antialias on the uint8 frames (rounded back to uint8)."""
+    import torchvision.transforms.v2.functional as tvF
+
+    if pre.resample != 2:
+        raise ValueError(f"builder.preprocessor.resample={pre.resample}: only 2 (bilinear)")
+    size = resized_size(frames.shape[-2], frames.shape[-1], pre.shortest_edge)
+    if tuple(frames.shape[-2:]) == size:
+        return frames
+    return tvF.resize(frames, list(size), interpolation=tvF.InterpolationMode.BILINEAR,
+                      antialias=True)
+
+
+# Where each protocol puts its crops along an axis of length L (crop c, n crops). A single crop is
+# the processor's centre crop (torchvision center_crop: round((L - c) / 2)) under every rule.
+def _centre(length: int, crop: int) -> int:
+    return int(round((length - crop) / 2.0))
+
+
+SPATIALS = {
+    # VideoMAE kinetics.py (test mode): spatial_step = (L - short_side) / (crops - 1),
+    # start = int(k * step), along the long side.
+    "videomae": lambda L, c, n: [int(k * (L - c) / (n - 1)) for k in range(n)],
+    # PySlowFast uniform_crop (TimeSformer's lib/datasets/utils.py): 0, ceil((L - c) / 2), L - c.
+    "pyslowfast": lambda L, c, n: [0, int(math.ceil((L - c) / 2)), L - c],
+    # mmaction ThreeCrop (X-CLIP datasets/pipeline.py): step = (L - c) // 2; 0, step, 2 * step.
+    "mmaction": lambda L, c, n: [k * ((L - c) // 2) for k in range(n)],
+    # DMVR crop_image(num_crops=3) (ViViT): 0, round(L / 2 - c // 2), L - c; top/left on the
+    # short axis.
+    "dmvr": lambda L, c, n: [0, int(round(L / 2 - c // 2)), L - c],
+}
+# The short axis under 3 crops: centred (processor rule), except DMVR which starts at 0.
+_SHORT_AXIS_AT_ZERO = {"dmvr"}
+
+
+def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
+               rule: str) -> list[tuple[int, int]]:
+    """(top, left) of each crop of an (h, w) frame."""
+    ch, cw = crop
+    if ch > h or cw > w:
+        raise ValueError(f"frames of {h}x{w} are smaller than the {ch}x{cw} crop")
+    if crops == 1:
+        return [(_centre(h, ch), _centre(w, cw))]
+    if rule not in SPATIALS:
+        raise ValueError(f"protocol.spatial: {rule!r} is not one of {sorted(SPATIALS)}")
+    if crops != 3:
+        raise ValueError(f"views.crops: the {rule} protocol takes 1 or 3 crops, got {crops}")
+    tall = h > w if rule == "mmaction" else h >= w
+    along = SPATIALS[rule](h if tall else w, ch if tall else cw, crops)
+    other = 0 if rule in _SHORT_AXIS_AT_ZERO else _centre(w if tall else h, cw if tall else ch)
+    return [(p, other) if tall else (other, p) for p in along]
+
+
+def views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str,
+          out: torch.Tensor | None = None) -> torch.Tensor:
+    """float (clips * crops, T, C, H, W) views, clip-major, from uint8 clips in the harness's
+    (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames).
+
+    The (N, T, C, H, W) order is a permutation of the same memory, so the frames reach the
+    resize without a copy; each crop is written once, straight into the batch the model takes,
+    and rescale + normalise run in place on it as one multiply-add per value.
+    """
+    n, c, t, h, w = clips.shape
+    frames = resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), pre)
+    frames = frames.view(n, t, c, *frames.shape[-2:])
+    boxes = crop_boxes(frames.shape[-2], frames.shape[-1], pre.crop_size, crops, rule)
+    ch, cw = pre.crop_size
+    if out is None:
+        out = torch.empty((n * len(boxes), t, c, ch, cw), dtype=torch.float32, device=clips.device)
+    for i in range(n):
+        for j, (y, x) in enumerate(boxes):
+            out[i * len(boxes) + j].copy_(frames[i, :, :, y:y + ch, x:x + cw])
+    scale, shift = (v.to(out.device).view(1, 1, c, 1, 1) for v in pre.affine())
+    torch.addcmul(shift, out, scale, out=out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporal sampling: frame indices into DecodedVideo.frames per clip, as each author's test code.
+
+def _count(video) -> int:
+    n = len(video.frames)
+    if n == 0:
+        raise ValueError("the video has no decoded frames")
+    return n
+
+
+def _fps(video) -> float:
+    if video.average_fps:
+        return float(video.average_fps)
+    if len(video.pts) > 1:  # no rate in the header: from the timestamps
+        return float((len(video.pts) - 1) / ((video.pts[-1] - video.pts[0]) * video.time_base))
+    return 30.0
+
+
+def videomae_windows(video, spec, clips: int) -> list[list[int]]:
+    """VideoMAE kinetics.py, VideoClsDataset test mode (MCG-NJU/VideoMAE): every
+    ``sampling_rate``-th frame of the whole video (the last repeated up to ``num_frames``), then
+    ``clips`` windows of ``num_frames`` consecutive ones at start = int(k * step),
+    step = max((len - num_frames) / (clips - 1), 0). One clip (the authors divide by zero):
+    the middle window."""
+    n, t = _count(video), spec.num_frames
+    index = list(range(0, n, spec.sampling_rate))
+    index += [index[-1]] * max(t - len(index), 0)
+    if clips == 1:
+        starts = [(len(index) - t) // 2]
+    else:
+        step = max((len(index) - t) / (clips - 1), 0.0)
+        starts = [int(k * step) for k in range(clips)]
+    return [index[s:s + t] for s in starts]
+
+
+def pyslowfast_windows(video, spec, clips: int) -> list[list[int]]:
+    """TimeSformer (facebookresearch/TimeSformer lib/datasets/decoder.py, PySlowFast):
+    clip_size = sampling_rate * num_frames / target_fps * fps frames; clip k of ``clips``
+    starts at max(N - clip_size, 0) * k / clips; frames =
+    clamp(linspace(start, start + clip_size - 1, num_frames), 0, N - 1).long(). The published
+    test (NUM_ENSEMBLE_VIEWS 1) is clip 0 of 1: from the video's first frame."""
+    n, t = _count(video), spec.num_frames
+    size = spec.sampling_rate * t / float(spec.frames_per_second) * _fps(video)
+    delta = max(n - size, 0)
+    out = []
+    for k in range(clips):
+        start = delta * k / clips
+        idx = torch.linspace(start, start + size - 1, t).clamp(0, n - 1).long()
+        out.append(idx.tolist())
+    return out
+
+
+def dmvr_windows(video, spec, clips: int) -> list[list[int]]:
+    """ViViT (scenic, DMVR processors.sample_linspace_sequence): offsets =
+    int(linspace(0, max(N - num_frames * stride, 0), clips)), frames offset + stride * s, the
+    sequence repeated when too short (index mod N). One clip: DMVR's sample_sequence centre,
+    offset max((N - num_frames * stride) // 2, 0)."""
+    n, t, stride = _count(video), spec.num_frames, spec.sampling_rate
+    top = max(n - t * stride, 0)
+    if clips == 1:
+        offsets = [top // 2]
+    else:
+        offsets = torch.linspace(0.0, float(top), clips, dtype=torch.float32).int().tolist()
+    return [[(o + s * stride) % n for s in range(t)] for o in offsets]
+
+
+def tsn_windows(video, spec, clips: int) -> list[list[int]]:
+    """X-CLIP (VideoX X-CLIP datasets/pipeline.py SampleFrames, clip_len 1, num_clips =
+    num_frames segments): one frame per segment of N / num_frames frames. One clip is the test
+    mode's segment centres, int(k * avg + avg / 2), avg = N / num_frames. The authors' multi-view
+    test draws each view's offsets at random within the segments (SampleFrames without
+    test_mode); here view v of V takes the fixed fraction (v + 0.5) / V of each segment (V = 1:
+    the test mode exactly). Indices past the end loop (mod N)."""
+    n, t = _count(video), spec.num_frames
+    avg = n / float(t)
+    out = []
+    for v in range(clips):
+        frac = (v + 0.5) / clips
+        out.append([int(k * avg + avg * frac) % n for k in range(t)])
+    return out
+
+
+TIMINGS = {
+    "videomae": videomae_windows,
+    "pyslowfast": pyslowfast_windows,
+    "dmvr": dmvr_windows,
+    "tsn": tsn_windows,
+}
+
+
+def clip_windows(video, spec, clips: int, timing: str) -> list[list[int]]:
+    """Each clip's frame indices (``num_frames`` of them) into ``video.frames``."""
+    if timing not in TIMINGS:
+        raise ValueError(f"protocol.clips: {timing!r} is not one of {sorted(TIMINGS)}")
+    return TIMINGS[timing](video, spec, clips)
+
+
+def sample_clips(video, spec, clips: int, timing: str) -> torch.Tensor:
+    """uint8 (clips, C, T, H, W): the protocol's frames, in the harness's clip layout (a
+    permutation of (clips, T, H, W, C) memory)."""
+    windows = clip_windows(video, spec, clips, timing)
+    frames = video.rgb([i for w in windows for i in w])
+    return frames.view(clips, spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs, in both attention conventions.
+
+FLOP_CONVENTIONS = {
+    "eager": "fvcore MACs with attention matmuls (eager attention)",
+    "sdpa": "fvcore MACs as SDPA hides them: attention matmuls not counted",
+}
+
+
+def gflops(module: nn.Module, example: torch.Tensor, attention: str = "eager") -> float:
+    """fvcore's count (one per multiply-add) of one forward pass on ``example``, in G.
+
+    fvcore cannot see inside scaled_dot_product_attention on the CPU, so the count under SDPA
+    misses QK^T and AV; ``attention='eager'`` switches the model to the eager attention (the
+    matmuls as ops fvcore counts) for the count and back afterwards.
+    """
+    from fvcore.nn import FlopCountAnalysis
+
+    model = module.model if isinstance(module, XCLIPClassifier) else module
+    before = model.config._attn_implementation
+    if not getattr(model, "_supports_sdpa", False):
+        attention = "eager"  # the only attention it has: both conventions count the matmuls
+    model.set_attn_implementation(attention)
+    try:
+        with torch.no_grad():
+            if isinstance(module, XCLIPClassifier):
+                module.text_embeds()  # the text once per run, not per view
+            counter = FlopCountAnalysis(_Logits(module), (example,))
+            counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+            return counter.total() / 1e9
+    finally:
+        model.set_attn_implementation(before)
+
+
+class _Logits(nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return logits(self.module, x)
+
+
+def example(model_cfg, batch: int = 1) -> torch.Tensor:
+    """A random (batch, T, C, H, W) input of the model's test shape."""
+    pre = Preprocess.from_model(model_cfg)
+    return torch.randn(batch, int(model_cfg["input"]["num_frames"]), 3, *pre.crop_size)
+
+
+def num_params(module: nn.Module) -> int:
+    model = module.model if isinstance(module, XCLIPClassifier) else module
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# The reference: what a user writes from the model card (tests and the bench row).
+
+def processor(model_cfg, video: bool = True):
+    """The transformers processor with the checkpoint's preprocessor values."""
+    tr = _transformers()
+    pre = Preprocess.from_model(model_cfg)
+    arch = _builder(model_cfg)["architecture"]
+    if video:  # AutoVideoProcessor's class per model type (X-CLIP's is VideoMAE's)
+        cls_name = {"videomae": "VideoMAE", "timesformer": "Timesformer", "vivit": "Vivit",
+                    "xclip": "VideoMAE"}[arch] + "VideoProcessor"
+    else:  # the checkpoints' image_processor_type (TimeSformer's names VideoMAE's)
+        cls_name = {"vivit": "Vivit"}.get(arch, "VideoMAE") + "ImageProcessor"
+    kwargs = dict(size={"shortest_edge": pre.shortest_edge},
+                  crop_size={"height": pre.crop_size[0], "width": pre.crop_size[1]},
+                  rescale_factor=pre.rescale_factor, image_mean=list(pre.image_mean),
+                  image_std=list(pre.image_std), resample=pre.resample)
+    if arch == "vivit" and not video:
+        kwargs["offset"] = pre.offset
+    return getattr(tr, cls_name)(**kwargs)

@@ -47,6 +47,17 @@ class DeviceType(str, enum.Enum):
         return format(self.value, spec)
 
 
+class LiveRun(str, enum.Enum):
+    """``live_run``: what a run does with a live run of the same config it would resume (its
+    run.lock held, benchmark/store.py): refuse (stop, naming it) or skip (leave it alone)."""
+
+    refuse = "refuse"
+    skip = "skip"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # ---- config groups ------------------------------------------------------------------------------
 
 @dataclass
@@ -165,6 +176,7 @@ class EvalConfig:
     compile: bool = False
     eval: EvalSettings = field(default_factory=EvalSettings)
     resume: bool = True
+    live_run: LiveRun = LiveRun.refuse
     strict: bool = False
     cost: CostSettings = field(default_factory=CostSettings)
     results_dir: str = MISSING

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -131,7 +132,8 @@ def test_sigterm_saves_every_finished_video_and_the_rerun_equals_an_uninterrupte
     assert last.startswith("error: stopped by SIGTERM: ") and "run the same command again" in last
     parts = pd.concat([pd.read_parquet(p) for p in (first / "parts").glob("part-*.parquet")])
     done = int(last.split("SIGTERM: ")[1].split(" of ")[0])
-    assert len(parts) == done >= 2 and set(parts.video_id) == set(ids[:done])
+    # all three videos before the stuck one, the last still inside predict() when signalled
+    assert len(parts) == done == 3 and set(parts.video_id) == set(ids[:done])
     assert parts.set_index("video_id").kind[ids[0]] == "crash"
     progress = json.loads((first / "progress.json").read_text())
     assert progress["interrupted"] == "SIGTERM" and not progress["finished"]
@@ -248,3 +250,125 @@ def test_streamed_clips_equal_decoding_everything_first(videos, tmp_path, clips,
     streamed = views._streamed_clips(videos["landscape"], TINY_SPEC, clips, timing, 0, fault)
     assert torch.equal(streamed, decode_clips(videos["landscape"], TINY_SPEC, clips, timing,
                                               fault=fault))
+
+
+# ---- a live run is never taken over ------------------------------------------------------------
+
+def wait_for_hang(run: subprocess.Popen, timeout_s: float = 200) -> str:
+    """The run's stderr up to the test hook's line (the loader then blocks for ever)."""
+    deadline, seen = time.monotonic() + timeout_s, ""
+    while "test hook: blocking on" not in seen:
+        assert run.poll() is None and time.monotonic() < deadline, "ended before the hang"
+        seen += run.stderr.readline()
+    return seen
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (its loader workers)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def stop(runs: list[subprocess.Popen], workers: list[int]) -> None:
+    """Kill -9 the runs and their loader workers (a worker holds its run's stderr open)."""
+    workers = workers + [pid for run in runs for pid in children(run.pid)]
+    for run in runs:
+        run.kill()
+    for pid in workers:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for run in runs:
+        run.wait()
+        run.stdout.close()
+        run.stderr.close()
+
+
+def test_a_live_run_is_refused_skipped_when_told_and_resumed_once_dead(action_set, tmp_path):
+    """A run hangs in its decoder (alive, unfinished). The same config again refuses at once,
+    naming the live run; with live_run=skip it starts fresh beside it; once the first is
+    killed (-9), the same command resumes its work."""
+    ids = video_ids(action_set)
+    first = eval_process(loader_overrides(action_set, tmp_path / "a", "eval.flush_every=1"),
+                         **{HANG_ON: ids[2]})
+    workers, others = [], []
+    try:
+        wait_for_hang(first)
+        workers = children(first.pid)
+        second = eval_process(loader_overrides(action_set, tmp_path / "b"))
+        others = [second]
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 1, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"error: {tmp_path / 'a'} is a live run of the same config "
+                               f"(pid {first.pid} on {socket.gethostname()})"), last
+        assert "live_run=skip" in last
+        assert not (tmp_path / "b" / "parts").exists()
+        progress = json.loads((tmp_path / "a" / "progress.json").read_text())
+        assert progress["owner"]["pid"] == first.pid and not progress["finished"]
+        # after the second: while alive, either would refuse to take the other over
+        beside = eval_process(loader_overrides(action_set, tmp_path / "c", "live_run=skip"))
+        others.append(beside)
+        out, err = beside.communicate(timeout=120)
+        assert beside.returncode == 0, err[-3000:]
+        assert f"not resuming {tmp_path / 'a'}: a live run" in out + err and "resuming " not in (
+            (out + err).replace("not resuming", ""))
+        assert len(pd.read_parquet(tmp_path / "c" / "predictions.parquet")) == len(ids)
+        assert "superseded_by" not in json.loads((tmp_path / "a" / "progress.json").read_text())
+        assert first.poll() is None  # untouched
+    finally:
+        stop([first, *others], workers)
+    third = subprocess.run([sys.executable, "-m", "benchmark.eval",
+                            *loader_overrides(action_set, tmp_path / "d")],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert f"resuming {tmp_path / 'a'}: " in third.stdout + third.stderr
+    assert json.loads((tmp_path / "a" / "progress.json").read_text())["superseded_by"] == str(
+        tmp_path / "d")
+
+
+# ---- SIGTERM: nothing finished is lost ---------------------------------------------------------
+
+def test_a_hung_run_flushes_on_time_and_a_sigterm_storm_keeps_every_finished_video(
+        action_set, tmp_path):
+    """Two runs hang in the decoder on video 2 (videos 0 and 1 finished). One flushes every
+    second: its parts hold both while it hangs. The other flushes only at the end: SIGTERM every
+    10 ms till it exits; the first stops it, none of the rest cuts its final flush, and both
+    finished videos are saved."""
+    ids = video_ids(action_set)
+    never = ["eval.flush_every=1000", "resume=false"]  # resume=false: not each other's live run
+    timed = eval_process(loader_overrides(action_set, tmp_path / "t", *never,
+                                          "eval.flush_seconds=1"), **{HANG_ON: ids[2]})
+    stormed = eval_process(loader_overrides(action_set, tmp_path / "s", *never,
+                                            "eval.flush_seconds=1000"), **{HANG_ON: ids[2]})
+    workers = []
+    try:
+        for run in (timed, stormed):
+            wait_for_hang(run)
+            workers += children(run.pid)
+        deadline = time.monotonic() + 10
+        while saved(tmp_path / "t") != set(ids[:2]):
+            assert time.monotonic() < deadline, f"parts while hung: {saved(tmp_path / 't')}"
+            time.sleep(0.2)
+        assert saved(tmp_path / "s") == set()  # nothing flushed yet
+        deadline = time.monotonic() + 60
+        while stormed.poll() is None and time.monotonic() < deadline:
+            stormed.send_signal(signal.SIGTERM)
+            time.sleep(0.01)
+        stormed.wait(timeout=60)
+        assert saved(tmp_path / "s") == set(ids[:2])
+        progress = json.loads((tmp_path / "s" / "progress.json").read_text())
+        assert progress["interrupted"] == "SIGTERM" and not progress["finished"]
+        timed.send_signal(signal.SIGTERM)
+        out, err = timed.communicate(timeout=60)
+        assert timed.returncode == 128 + signal.SIGTERM
+        assert err.strip().splitlines()[-1].startswith("error: stopped by SIGTERM: 2 of 4 videos")
+    finally:
+        stop([timed, stormed], workers)
+
+
+def saved(run_dir: Path) -> set[str]:
+    """The video ids in a run dir's parts."""
+    parts = sorted((run_dir / "parts").glob("part-*.parquet"))
+    return set(pd.concat(map(pd.read_parquet, parts)).video_id) if parts else set()

@@ -3,8 +3,10 @@
 import json
 
 import pandas as pd
+import pytest
 import torch
 
+from benchmark.run.evaluate import NothingEvaluated, check_some_evaluated
 from benchmark.run.store import RunStore
 
 IDENTITY = {"model": "tiny", "views": "4x3"}
@@ -83,3 +85,17 @@ def test_the_run_marks_a_missing_file_transient(kinetics_run):
     assert parts.set_index("video_id").transient.to_dict() == {
         **{v: False for v in parts.video_id if v != "notthere_000000_000010"},
         "notthere_000000_000010": True}
+
+
+def test_a_run_that_evaluated_nothing_leaves_no_verdict_to_adopt(tmp_path):
+    """Every video failed (the root held a wrong copy: "cannot open", crashed decoders): the
+    next run with the same fingerprint, in place or in another dir, tries them all again."""
+    a = store(tmp_path / "a")
+    a.resume([])
+    a.add_failure("v1", "v1.mp4", "cannot open as a video: Invalid data found")
+    a.add_failure("v2", "v2.mp4", "decoder process died: signal 11 (SIGSEGV)", kind="crash")
+    with pytest.raises(NothingEvaluated):
+        check_some_evaluated(a, 2, ["v1", "v2"])
+    again = store(tmp_path / "b")
+    assert again.resume([str(tmp_path / "*")]) == set() and again.resumed_from is None
+    assert store(tmp_path / "a").resume([]) == set()

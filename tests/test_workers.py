@@ -1,4 +1,4 @@
-"""Loader workers under a dying main process and dying between videos (benchmark/loader.py)."""
+"""Loader workers under a dying main process and dying between videos (benchmark/data/loader.py)."""
 
 import logging
 import os

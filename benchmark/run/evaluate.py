@@ -16,7 +16,7 @@ import logging
 import platform
 import signal
 import time
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,7 +47,7 @@ from benchmark.run.models import (OUTPUTS, Model, build_model, class_names_file,
 from benchmark.run.progress import Progress
 from benchmark.frameworks.clips import protocol_from_config
 from benchmark.results.tables import check_eval_table, report_run, tables_dir
-from benchmark.run.store import RunStore, check_writable, fingerprint
+from benchmark.run.store import RunStore, check_writable, fingerprint, run_lock
 from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
 
 log = logging.getLogger(__name__)
@@ -88,9 +88,11 @@ class _Signalled(BaseException):
 
 @contextlib.contextmanager
 def stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
-    """Turn ``signals`` into ``_Signalled`` in the main thread while the loop runs."""
+    """Turn the first of ``signals`` into ``_Signalled`` in the main thread during the block;
+    the ones after it are ignored till the block ends, so the flush that follows (inside the
+    block: saved_on_signal) is never cut."""
     def handler(signum, frame):
-        for s in signals:  # a second signal must not interrupt the flush that follows
+        for s in signals:
             signal.signal(s, signal.SIG_IGN)
         raise _Signalled(signum)
 
@@ -100,6 +102,18 @@ def stop_on_signals(signals=(signal.SIGTERM, signal.SIGINT)):
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def saved_on_signal(store: RunStore, listed: int, keep: Callable[[], None]):
+    """A ``_Signalled`` anywhere in the block: ``keep()`` (store the videos finished but not yet
+    recorded), flush, mark the progress interrupted, raise Preempted. Enter it inside
+    stop_on_signals, so a second signal cannot cut this."""
+    try:
+        yield
+    except _Signalled as caught:
+        keep()
+        raise preempted(store, caught.signum, listed) from None
 
 
 @dataclass
@@ -221,7 +235,8 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
             channels_last: bool = False, fault: str | None = None,
             stopwatch: Stopwatch | None = None,
-            spatial: str = "uniform_crop") -> Iterator[tuple[Hashable, torch.Tensor]]:
+            spatial: str = "uniform_crop",
+            finished: list | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views, in the order the videos come.
 
     ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
@@ -230,7 +245,10 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     and a batch may hold the last views of one video and the first of the next, so the device
     always gets full batches. A video comes out (float32, on the CPU) once its last view has
     run. ``stopwatch``: times ``views`` (building them) and ``model`` (the forward passes).
-    ``spatial``: the protocol's spatial step (views.make_views).
+    ``spatial``: the protocol's spatial step (views.make_views). ``finished``: the caller's
+    list to hold the videos whose mean is computed but not yet handed over (key, mean, copy
+    event), so that a caller stopped mid-way (a signal) can still store them
+    (``finished_means``); a video stays in it until the caller asks for the next one.
     """
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     clips_per_build = max(1, -(-batch_views // crops))
@@ -241,7 +259,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     left: dict[Hashable, int] = {}  # views of each video still to run
     total: dict[Hashable, int] = {}
     # Finished videos, their means on their way to the CPU: (key, probs, copy done or None).
-    finished: list[tuple[Hashable, torch.Tensor, torch.cuda.Event | None]] = []
+    finished = [] if finished is None else finished
 
     def run(size: int) -> None:
         """Run the first ``size`` pending views as one batch; queue the videos it finishes."""
@@ -275,12 +293,12 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
                 finished.append((key, mean, copied))
 
     def hand_over(count: int) -> Iterator[tuple[Hashable, torch.Tensor]]:
-        """The first ``count`` finished videos, once their means are on the CPU."""
-        for key, mean, copied in finished[:count]:
-            if copied is not None:
-                copied.synchronize()
-            yield key, mean
-        del finished[:count]
+        """The first ``count`` finished videos, once their means are on the CPU, then those
+        whose copy is already done (all on a CPU): none waits for the next video's decoding."""
+        while finished and (count > 0 or finished[0][2] is None or finished[0][2].query()):
+            yield from finished_means(finished[:1])
+            finished.pop(0)  # the caller has it (it asked for the next)
+            count -= 1
 
     with torch.inference_mode():
         for key, clips in videos:
@@ -302,6 +320,14 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
         if queued:
             run(queued)
         yield from hand_over(len(finished))
+
+
+def finished_means(finished: list) -> Iterator[tuple[Hashable, torch.Tensor]]:
+    """(key, mean) of predict's ``finished`` entries, once each mean is on the CPU."""
+    for key, mean, copied in finished:
+        if copied is not None:
+            copied.synchronize()
+        yield key, mean
 
 
 def on_device(items: Iterable[LoadedVideo], device: torch.device) -> Iterator[LoadedVideo]:
@@ -418,12 +444,16 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
     check_settings(cfg)
     ranks = distributed.init(str(cfg.device.type))
     try:
-        return _evaluate(cfg, run_dir, ranks)
+        # ``held``: the run dir's lock and the signal handlers, released as the run ends, an
+        # error or a signal included
+        with contextlib.ExitStack() as held:
+            return _evaluate(cfg, run_dir, ranks, held)
     finally:
         distributed.close(ranks)
 
 
-def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict | None:
+def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
+              held: contextlib.ExitStack) -> dict | None:
     device = resolve_device(str(cfg.device.type), ranks.local_rank)
     problem = precision_problem(str(cfg.precision), device)
     if problem:
@@ -435,6 +465,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     results_dir = tables_dir(cfg)
     if ranks.is_main:
+        held.enter_context(run_lock(run_dir))  # a live run there: refused at once
         check_eval_table(results_dir)  # before any work, not after the whole run
     manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes),
                             offline_class_names)
@@ -465,7 +496,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                      int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
     done: set[str] = set()
     if ranks.is_main and cfg.resume:
-        done = store.resume(list(cfg.eval.resume_search))
+        done = store.resume(list(cfg.eval.resume_search), str(cfg.live_run))
     elif ranks.is_main:
         store.start_fresh()
     done = distributed.broadcast(done, ranks)
@@ -492,20 +523,30 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks) -> dict 
                 store.flush()
                 raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
 
+    finished: list = []  # predict's videos whose mean is computed, not yet recorded
+
+    def keep_finished() -> None:
+        """After a signal: store the videos predict finished that are not recorded yet."""
+        recorded = {row["video_id"] for row in store.rows}
+        for index, probs in finished_means(finished):
+            if manifest.videos[index].video_id not in recorded:
+                record_prediction(store, manifest.videos[index], probs, strict=False)
+
+    # From here to the end a SIGTERM/SIGINT saves every finished video and stops the run.
+    held.enter_context(stop_on_signals())
+    held.enter_context(saved_on_signal(store, len(manifest.videos), keep_finished))
     # videos, videos/s, ETA, running top-1
-    try:
-        with stop_on_signals(), Progress(len(todo), model.name) as progress:
-            for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
-                                        device, str(cfg.precision), bool(cfg.eval.channels_last),
-                                        cfg.views.get("fault"), spatial=protocol.spatial):
-                video = manifest.videos[index]
-                if record_prediction(store, video, probs, bool(cfg.strict)):
-                    progress.update(int(top_k(probs, 1)) == video.label)
-                    evaluated_now += 1
-                else:
-                    progress.update(None)
-    except _Signalled as caught:
-        raise preempted(store, caught.signum, len(manifest.videos)) from None
+    with store.timed_flushes(), Progress(len(todo), model.name) as progress:
+        for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
+                                    device, str(cfg.precision), bool(cfg.eval.channels_last),
+                                    cfg.views.get("fault"), spatial=protocol.spatial,
+                                    finished=finished):
+            video = manifest.videos[index]
+            if record_prediction(store, video, probs, bool(cfg.strict)):
+                progress.update(int(top_k(probs, 1)) == video.label)
+                evaluated_now += 1
+            else:
+                progress.update(None)
     seconds = time.perf_counter() - start
     store.flush()
     shares = distributed.gather((store.rows, evaluated_now, seconds), ranks)
@@ -642,10 +683,12 @@ def record_prediction(store: RunStore, video: Video, probs: torch.Tensor, strict
 
 def check_some_evaluated(store: RunStore, listed: int, order: list[str]) -> None:
     """A run in which no video could be evaluated is an error: its failures are written (for
-    the reasons), no metrics.json and no table row."""
+    the reasons), no metrics.json and no table row; its progress.json says so, and no later run
+    adopts its failures (they may be the setup's, not the videos')."""
     if store.predictions:
         return
     store.write_failures(order)
+    store.mark_nothing_evaluated()
     reasons = sorted({str(r["reason"]) for r in store.failures})
     raise NothingEvaluated(
         f"no video could be evaluated: {len(store.failures)} of {listed} listed failed"

@@ -34,22 +34,27 @@ from benchmark.results.metrics import MIN_COVERAGE
 AUTO = "auto"  # eval.batch_views, data.workers, data.decode_threads: ``auto`` or a number
 
 
-class DeviceType(str, enum.Enum):
-    """``device.type``: auto (CUDA when there is a GPU, else the CPU), cpu or cuda."""
+class Choice(str, enum.Enum):
+    """A key with a few allowed values; it reads as the plain value, as the code and the files
+    expect a plain string."""
 
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-    def __str__(self) -> str:  # the value, as the code and the files expect a plain string
+    def __str__(self) -> str:
         return self.value
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 
 
-class DataFormat(str, enum.Enum):
-    """``data.format``: which official annotation files the data set has (benchmark/manifest.py
+class DeviceType(Choice):
+    """``device.type``: auto (CUDA when there is a GPU, else the CPU), cpu or cuda."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class DataFormat(Choice):
+    """``data.format``: which official annotation files the data set has (benchmark/data/manifest.py
     load_dataset; docs/data.md)."""
 
     kinetics = "kinetics"  # the Kinetics CSV (400, 600, 700) or a ``path label`` list
@@ -57,11 +62,13 @@ class DataFormat(str, enum.Enum):
     ucf101 = "ucf101"
     hmdb51 = "hmdb51"
 
-    def __str__(self) -> str:
-        return self.value
 
-    def __format__(self, spec: str) -> str:
-        return format(self.value, spec)
+class LiveRun(Choice):
+    """``live_run``: what a run does with a live run of the same config it would resume (its
+    run.lock held, benchmark/run/store.py): refuse (stop, naming it) or skip (leave it alone)."""
+
+    refuse = "refuse"
+    skip = "skip"
 
 
 # ---- config groups ------------------------------------------------------------------------------
@@ -195,6 +202,7 @@ class EvalConfig:
     compile: bool = False
     eval: EvalSettings = field(default_factory=EvalSettings)
     resume: bool = True
+    live_run: LiveRun = LiveRun.refuse
     strict: bool = False
     cost: CostSettings = field(default_factory=CostSettings)
     report: ReportSettings = field(default_factory=ReportSettings)

@@ -11,6 +11,13 @@ may be back or less busy) are tried again by the run that resumes; the others st
 A run that does not resume (``resume=false``) clears its run dir's parts and writes its own
 progress.json before any work. At the end the parts become predictions.parquet, failures.csv
 and metrics.json.
+
+A live run is never taken over: the run holds ``<run dir>/run.lock`` (an flock, released by the
+kernel when its process dies, even by kill -9) for its whole life, and its progress.json names
+its owner (pid, host). Another run refuses to write into a live run's dir, and one that finds a
+live run of its config to resume refuses too, or with ``live_run=skip`` leaves it alone. A run in
+which nothing could be evaluated is marked ``nothing_evaluated``: its failures may be the setup's
+(a wrong copy of the data), not the videos', so no later run adopts them.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import hashlib
 import json
 import logging
 import shutil
+import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,18 +77,84 @@ class ResumeError(RuntimeError):
     """The run dir holds unfinished work of another configuration."""
 
 
-def find_unfinished(run_dir: Path, search: list[str], identity: dict) -> Path | None:
-    """The newest unfinished run with ``identity``'s fingerprint: ``run_dir`` itself, else one
-    under the ``search`` glob patterns. Unfinished runs of other configs are named, never used."""
+class LiveRunError(ResumeError):
+    """The run dir, or the unfinished run of the same config to resume, belongs to a live run."""
+
+
+LOCK_NAME = "run.lock"  # in the run dir: held by the run's (rank 0) process for its whole life
+
+
+def owner() -> dict:
+    """This process, as progress.json records the run's owner."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _owner_words(run_dir: Path) -> str:
+    who = (_read_progress(run_dir) or {}).get("owner") or {}
+    return f"pid {who.get('pid', '?')} on {who.get('host', '?')}"
+
+
+def _try_lock(run_dir: Path) -> FileLock | None:
+    """``run_dir``'s run lock, taken at once, or None while a live run holds it."""
+    lock = FileLock(str(run_dir / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold ``run_dir``'s lock for the block (the run's life) and record this process as its
+    owner in progress.json; a live run there: LiveRunError, one line naming it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = _try_lock(run_dir)
+    if lock is None:
+        raise LiveRunError(f"{run_dir} belongs to a live run ({_owner_words(run_dir)}): wait for "
+                           "it to end, or choose another hydra.run.dir")
+    try:
+        progress = _read_progress(run_dir) or {"finished": False}
+        progress["owner"] = owner()
+        atomic_write(run_dir / "progress.json",
+                     lambda p: p.write_text(json.dumps(progress, indent=2, default=str) + "\n"))
+        yield
+    finally:
+        lock.release()
+
+
+def find_unfinished(run_dir: Path, search: list[str], identity: dict,
+                    live: str = "refuse") -> tuple[Path | None, FileLock | None]:
+    """The newest unfinished run with ``identity``'s fingerprint: ``run_dir`` itself (whose lock
+    the caller holds), else one under the ``search`` glob patterns whose lock is free, returned
+    held (release it once its parts are adopted). Unfinished runs of other configs are named,
+    never used; a live run of this config (its lock held) is refused (LiveRunError) or, with
+    ``live="skip"``, left alone."""
     wanted = fingerprint(identity)
     found = {Path(p).parent for pattern in search for p in glob.glob(str(Path(pattern) / "progress.json"))}
     others = []
     for candidate in [run_dir] + sorted(found - {run_dir}, key=lambda p: p.stat().st_mtime, reverse=True):
         progress = _read_progress(candidate)
-        if progress is None or progress.get("finished") or progress.get("superseded_by"):
+        if (progress is None or "fingerprint" not in progress or progress.get("finished")
+                or progress.get("superseded_by") or progress.get("nothing_evaluated")):
             continue
         if progress.get("fingerprint") == wanted:
-            return candidate
+            if candidate == run_dir:
+                return candidate, None
+            try:
+                lock = _try_lock(candidate)
+            except OSError:  # cannot create a lock file there (read-only): no run writes there
+                return candidate, None
+            if lock is not None:
+                return candidate, lock
+            if live != "skip":
+                raise LiveRunError(
+                    f"{candidate} is a live run of the same config ({_owner_words(candidate)}), "
+                    "not taken over: wait for it to end, or pass live_run=skip to start another "
+                    "run beside it")
+            log.warning("not resuming %s: a live run of the same config (%s)", candidate,
+                        _owner_words(candidate))
+            continue
         changed = sorted(k for k, v in identity.items() if progress.get("identity", {}).get(k) != v)
         if candidate == run_dir:
             raise ResumeError(f"{run_dir} holds an unfinished run of another config ({', '.join(changed)} "
@@ -87,7 +162,7 @@ def find_unfinished(run_dir: Path, search: list[str], identity: dict) -> Path | 
         others.append(f"{candidate} ({', '.join(changed)} differ)")
     if others:
         log.info("not resuming unfinished runs of other configs: %s", "; ".join(others))
-    return None
+    return None, None
 
 
 class RunStore:
@@ -105,11 +180,22 @@ class RunStore:
         self.pending: list[dict] = []
         self.last_flush = time.monotonic()
         self.resumed_from: Path | None = None
+        self.finished = False
+        # _add and flush come from the loop and from timed_flushes' thread
+        self._lock = threading.RLock()
 
-    def resume(self, search: list[str]) -> set[str]:
+    def resume(self, search: list[str], live: str = "refuse") -> set[str]:
         """Load the parts of an unfinished run with the same fingerprint; return the ids of its
-        videos that need no new try (predictions and permanent failures)."""
-        source = find_unfinished(self.run_dir, search, self.identity)
+        videos that need no new try (predictions and permanent failures). ``live``: what to do
+        with a live run of the same config (find_unfinished)."""
+        source, source_lock = find_unfinished(self.run_dir, search, self.identity, live)
+        try:
+            return self._adopt(source)
+        finally:
+            if source_lock is not None:
+                source_lock.release()
+
+    def _adopt(self, source: Path | None) -> set[str]:
         if source != self.run_dir:  # a fresh start here: parts of a finished run go
             shutil.rmtree(self.parts, ignore_errors=True)
         if source is not None:
@@ -164,20 +250,45 @@ class RunStore:
                    "probs": None, "reason": reason, "transient": bool(transient), "kind": kind})
 
     def _add(self, row: dict) -> None:
-        self.rows.append(row)
-        self.pending.append(row)
-        if (len(self.pending) >= self.flush_every
-                or time.monotonic() - self.last_flush >= self.flush_seconds):
-            self.flush()
+        with self._lock:
+            self.pending.append(row)  # first: a signal between the two still flushes it
+            self.rows.append(row)
+            if (len(self.pending) >= self.flush_every
+                    or time.monotonic() - self.last_flush >= self.flush_seconds):
+                self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            index = len(list(self.parts.glob(f"part-r{self.rank}-*.parquet")))
-            frame = pd.DataFrame(self.pending, columns=PART_COLUMNS)
-            atomic_write(self.parts / f"part-r{self.rank}-{index:06d}.parquet",
-                         lambda p: frame.to_parquet(p, index=False))
-            self.pending = []
-        self.last_flush = time.monotonic()
+        with self._lock:
+            if self.pending:
+                index = len(list(self.parts.glob(f"part-r{self.rank}-*.parquet")))
+                frame = pd.DataFrame(self.pending, columns=PART_COLUMNS)
+                atomic_write(self.parts / f"part-r{self.rank}-{index:06d}.parquet",
+                             lambda p: frame.to_parquet(p, index=False))
+                self.pending = []
+            self.last_flush = time.monotonic()
+
+    @contextlib.contextmanager
+    def timed_flushes(self):
+        """Flush every ``flush_seconds`` from a thread during the block, also while the main
+        process waits (a decoder hung on a dead mount, a slow batch): _add alone flushes only
+        when the next video is done."""
+        stop = threading.Event()
+
+        def flush_when_due() -> None:
+            while not stop.wait(max(0.05, self.last_flush + self.flush_seconds - time.monotonic())):
+                if time.monotonic() - self.last_flush >= self.flush_seconds:
+                    try:
+                        self.flush()
+                    except OSError as err:  # the loop's own flushes raise it where it counts
+                        log.warning("%s: timed flush failed: %s", self.parts, err)
+
+        thread = threading.Thread(target=flush_when_due, name="timed-flush", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def extend(self, rows: list[dict]) -> None:
         """Rows another rank evaluated (already in its own parts)."""
@@ -221,13 +332,23 @@ class RunStore:
         atomic_write(self.run_dir / "metrics.json",
                      lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
         self._write_progress(finished=True)
+        self.finished = True
 
     def mark_interrupted(self, signal_name: str) -> None:
-        """progress.json after a SIGTERM/SIGINT: still unfinished (so it resumes), and says so."""
-        self._write_progress(finished=False, interrupted=signal_name, videos_done=len(self.rows))
+        """progress.json after a SIGTERM/SIGINT: still unfinished (so it resumes), and says so
+        (a signal after finish() leaves the finished run finished)."""
+        if not self.finished:
+            self._write_progress(finished=False, interrupted=signal_name,
+                                 videos_done=len(self.rows))
+
+    def mark_nothing_evaluated(self) -> None:
+        """progress.json of a run in which no video could be evaluated: its failures may be the
+        setup's fault (a root holding a wrong or broken copy, every file "cannot open"), so no
+        later run adopts them as verdicts; the next run tries every video again."""
+        self._write_progress(finished=False, nothing_evaluated=True)
 
     def _write_progress(self, finished: bool, **extra) -> None:
         state = {"fingerprint": self.print, "identity": self.identity, "finished": finished,
-                 **extra}
+                 "owner": owner(), **extra}
         atomic_write(self.run_dir / "progress.json",
                      lambda p: p.write_text(json.dumps(state, indent=2, default=str) + "\n"))

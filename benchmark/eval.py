@@ -26,7 +26,8 @@ from benchmark.data.manifest import ManifestError  # noqa: E402
 from benchmark.run.models import WeightsError  # noqa: E402
 from benchmark.results.tables import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402
 from benchmark.run.schema import AUTO, composed, hydra_cli  # noqa: E402
-from benchmark.run.store import ResumeError, atomic_write  # noqa: E402
+from benchmark.data.files import atomic_write  # noqa: E402
+from benchmark.run.store import ResumeError  # noqa: E402
 
 log = logging.getLogger("benchmark")
 

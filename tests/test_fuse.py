@@ -9,7 +9,6 @@ a norm, a projected-pool head) runs at its own test input.
 """
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch

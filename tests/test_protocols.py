@@ -40,7 +40,7 @@ from benchmark.run.protocol_compare import protocol_table
 from benchmark.frameworks.pytorchvideo.reference import reference_views
 from benchmark.frameworks.views import InputSpec, make_views, pack_pathways, sample_clips
 
-from conftest import REPO, compose_eval, make_video, real_video_missing
+from conftest import REPO, compose_eval, real_video_missing
 from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
 
 SPEC = InputSpec(num_frames=8, sampling_rate=8, frames_per_second=30, side_size=64,

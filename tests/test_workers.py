@@ -1,7 +1,6 @@
 """Loader workers under a dying main process and dying between videos (benchmark/data/loader.py)."""
 
 import logging
-import os
 import signal
 import subprocess
 import sys

@@ -17,7 +17,7 @@ import torchvision.models.video
 import torchvision.transforms.functional as TF
 
 from benchmark.frameworks.clips import TooShort
-from benchmark.frameworks.views import normalise_, pack_pathways
+from benchmark.frameworks.views import InputSpec, normalise_, pack_pathways
 from benchmark.data.decode import DecodedVideo
 
 NAME = "torchvision"

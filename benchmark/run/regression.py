@@ -28,7 +28,6 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=FutureWarning)
 
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from benchmark.results import cost  # noqa: E402
 from benchmark.run.evaluate import versions  # noqa: E402

@@ -22,10 +22,12 @@ which nothing could be evaluated is marked ``nothing_evaluated``: its failures m
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import logging
+import os
 import shutil
 import socket
 import tempfile
@@ -35,8 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
-from benchmark.data.files import atomic_write, file_lock  # noqa: F401  (their home: data/files.py)
+from benchmark.data.files import atomic_write
 from benchmark.results.metrics import top_k
 
 log = logging.getLogger(__name__)

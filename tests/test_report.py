@@ -237,7 +237,7 @@ def test_report_cli_errors_name_the_folder_or_file(tmp_path, hand_run):
 
 # The pytorchvideo model configs with published numbers (torchvision's: tests/test_torchvision.py).
 ZOO = [m for m in zoo_published().model
-       if "torchvision_weights:" not in (REPO / "conf" / "model" / f"{m}.yaml").read_text()]
+       if "framework: pytorchvideo" in (REPO / "conf" / "model" / f"{m}.yaml").read_text()]
 
 
 def test_zoo_has_the_pytorchvideo_kinetics_models():

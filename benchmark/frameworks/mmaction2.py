@@ -230,8 +230,8 @@ def build_architecture(model_cfg) -> nn.Module:
 def build(model_cfg) -> nn.Module:
     """The recognizer with the checkpoint ``model.weights`` resolves to (strictly loaded),
     else random weights with a loud warning."""
+    path = resolve_weights(model_cfg)  # first: a missing file is refused before any building
     model = build_architecture(model_cfg)
-    path = resolve_weights(model_cfg)
     if path is None:
         msg = (f"RANDOM WEIGHTS: no checkpoint for {model_cfg['name']} (model.weights="
                f"{model_cfg.get('weights', 'auto')}; not in the torch hub cache at "

@@ -20,10 +20,17 @@ install: $(STAMP)
 # pytorchvideo 0.1.0 (the release behind the zoo's numbers, pure Python) is extracted into
 # .venv/refs for the tests only (tests/test_protocols.py); without the package index they skip.
 REFS := $(VENV)/refs
+# mmaction2 and its engine without their declared dependencies (they would install three OpenCV
+# packages over one cv2); the extra `mmaction` in pyproject.toml lists what they need. The
+# constraints keep torch, numpy, av, pandas and pyarrow at the versions installed before.
+MMACTION := mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip freeze | grep -iE '^(torch|torchvision|numpy|av|pandas|pyarrow)==' > $(VENV)/constraints.txt
+	$(PY) -m pip install -q --no-deps -c $(VENV)/constraints.txt $(MMACTION)
+	$(PY) -m pip install -q -c $(VENV)/constraints.txt -e '.[test,mmaction]'
 	mkdir -p $(REFS)
 	$(PY) -m pip download -q --no-deps --no-binary :all: pytorchvideo==0.1.0 -d $(REFS) \
 		&& tar -xzf $(REFS)/pytorchvideo-0.1.0.tar.gz -C $(REFS) \

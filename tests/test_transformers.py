@@ -442,3 +442,41 @@ def test_an_unknown_hyper_parameter_is_named():
     cfg.builder.config.mit_hidden_size = 16  # belongs in vision_config
     with pytest.raises(ValueError, match="model.builder.config.mit_hidden_size"):
         hf.hf_config(cfg)
+
+
+# --- the real CLI: python -m benchmark.eval on a tiny checkpoint directory ----------------------
+
+@pytest.mark.parametrize("name", ["videomae_base_k400", "xclip_base_p32_k400"])
+def test_the_cli_evaluates_a_tiny_checkpoint_directory(name, saved, action_set, tmp_path):
+    """The run's path (registry, weights from a save_pretrained directory, the loader's frame
+    indices, the views, the head, the cost) gives each video exactly the adapter's own
+    per-video probabilities for the same protocol, and records the directory's digest."""
+    import json
+
+    import pandas as pd
+    from conftest import run_eval
+
+    cfg = tiny_cfg(name, weights=str(saved[name]))
+    names_file = action_set / "kinetics_classnames.json"
+    result = run_eval(
+        f"model={name}", f"model.weights={saved[name]}", "model.num_classes=4",
+        "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
+        "model.builder.preprocessor.shortest_edge=32", "model.builder.preprocessor.crop_size=[32,32]",
+        "data=kinetics400", f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+        f"data.class_names={names_file}", "views.clips=2", "views.crops=3", "device=cpu",
+        "cost.throughput_iters=1", f"results_dir={tmp_path / 'results'}",
+        f"hydra.run.dir={tmp_path / 'out'}")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["videos_evaluated"] == 4 and metrics["videos_failed"] == 0, result.stderr[-2000:]
+    assert metrics["weights"].startswith(f"{name}@") and metrics["channels_last"] is False
+    assert metrics["gflops"] > 0 and metrics["views_per_s"] > 0
+    assert metrics["versions"]["transformers"]
+    ids = json.loads(names_file.read_text())
+    class_names = sorted(ids, key=ids.get)
+    module = build_quiet(cfg, class_names=class_names)
+    proto = protocol_cfg(cfg.published.protocol)
+    pre = hf.Preprocess.from_model(cfg)
+    for row in pd.read_parquet(tmp_path / "out" / "predictions.parquet").itertuples():
+        clips = hf.sample_clips(decode_video(row.path), spec_of(cfg), 2, proto.clips)
+        want = hf.probabilities(module, hf.preprocess_views(clips, pre, 3, proto.spatial), 6)[0]
+        assert torch.allclose(torch.as_tensor(row.probs, dtype=torch.float32), want, atol=1e-5)

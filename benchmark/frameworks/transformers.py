@@ -21,6 +21,7 @@ the processor's own resize, so the views equal the processor's bit for bit befor
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -298,14 +299,15 @@ class XCLIPClassifier(nn.Module):
         return self.model.config
 
     def text_embeds(self) -> torch.Tensor:
-        if self._text is None or self._text.device != self.input_ids.device:
+        if self.training or self._text is None or self._text.device != self.input_ids.device:
             out = self.model.text_model(input_ids=self.input_ids,
                                         attention_mask=self.attention_mask)
             self._text = self.model.text_projection(out[1])
         return self._text
 
     def train(self, mode: bool = True):
-        self._text = None  # weights may change in training: encode the text again
+        if mode:  # weights may change in training: encode the text again (eval() keeps it)
+            self._text = None
         return super().train(mode)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -612,18 +614,27 @@ def gflops(module: nn.Module, example: torch.Tensor, attention: str = "eager") -
     """
     from fvcore.nn import FlopCountAnalysis
 
+    with counted_as(module, attention), torch.no_grad():
+        counter = FlopCountAnalysis(_Logits(module), (example,))
+        counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return counter.total() / 1e9
+
+
+@contextlib.contextmanager
+def counted_as(module: nn.Module, attention: str):
+    """Within: the model runs ``attention`` ('eager': the attention matmuls as ops a counter
+    sees; 'sdpa': as the run computes them) and X-CLIP's text is encoded already (once per run,
+    not per view); the model's own attention afterwards."""
     model = module.model if isinstance(module, XCLIPClassifier) else module
     before = model.config._attn_implementation
     if not getattr(model, "_supports_sdpa", False):
         attention = "eager"  # the only attention it has: both conventions count the matmuls
     model.set_attn_implementation(attention)
     try:
-        with torch.no_grad():
-            if isinstance(module, XCLIPClassifier):
-                module.text_embeds()  # the text once per run, not per view
-            counter = FlopCountAnalysis(_Logits(module), (example,))
-            counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return counter.total() / 1e9
+        if isinstance(module, XCLIPClassifier):
+            with torch.no_grad():
+                module.eval().text_embeds()
+        yield module
     finally:
         model.set_attn_implementation(before)
 

@@ -777,8 +777,3 @@ def example_views(spec, batch: int = 1) -> list[torch.Tensor]:
     """A random batch in the models' (B, T, C, H, W) layout, one pathway (FLOPs, throughput)."""
     return [torch.randn(batch, spec.num_frames, 3, spec.crop_size, spec.crop_size)]
 
-
-def gflops_per_view(module: nn.Module, example_batch: list[torch.Tensor]) -> float:
-    """GFLOPs of one view with the attention matmuls counted (``gflops``, eager): the
-    convention of the four published figures (conf/model/*.yaml ``published.gflops_convention``)."""
-    return gflops(module, example_batch[0], "eager")

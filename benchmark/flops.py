@@ -19,8 +19,10 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 
 from omegaconf import OmegaConf  # noqa: E402
 
+from benchmark import frameworks  # noqa: E402
 from benchmark.results import cost  # noqa: E402
-from benchmark.run.models import CONF_DIR, UnknownModel, build_model, compose_for_model  # noqa: E402
+from benchmark.run.models import (CONF_DIR, UnknownModel, build_model,  # noqa: E402
+                                  compose_for_model, offline_class_names)
 from benchmark.results.tables import (FLOPS_SHOWN, flops_row, to_markdown, write_flops_table,  # noqa: E402
                               zoo_published)
 
@@ -35,8 +37,20 @@ def measure(names: list[str]) -> list[dict]:
             cfg = compose_for_model(name)
         except UnknownModel as err:
             raise SystemExit(f"error: --models {name}: {err}") from None
-        model = build_model(cfg.model)
-        counts = cost.flop_counts(model.module, model.spec.example(1))
+        adapter = frameworks.get(str(cfg.model.framework))
+        # X-CLIP classifies by the class names' text: Kinetics-400's 400 (its published head).
+        own = hasattr(adapter, "counted_as")  # transformers: both attention conventions
+        model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
+                            class_names=offline_class_names()[0] if own else None)
+        if own:
+            example = adapter.example_views(model.spec, 1)
+            with adapter.counted_as(model.module, "sdpa"):
+                sdpa = cost.flop_counts(model.module, example)["gflops"]
+            with adapter.counted_as(model.module, "eager"):
+                counts = cost.flop_counts(model.module, example)
+            counts["gflops_sdpa"] = sdpa
+        else:
+            counts = cost.flop_counts(model.module, model.spec.example(1))
         counts["params"] = sum(p.numel() for p in model.module.parameters())
         published = (OmegaConf.to_container(cfg.model.published) if cfg.model.get("published")
                      else {})

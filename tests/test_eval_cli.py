@@ -94,6 +94,8 @@ def test_rerun_replaces_its_table_row(kinetics_run):
     ("model=nonsense", "error: model=nonsense: no conf/model/nonsense.yaml; one of c2d_r50,"),
     ("protocol=nonsense", "error: protocol=nonsense: no conf/protocol/nonsense.yaml"),
     ("protocol.head=mean", "error: protocol.head: must be one of pooled_logits, softmax_per_location"),
+    ("protocol=videomae", "error: protocol: videomae is transformers's but the model slowfast_tiny is "
+                          "pytorchvideo's"),
 ])
 def test_bad_settings_give_one_clear_line(tmp_path, override, message):
     result = run_eval("model=slowfast_tiny", "data=kinetics400", f"data.csv={tmp_path}/x.csv",

@@ -40,8 +40,8 @@ def identity_of(action_set, tiny_checkpoint, tmp_path, monkeypatch):
 def test_the_fingerprint_covers_what_changes_predictions(identity_of, tmp_path):
     base, identity = identity_of()
     assert identity_of()[0] == base  # stable
-    assert set(identity["versions"]) == {"torch", "torchvision", "pytorchvideo", "av",
-                                         "benchmark", "benchmark_source"}
+    assert set(identity["versions"]) == {"torch", "torchvision", "pytorchvideo", "transformers",
+                                         "av", "benchmark", "benchmark_source"}
     for override in ["model.output=probs", "eval.batch_views=4", "eval.channels_last=false",
                      "compile=true", "data.decode_timeout_s=5",
                      "model.checkpoint_url=http://127.0.0.1:9/other/tiny.pyth", "data.limit=2",

@@ -63,6 +63,9 @@ def tiny_cfg(name: str, weights: str = "random"):
     cfg.builder.hub_id = "local/not-cached"  # never in the hub cache: random init when auto
     cfg.num_classes = len(CLASSES)
     cfg.input.num_frames = 4
+    # model.input mirrors builder.preprocessor (build refuses a difference).
+    cfg.input.side_size = cfg.builder.preprocessor.shortest_edge
+    cfg.input.crop_size = 32
     cfg.weights = weights
     return cfg
 
@@ -310,15 +313,15 @@ def test_samplers_follow_the_authors_code(n, fps):
         return InputSpec(num_frames=t, sampling_rate=r, frames_per_second=f, side_size=224,
                          crop_size=224, mean=(0,) * 3, std=(1,) * 3)
 
-    assert hf.clip_windows(video, s(16, 4), 5, "videomae") == videomae_reference(n, 16, 4, 5)
+    assert hf.frame_windows(video, s(16, 4), 5, "videomae") == videomae_reference(n, 16, 4, 5)
     for clips in (1, 3):
-        assert (hf.clip_windows(video, s(8, 32), clips, "pyslowfast")
+        assert (hf.frame_windows(video, s(8, 32), clips, "pyslowfast")
                 == pyslowfast_reference(n, fps, 32, 8, clips))
-    assert hf.clip_windows(video, s(32, 2), 4, "dmvr") == dmvr_reference(n, 32, 2, 4)
-    assert hf.clip_windows(video, s(8, 1), 1, "tsn") == mmaction_test_reference(n, 8)
+    assert hf.frame_windows(video, s(32, 2), 4, "dmvr") == dmvr_reference(n, 32, 2, 4)
+    assert hf.frame_windows(video, s(8, 1), 1, "tsn") == mmaction_test_reference(n, 8)
     for timing, t, clips in (("videomae", 16, 5), ("pyslowfast", 8, 1), ("dmvr", 32, 4),
                              ("tsn", 8, 4)):
-        for w in hf.clip_windows(video, s(t, 4), clips, timing):
+        for w in hf.frame_windows(video, s(t, 4), clips, timing):
             assert len(w) == t and all(0 <= i < n for i in w)
 
 
@@ -327,12 +330,12 @@ def test_sampler_values_on_a_kinetics_clip():
     video = fake_video(300, 30.0)
     spec = lambda t, r: InputSpec(num_frames=t, sampling_rate=r, frames_per_second=30,  # noqa: E731
                                   side_size=224, crop_size=224, mean=(0,) * 3, std=(1,) * 3)
-    starts = [w[0] for w in hf.clip_windows(video, spec(16, 4), 5, "videomae")]
+    starts = [w[0] for w in hf.frame_windows(video, spec(16, 4), 5, "videomae")]
     assert starts == [0, 56, 116, 176, 236]  # 4 * int(k * (75 - 16) / 4)
-    assert (hf.clip_windows(video, spec(8, 32), 1, "pyslowfast")
+    assert (hf.frame_windows(video, spec(8, 32), 1, "pyslowfast")
             == [[0, 36, 72, 109, 145, 182, 218, 255]])
-    assert [w[0] for w in hf.clip_windows(video, spec(32, 2), 4, "dmvr")] == [0, 78, 157, 236]
-    assert hf.clip_windows(video, spec(8, 1), 1, "tsn") == [[18, 56, 93, 131, 168, 206, 243, 281]]
+    assert [w[0] for w in hf.frame_windows(video, spec(32, 2), 4, "dmvr")] == [0, 78, 157, 236]
+    assert hf.frame_windows(video, spec(8, 1), 1, "tsn") == [[18, 56, 93, 131, 168, 206, 243, 281]]
 
 
 # --- views: the transformers processor's output, on the shared videos ---------------------------
@@ -362,7 +365,7 @@ def test_views_equal_the_processor_on_the_shared_videos(name):
         clips = hf.sample_clips(video, spec_of(cfg), 1, proto.clips)  # (1, C, T, H, W) uint8
         frames = list(clips.permute(0, 2, 1, 3, 4)[0])  # T x (C, H, W), the processor's input
         ref = video_proc([torch.stack(frames)], return_tensors="pt")["pixel_values"]
-        ours = hf.views(clips, pre, 1, proto.spatial)
+        ours = hf.preprocess_views(clips, pre, 1, proto.spatial)
         assert ours.shape == ref.shape == (1, cfg.input.num_frames, 3, *pre.crop_size)
         worst = max(worst, (ours - ref).abs().max().item())
         if name == "videomae_base_k400":  # the image processor the checkpoint names, too
@@ -371,7 +374,7 @@ def test_views_equal_the_processor_on_the_shared_videos(name):
         # three crops: the processor's resized, normalised frames at the authors' crop boxes
         whole = full([torch.stack(frames)], do_center_crop=False, return_tensors="pt")
         whole = whole["pixel_values"][0]
-        three = hf.views(clips, pre, 3, proto.spatial)
+        three = hf.preprocess_views(clips, pre, 3, proto.spatial)
         ch, cw = pre.crop_size
         for view, (y, x) in zip(three, hf.crop_boxes(*whole.shape[-2:], pre.crop_size, 3,
                                                      proto.spatial)):
@@ -385,10 +388,10 @@ def test_views_are_written_in_the_model_layout_without_a_per_view_copy():
     clips = torch.randint(0, 256, (2, 8, 48, 64, 3), dtype=torch.uint8).permute(0, 4, 1, 2, 3)
     pre = hf.Preprocess(shortest_edge=32, crop_size=(32, 32), rescale_factor=1 / 255,
                         offset=False, image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
-    out = hf.views(clips, pre, 3, "mmaction")
+    out = hf.preprocess_views(clips, pre, 3, "mmaction")
     assert out.shape == (6, 8, 3, 32, 32) and out.is_contiguous()  # (B, T, C, H, W) as built
     buffer = torch.empty_like(out)
-    assert hf.views(clips, pre, 3, "mmaction", out=buffer).data_ptr() == buffer.data_ptr()
+    assert hf.preprocess_views(clips, pre, 3, "mmaction", out=buffer).data_ptr() == buffer.data_ptr()
 
 
 def test_crop_rules_follow_the_authors_code():
@@ -427,7 +430,7 @@ def test_each_tiny_model_gives_per_video_probabilities(name, saved, videos):
     module = hf.build(cfg, class_names=CLASSES)
     pre = hf.Preprocess.from_model(cfg)
     clips_n, crops = 2, 3
-    batch = [hf.views(hf.sample_clips(decode_video(videos[k]), spec_of(cfg), clips_n, proto.clips),
+    batch = [hf.preprocess_views(hf.sample_clips(decode_video(videos[k]), spec_of(cfg), clips_n, proto.clips),
                       pre, crops, proto.spatial) for k in ("landscape", "portrait")]
     probs = hf.probabilities(module, torch.cat(batch), clips_n * crops)
     assert probs.shape == (2, len(CLASSES))
@@ -439,3 +442,41 @@ def test_an_unknown_hyper_parameter_is_named():
     cfg.builder.config.mit_hidden_size = 16  # belongs in vision_config
     with pytest.raises(ValueError, match="model.builder.config.mit_hidden_size"):
         hf.hf_config(cfg)
+
+
+# --- the real CLI: python -m benchmark.eval on a tiny checkpoint directory ----------------------
+
+@pytest.mark.parametrize("name", ["videomae_base_k400", "xclip_base_p32_k400"])
+def test_the_cli_evaluates_a_tiny_checkpoint_directory(name, saved, action_set, tmp_path):
+    """The run's path (registry, weights from a save_pretrained directory, the loader's frame
+    indices, the views, the head, the cost) gives each video exactly the adapter's own
+    per-video probabilities for the same protocol, and records the directory's digest."""
+    import json
+
+    import pandas as pd
+    from conftest import run_eval
+
+    cfg = tiny_cfg(name, weights=str(saved[name]))
+    names_file = action_set / "kinetics_classnames.json"
+    result = run_eval(
+        f"model={name}", f"model.weights={saved[name]}", "model.num_classes=4",
+        "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
+        "model.builder.preprocessor.shortest_edge=32", "model.builder.preprocessor.crop_size=[32,32]",
+        "data=kinetics400", f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+        f"data.class_names={names_file}", "views.clips=2", "views.crops=3", "device=cpu",
+        "cost.throughput_iters=1", f"results_dir={tmp_path / 'results'}",
+        f"hydra.run.dir={tmp_path / 'out'}")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["videos_evaluated"] == 4 and metrics["videos_failed"] == 0, result.stderr[-2000:]
+    assert metrics["weights"].startswith(f"{name}@") and metrics["channels_last"] is False
+    assert metrics["gflops"] > 0 and metrics["views_per_s"] > 0
+    assert metrics["versions"]["transformers"]
+    ids = json.loads(names_file.read_text())
+    class_names = sorted(ids, key=ids.get)
+    module = build_quiet(cfg, class_names=class_names)
+    proto = protocol_cfg(cfg.published.protocol)
+    pre = hf.Preprocess.from_model(cfg)
+    for row in pd.read_parquet(tmp_path / "out" / "predictions.parquet").itertuples():
+        clips = hf.sample_clips(decode_video(row.path), spec_of(cfg), 2, proto.clips)
+        want = hf.probabilities(module, hf.preprocess_views(clips, pre, 3, proto.spatial), 6)[0]
+        assert torch.allclose(torch.as_tensor(row.probs, dtype=torch.float32), want, atol=1e-5)

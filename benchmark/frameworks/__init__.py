@@ -3,10 +3,12 @@ above the shared view code (views.py, clips.py) they all use.
 
 An adapter is the only module that imports its framework's own package; adapters never import
 each other. Each offers the same module-level API (docs/architecture.md, "Adding a framework"):
-``NAME``, ``version()``, ``build(model_cfg)``, ``checkpoint_state(loaded)``,
+``NAME``, ``version()``, ``build(model_cfg, class_names=None)``, ``checkpoint_state(loaded)``,
 ``official_url(model_cfg)``, ``CHECK_HASH``, ``class_names(model_cfg)``, ``TIMINGS`` +
 ``clip_windows`` + ``pts_windows``, ``SPATIALS`` + ``views``, ``setting_problems``,
-``apply_head``. (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+``apply_head``; optionally ``HEADS`` (its protocol heads, else clips.HEADS), ``resolve_weights``
+(a framework that loads its own checkpoint directories), ``example_views`` and
+``counted_as`` (another input layout; how its FLOPs are counted), ``CHANNELS_LAST``. (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KNOWN = ("pytorchvideo", "torchvision")
+KNOWN = ("pytorchvideo", "torchvision", "transformers")
 
 
 def get(name: str) -> ModuleType:

@@ -9,7 +9,7 @@ names those choices:
 - ``framework``: the adapter (benchmark/frameworks/) whose timings and spatial steps these are;
 - ``clips``: where clip i starts and which decoded frames belong to it, as one framework's
   sampler and ``get_clip`` compute them (its adapter's ``TIMINGS``);
-- ``head``: ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
+- ``head`` (transformers: ``model``, its own pooled head): ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
   locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
   a softmax at each location, then the mean);
 - ``combine``: descriptive only: how the framework's own test combines a video's views,
@@ -61,7 +61,7 @@ def protocol_from_config(cfg) -> Protocol:
     except ValueError as err:
         raise ValueError(f"protocol.{err}") from None
     for key, value, allowed in (("clips", protocol.clips, adapter.TIMINGS),
-                                ("head", protocol.head, HEADS),
+                                ("head", protocol.head, getattr(adapter, "HEADS", HEADS)),
                                 ("combine", protocol.combine, COMBINES),
                                 ("spatial", protocol.spatial, adapter.SPATIALS)):
         if value not in allowed:

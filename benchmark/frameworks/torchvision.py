@@ -30,7 +30,7 @@ def version() -> dict[str, str]:
     return {"torchvision": torchvision.__version__}
 
 
-def build(model_cfg) -> torch.nn.Module:
+def build(model_cfg, class_names=None) -> torch.nn.Module:
     """The config's ``builder`` (a ``torchvision.models.video`` function, ``weights: null``)."""
     import hydra
 
@@ -140,7 +140,8 @@ def torchvision_views(clips: torch.Tensor, spec: InputSpec,
 
 
 def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
-          memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+          memory_format: torch.memory_format = torch.contiguous_format,
+          spatial: str | None = None) -> list[torch.Tensor]:
     """``torchvision``: one centre crop (``torchvision_views``), single pathway."""
     if crops != 1:
         raise ValueError(f"views.crops: the torchvision protocol takes one centre crop, got {crops}")

@@ -21,6 +21,7 @@ the processor's own resize, so the views equal the processor's bit for bit befor
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
 import logging
@@ -223,6 +224,9 @@ def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
     X-CLIP classifies by text: pass the data set's class names (the prompt is the bare name, as
     the authors' ``generate_text`` formats it); the result is an ``XCLIPClassifier``.
     """
+    problem = input_problem(model_cfg)
+    if problem:
+        raise ValueError(problem)
     path = resolve_weights(model_cfg)
     if path is None:
         msg = (f"RANDOM WEIGHTS: no checkpoint for {model_cfg['name']} "
@@ -295,14 +299,15 @@ class XCLIPClassifier(nn.Module):
         return self.model.config
 
     def text_embeds(self) -> torch.Tensor:
-        if self._text is None or self._text.device != self.input_ids.device:
+        if self.training or self._text is None or self._text.device != self.input_ids.device:
             out = self.model.text_model(input_ids=self.input_ids,
                                         attention_mask=self.attention_mask)
             self._text = self.model.text_projection(out[1])
         return self._text
 
     def train(self, mode: bool = True):
-        self._text = None  # weights may change in training: encode the text again
+        if mode:  # weights may change in training: encode the text again (eval() keeps it)
+            self._text = None
         return super().train(mode)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -330,17 +335,24 @@ def text_aug() -> str:
     return "{}"
 
 
-def apply_head(module: nn.Module, head: str) -> nn.Module:
+HEADS = ("model",)  # the model's own pooled head (protocol.head)
+
+
+def _logits_only(module: nn.Module, args: tuple, output):
+    """Forward hook: the run takes a logits tensor; transformers' models return a ModelOutput."""
+    return output if isinstance(output, torch.Tensor) else output.logits
+
+
+def apply_head(module: nn.Module, head: str) -> bool:
     """The transformers models classify from their own pooled features; ``model`` is the only
-    head (a protocol that re-pools another framework's head cannot apply)."""
-    if head != "model":
+    head (a protocol that re-pools another framework's head cannot apply). Makes the forward
+    return the logits tensor (a hook: parameter names stay transformers'); False: logits, not
+    probabilities."""
+    if head not in HEADS:
         raise ValueError(f"protocol.head={head}: the transformers models take only 'model'")
-    return module
-
-
-def rewrites(module: nn.Module, names) -> nn.Module:
-    """No graph rewrites for these models (eval.fuse records 'none')."""
-    return module
+    if not isinstance(module, XCLIPClassifier):
+        module.register_forward_hook(_logits_only)
+    return False
 
 
 def logits(module: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -455,8 +467,8 @@ def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
     return [(p, other) if tall else (other, p) for p in along]
 
 
-def views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str,
-          out: torch.Tensor | None = None) -> torch.Tensor:
+def preprocess_views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str,
+                     out: torch.Tensor | None = None) -> torch.Tensor:
     """float (clips * crops, T, C, H, W) views, clip-major, from uint8 clips in the harness's
     (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames).
 
@@ -569,7 +581,7 @@ TIMINGS = {
 }
 
 
-def clip_windows(video, spec, clips: int, timing: str) -> list[list[int]]:
+def frame_windows(video, spec, clips: int, timing: str) -> list[list[int]]:
     """Each clip's frame indices (``num_frames`` of them) into ``video.frames``."""
     if timing not in TIMINGS:
         raise ValueError(f"protocol.clips: {timing!r} is not one of {sorted(TIMINGS)}")
@@ -579,7 +591,7 @@ def clip_windows(video, spec, clips: int, timing: str) -> list[list[int]]:
 def sample_clips(video, spec, clips: int, timing: str) -> torch.Tensor:
     """uint8 (clips, C, T, H, W): the protocol's frames, in the harness's clip layout (a
     permutation of (clips, T, H, W, C) memory)."""
-    windows = clip_windows(video, spec, clips, timing)
+    windows = frame_windows(video, spec, clips, timing)
     frames = video.rgb([i for w in windows for i in w])
     return frames.view(clips, spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
 
@@ -602,18 +614,27 @@ def gflops(module: nn.Module, example: torch.Tensor, attention: str = "eager") -
     """
     from fvcore.nn import FlopCountAnalysis
 
+    with counted_as(module, attention), torch.no_grad():
+        counter = FlopCountAnalysis(_Logits(module), (example,))
+        counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return counter.total() / 1e9
+
+
+@contextlib.contextmanager
+def counted_as(module: nn.Module, attention: str):
+    """Within: the model runs ``attention`` ('eager': the attention matmuls as ops a counter
+    sees; 'sdpa': as the run computes them) and X-CLIP's text is encoded already (once per run,
+    not per view); the model's own attention afterwards."""
     model = module.model if isinstance(module, XCLIPClassifier) else module
     before = model.config._attn_implementation
     if not getattr(model, "_supports_sdpa", False):
         attention = "eager"  # the only attention it has: both conventions count the matmuls
     model.set_attn_implementation(attention)
     try:
-        with torch.no_grad():
-            if isinstance(module, XCLIPClassifier):
-                module.text_embeds()  # the text once per run, not per view
-            counter = FlopCountAnalysis(_Logits(module), (example,))
-            counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return counter.total() / 1e9
+        if isinstance(module, XCLIPClassifier):
+            with torch.no_grad():
+                module.eval().text_embeds()
+        yield module
     finally:
         model.set_attn_implementation(before)
 
@@ -658,3 +679,101 @@ def processor(model_cfg, video: bool = True):
     if arch == "vivit" and not video:
         kwargs["offset"] = pre.offset
     return getattr(tr, cls_name)(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry's adapter API (benchmark/frameworks/__init__.py): what the run calls. The run
+# passes ``InputSpec`` values; ``model.input`` mirrors ``builder.preprocessor`` (``build`` refuses
+# a config where they differ), so the views follow the checkpoint's preprocessing.
+
+CHECK_HASH = False  # no URL: the weights are a save_pretrained directory or the hub cache's
+CHANNELS_LAST = False  # (B, T, C, H, W) views, 2D patch convolutions: eval.channels_last is off
+
+
+def checkpoint_state(loaded):
+    """Unused: ``build`` loads the checkpoint directory itself (strictly, ``load_checkpoint``)."""
+    return loaded
+
+
+def official_url(model_cfg) -> None:
+    """None: the official weights come from the Hugging Face hub cache (``resolve_weights``)."""
+    return None
+
+
+def class_names(model_cfg) -> None:
+    """None: the class ids are the data set's class-name file's (X-CLIP takes its names)."""
+    return None
+
+
+def preprocess_of(spec) -> Preprocess:
+    """The preprocessing an ``InputSpec`` says: short side ``side_size``, a square
+    ``crop_size`` crop, /255 and the mean/std (ViViT's x / 127.5 - 1 then 0.5/0.5 is the same
+    multiply-add as /255 then mean 0.75, std 0.25: its ``model.input`` says so)."""
+    return Preprocess(shortest_edge=int(spec.side_size),
+                      crop_size=(int(spec.crop_size), int(spec.crop_size)),
+                      rescale_factor=1 / 255, offset=False, image_mean=tuple(spec.mean),
+                      image_std=tuple(spec.std))
+
+
+def input_problem(model_cfg) -> str | None:
+    """Where ``model.input`` (what the run's views use) differs from ``builder.preprocessor``
+    (the checkpoint's): a line naming the key, or None."""
+    want = Preprocess.from_model(model_cfg)
+    i = model_cfg["input"]
+    have = preprocess_of(type("Spec", (), dict(side_size=i["side_size"], crop_size=i["crop_size"],
+                                                 mean=list(i["mean"]), std=list(i["std"]))))
+    if have.shortest_edge != want.shortest_edge:
+        return (f"model.input.side_size={have.shortest_edge} but "
+                f"model.builder.preprocessor.shortest_edge={want.shortest_edge}")
+    if have.crop_size != want.crop_size:
+        return (f"model.input.crop_size={have.crop_size[0]} but "
+                f"model.builder.preprocessor.crop_size={list(want.crop_size)}")
+    for a, b in zip(have.affine(), want.affine()):
+        if not torch.allclose(a, b, rtol=1e-6, atol=1e-6):
+            return ("model.input.mean/std: /255 then (x - mean) / std is not the "
+                    "builder.preprocessor's rescale, offset and normalisation")
+    return None
+
+
+def clip_windows(video, clip_duration, clips: int, timing: str, frame_rate: float | None = None,
+                 clip_len: int | None = None) -> list[list[int]]:
+    """The registry's call: ``frame_windows`` with the model's spec, whose sampling rate is
+    ``clip_duration * frame_rate / clip_len`` (``InputSpec.clip_duration``'s definition)."""
+    from fractions import Fraction
+    from types import SimpleNamespace
+
+    if frame_rate is None or clip_len is None:
+        raise ValueError(f"protocol.clips={timing} needs the model's frames_per_second and "
+                         "num_frames")
+    rate = Fraction(clip_duration) * Fraction(frame_rate) / int(clip_len)
+    spec = SimpleNamespace(num_frames=int(clip_len), sampling_rate=int(rate),
+                           frames_per_second=frame_rate)
+    return frame_windows(video, spec, clips, timing)
+
+
+def pts_windows(time_base, start_pts, end_pts, clip_duration, clips, timing) -> None:
+    """None: every timing here counts decoded frames (the video is decoded whole)."""
+    return None
+
+
+def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
+          memory_format: torch.memory_format = torch.contiguous_format,
+          spatial: str | None = None) -> list[torch.Tensor]:
+    """The one pathway: (clips * crops, T, C, H, W) float views (``preprocess_views``), in the
+    layout transformers' models take (``memory_format`` does not apply to it)."""
+    if fault == "centre_crop_only":
+        raise ValueError("views.fault=centre_crop_only: pytorchvideo's crops only")
+    return [preprocess_views(clips, preprocess_of(spec), crops, spatial)]
+
+
+def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]:
+    """(key, message): the authors' protocols take 1 or 3 crops."""
+    if crops not in (1, 3):
+        return [("views.crops", f"the {protocol.name} protocol takes 1 or 3 crops, got {crops}")]
+    return []
+
+
+def example_views(spec, batch: int = 1) -> list[torch.Tensor]:
+    """A random batch in the models' (B, T, C, H, W) layout, one pathway (FLOPs, throughput)."""
+    return [torch.randn(batch, spec.num_frames, 3, spec.crop_size, spec.crop_size)]
+

@@ -220,7 +220,8 @@ def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | No
     """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W), as
     the protocol's ``spatial`` step makes them: the adapter that owns it does (``uniform_crop``:
     pytorchvideo's, ``uniform_crop_views``; ``torchvision``: its adapter's one centre crop)."""
-    return frameworks.owner("SPATIALS", spatial).views(clips, spec, crops, fault, memory_format)
+    return frameworks.owner("SPATIALS", spatial).views(clips, spec, crops, fault, memory_format,
+                                                        spatial)
 
 
 def uniform_crop_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,

@@ -203,6 +203,12 @@ def check_settings(cfg: DictConfig) -> None:
     for key, message in frameworks.get(protocol.framework).setting_problems(
             protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
+    model_framework = str(cfg.model.get("framework", protocol.framework))
+    if "transformers" in (protocol.framework, model_framework) and (
+            protocol.framework != model_framework):
+        # transformers' models take (B, T, C, H, W) views and their own heads: only its protocols.
+        raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
+                            f"{cfg.model.name} is {model_framework}'s; pass one of its protocols")
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
@@ -455,6 +461,11 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
 def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
               held: contextlib.ExitStack) -> dict | None:
     device = resolve_device(str(cfg.device.type), ranks.local_rank)
+    if cfg.eval.channels_last and not getattr(frameworks.get(str(cfg.model.framework)),
+                                              "CHANNELS_LAST", True):
+        # (B, T, C, H, W) views and 2D patch convolutions: no NDHWC layout to use (recorded off).
+        log.info("eval.channels_last: not for %s's models; off", cfg.model.framework)
+        cfg.eval.channels_last = False
     problem = precision_problem(str(cfg.precision), device)
     if problem:
         raise SettingsError(problem)
@@ -474,7 +485,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
-    model = build_model(cfg.model, protocol.head, resolved)
+    model = build_model(cfg.model, protocol.head, resolved, manifest.class_names)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
@@ -700,12 +711,20 @@ def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSp
     """GFLOPs per view (zoo convention) and params of ``module``; model-only views/s of
     ``runner`` (the module as the run calls it: layout, compile) on the device."""
     result = {"gflops": None, "params_m": cost.params_m(module), "views_per_s": None}
+    # A framework with another input layout (transformers: (B, T, C, H, W)) gives its own
+    # example batches, and counts its attention matmuls (eager attention while counting: the
+    # published figures' convention; SDPA hides them from fvcore).
+    adapter = frameworks.get(str(cfg.model.framework))
+    examples = getattr(adapter, "example_views", InputSpec.example)
+    counted_as = getattr(adapter, "counted_as", None)
     if cfg.cost.flops:
-        result["gflops"] = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
+        with counted_as(module, "eager") if counted_as else contextlib.nullcontext():
+            result["gflops"] = cost.gflops_per_view(module,
+                                                    [x.to(device) for x in examples(spec, 1)])
     if cfg.cost.throughput_iters > 0:
         layout = torch.channels_last_3d if cfg.eval.channels_last else torch.contiguous_format
         example = [x.to(device).contiguous(memory_format=layout)
-                   for x in spec.example(batch_views)]
+                   for x in examples(spec, batch_views)]
         with autocast(device, str(cfg.precision)):
             result["views_per_s"] = cost.model_views_per_s(
                 runner, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))

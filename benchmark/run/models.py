@@ -227,8 +227,8 @@ def _sha256(path: Path) -> str:
 def _single_pathway(module: torch.nn.Module, args: tuple) -> tuple | None:
     """Forward pre-hook: the harness passes a list of pathway tensors; one-pathway hub models
     (Net, MViT) take the tensor itself."""
-    (x,) = args
-    return (x[0],) if isinstance(x, list) else None
+    # A keyword call (transformers' ``pixel_values=``) has no positional argument.
+    return (args[0][0],) if len(args) == 1 and isinstance(args[0], list) else None
 
 
 def _probs_to_logits(module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
@@ -255,6 +255,12 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     official checkpoint if needed. Under torchrun only rank 0 calls this; the other ranks load
     the file it resolved, so no rank falls back to random weights on its own."""
     weights = str(cfg.weights)
+    own = getattr(framework_of(cfg), "resolve_weights", None)
+    if own is not None:  # checkpoint directories its adapter loads (transformers)
+        path = _asked(own, cfg)  # its CheckpointError (a ValueError) names the key
+        if path is None:
+            return None, RANDOM_INIT
+        return str(path), "official" if weights in ("auto", "pretrained") else Path(path).name
     if weights in ("auto", "pretrained"):
         adapter = framework_of(cfg)
         path = _fetch_official(_asked(adapter.official_url, cfg), required=weights == "pretrained",
@@ -269,13 +275,47 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     return str(path), path.name  # the content hash is added when it is loaded
 
 
+def _dir_sha256(path: Path) -> str:
+    """One digest of a checkpoint directory: every file's name and content, in name order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(path)).encode() + b"\0" + _sha256(file).encode())
+    return digest.hexdigest()
+
+
+def _build_own(adapter, cfg: DictConfig, path: str | None, label: str,
+               class_names: list[str] | None) -> tuple[torch.nn.Module, str, str | None]:
+    """(module, label, digest) from an adapter that loads its checkpoint directory itself
+    (strictly: transformers' ``load_checkpoint``); ``path`` None: random init, its warning."""
+    local = OmegaConf.merge(cfg, {"weights": path if path is not None else "random"})
+    try:
+        module = adapter.build(local, class_names=class_names)
+    except (ValueError, OSError) as err:
+        raise WeightsError(str(err)) from None
+    if path is None:
+        return module, label, None
+    digest = _dir_sha256(Path(path))
+    return module, label if label == "official" else f"{Path(path).name}@{digest[:8]}", digest
+
+
 def build_model(cfg: DictConfig, head: str = "pooled_logits",
-                resolved: tuple[str | None, str] | None = None) -> Model:
+                resolved: tuple[str | None, str] | None = None,
+                class_names: list[str] | None = None) -> Model:
     """Build ``cfg.builder``, load the weights that ``cfg.weights`` names (``resolved``:
     ``resolve_weights``'s answer, from another rank), and pool its head's output locations as
-    the protocol's ``head`` says (the model's framework's ``apply_head``)."""
+    the protocol's ``head`` says (the model's framework's ``apply_head``). ``class_names``: the
+    data set's, for a model that classifies by their text (X-CLIP)."""
     spec = input_spec(cfg)
     adapter = framework_of(cfg)
+    if hasattr(adapter, "resolve_weights"):
+        path, label = resolved if resolved is not None else resolve_weights(cfg)
+        module, label, digest = _build_own(adapter, cfg, path, label, class_names)
+        adapter.apply_head(module, head)
+        module = adapt_io(module, True, "logits")
+        module.eval()
+        return Model(str(cfg.name), module, label, spec,
+                     len(class_names) if getattr(module, "class_names", None) else
+                     int(cfg.num_classes), digest)
     module = adapter.build(cfg)
     output = "probs" if adapter.apply_head(module, head) else str(cfg.get("output", "logits"))
     module = adapt_io(module, spec.alpha is None, output)

@@ -34,7 +34,7 @@ def version() -> dict[str, str]:
     return {"pytorchvideo": pytorchvideo.__version__}
 
 
-def build(model_cfg) -> torch.nn.Module:
+def build(model_cfg, class_names=None) -> torch.nn.Module:
     """The config's ``builder`` (a ``pytorchvideo.models.hub`` function and its arguments)."""
     import hydra
 
@@ -97,7 +97,8 @@ def stops_early(timing: str) -> bool:
 
 
 def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
-          memory_format: torch.memory_format = torch.contiguous_format) -> list[torch.Tensor]:
+          memory_format: torch.memory_format = torch.contiguous_format,
+          spatial: str | None = None) -> list[torch.Tensor]:
     """``uniform_crop``: short-side scale, ``UniformCropVideo`` crops (views.py)."""
     return uniform_crop_views(clips, spec, crops, fault, memory_format)
 

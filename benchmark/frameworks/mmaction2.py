@@ -37,6 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.frameworks.common import plain
+
 NAME = "mmaction2"
 TIMINGS = ("mmaction2",)
 SPATIALS = ("mmaction2",)
@@ -171,19 +173,10 @@ def load_config(model_cfg):
     overrides = model_cfg["builder"].get("overrides") if hasattr(model_cfg["builder"], "get") \
         else None
     if overrides:
-        cfg.merge_from_dict(_plain(overrides))
+        cfg.merge_from_dict(plain(overrides))
     return cfg
 
 
-def _plain(value):
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return value
 
 
 def _offline(node):

@@ -17,6 +17,7 @@ import torchvision.models.video
 import torchvision.transforms.functional as TF
 
 from benchmark.frameworks.clips import TooShort
+from benchmark.frameworks.common import instantiate_builder, state_dict_of
 from benchmark.frameworks.views import InputSpec, normalise_, pack_pathways
 from benchmark.data.decode import DecodedVideo
 
@@ -32,16 +33,11 @@ def version() -> dict[str, str]:
 
 def build(model_cfg, class_names=None) -> torch.nn.Module:
     """The config's ``builder`` (a ``torchvision.models.video`` function, ``weights: null``)."""
-    import hydra
-
-    return hydra.utils.instantiate(model_cfg.builder)
+    return instantiate_builder(model_cfg)
 
 
-def checkpoint_state(loaded):
-    """torchvision's checkpoints are plain state dicts (the zoo's wrapper is accepted too)."""
-    if isinstance(loaded, dict) and "model_state" in loaded:
-        return loaded["model_state"]
-    return loaded
+# torchvision's checkpoints are plain state dicts (the zoo's wrapper is accepted too).
+checkpoint_state = state_dict_of
 
 
 def weights(cfg):

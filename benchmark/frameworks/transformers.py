@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from benchmark.frameworks.common import plain
+
 NAME = "transformers"
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
 MIN_VERSION = (5, 23)
@@ -69,20 +71,10 @@ def version() -> dict:
     return {"transformers": _transformers().__version__}
 
 
-def _plain(value):
-    """An OmegaConf node (or anything) as plain Python containers."""
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            return OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return value
 
 
 def _builder(model_cfg) -> dict:
-    builder = _plain(model_cfg["builder"])
+    builder = plain(model_cfg["builder"])
     arch = builder.get("architecture")
     if arch not in ARCHITECTURES:
         raise ValueError(f"model.builder.architecture: {arch!r} is not one of "
@@ -388,7 +380,7 @@ class Preprocess:
 
     @classmethod
     def from_model(cls, model_cfg) -> "Preprocess":
-        p = _plain(model_cfg["builder"])["preprocessor"]
+        p = plain(model_cfg["builder"])["preprocessor"]
         crop = p["crop_size"]
         return cls(shortest_edge=int(p["shortest_edge"]),
                    crop_size=(int(crop[0]), int(crop[1])) if isinstance(crop, (list, tuple))

@@ -19,6 +19,7 @@ import torch
 
 from benchmark.frameworks.pytorchvideo import compat  # noqa: F401  (before any pytorchvideo import)
 from benchmark.frameworks.clips import Window, frames_in, seconds_window
+from benchmark.frameworks.common import instantiate_builder, state_dict_of
 from benchmark.frameworks.views import uniform_crop_views
 from benchmark.data.decode import DecodedVideo
 
@@ -36,16 +37,11 @@ def version() -> dict[str, str]:
 
 def build(model_cfg, class_names=None) -> torch.nn.Module:
     """The config's ``builder`` (a ``pytorchvideo.models.hub`` function and its arguments)."""
-    import hydra
-
-    return hydra.utils.instantiate(model_cfg.builder)
+    return instantiate_builder(model_cfg)
 
 
-def checkpoint_state(loaded):
-    """The state dict in a loaded checkpoint: the zoo's .pyth hold ``{"model_state": ...}``."""
-    if isinstance(loaded, dict) and "model_state" in loaded:
-        return loaded["model_state"]
-    return loaded
+# The zoo's .pyth files hold {"model_state": ...}.
+checkpoint_state = state_dict_of
 
 
 def official_url(model_cfg) -> str | None:

@@ -131,8 +131,8 @@ BENCH_NOTE = (
     "process + loader workers after the first and the last video. speedup = reference / "
     "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
     "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
-    "exact inference rewrites (eval.fuse, benchmark/fuse.py); with bench.compare_fuse it also "
-    "runs without them (fuse none)."
+    "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py); with "
+    "bench.compare_fuse it also runs without them (fuse none)."
 )
 
 

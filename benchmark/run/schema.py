@@ -167,7 +167,7 @@ class DeviceSchema:
 class EvalSettings:
     batch_views: Any = AUTO  # auto | N >= 1 (check_settings)
     channels_last: bool = True
-    fuse: Any = "auto"  # auto | none | all | names (benchmark/fuse.py checks them)
+    fuse: Any = "auto"  # auto | none | all | names (benchmark/frameworks/pytorchvideo/fuse.py checks them)
     reuse_memory: bool = True
     tf32: bool = False
     flush_every: int = 20

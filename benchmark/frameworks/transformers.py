@@ -680,6 +680,7 @@ def processor(model_cfg, video: bool = True):
 
 CHECK_HASH = False  # no URL: the weights are a save_pretrained directory or the hub cache's
 CHANNELS_LAST = False  # (B, T, C, H, W) views, 2D patch convolutions: eval.channels_last is off
+OWN_PROTOCOLS_ONLY = True  # its views' layout and heads are its models' only (check_settings)
 
 
 def checkpoint_state(loaded):

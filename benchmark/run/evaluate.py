@@ -204,9 +204,14 @@ def check_settings(cfg: DictConfig) -> None:
             protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
     model_framework = str(cfg.model.get("framework", protocol.framework))
-    if "transformers" in (protocol.framework, model_framework) and (
-            protocol.framework != model_framework):
-        # transformers' models take (B, T, C, H, W) views and their own heads: only its protocols.
+    try:
+        adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
+    except ValueError as err:  # an unknown model.framework: the registry's one line
+        raise SettingsError(f"model.{err}") from None
+    if protocol.framework != model_framework and any(
+            getattr(adapter, "OWN_PROTOCOLS_ONLY", False) for adapter in adapters):
+        # A framework whose models take their own layout and heads (transformers: (B, T, C, H,
+        # W) views) runs only under its own protocols, and its protocols only its models.
         raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
                             f"{cfg.model.name} is {model_framework}'s; pass one of its protocols")
 

@@ -38,19 +38,13 @@ def measure(names: list[str]) -> list[dict]:
         except UnknownModel as err:
             raise SystemExit(f"error: --models {name}: {err}") from None
         adapter = frameworks.get(str(cfg.model.framework))
-        # X-CLIP classifies by the class names' text: Kinetics-400's 400 (its published head).
-        own = hasattr(adapter, "counted_as")  # transformers: both attention conventions
+        # A framework that runs only under its own protocols (transformers) counts its model
+        # with its protocol's head; X-CLIP classifies by the text of Kinetics-400's 400 names.
+        own = getattr(adapter, "OWN_PROTOCOLS_ONLY", False)
         model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
                             class_names=offline_class_names()[0] if own else None)
-        if own:
-            example = adapter.example_views(model.spec, 1)
-            with adapter.counted_as(model.module, "sdpa"):
-                sdpa = cost.flop_counts(model.module, example)["gflops"]
-            with adapter.counted_as(model.module, "eager"):
-                counts = cost.flop_counts(model.module, example)
-            counts["gflops_sdpa"] = sdpa
-        else:
-            counts = cost.flop_counts(model.module, model.spec.example(1))
+        # Both attention conventions where the adapter has them (gflops_sdpa).
+        counts = cost.adapter_flop_counts(adapter, model.module, model.spec, sdpa=True)
         counts["params"] = sum(p.numel() for p in model.module.parameters())
         published = (OmegaConf.to_container(cfg.model.published) if cfg.model.get("published")
                      else {})

@@ -421,6 +421,32 @@ def test_flops_count_the_attention_matmuls_under_eager():
     assert model.config._attn_implementation == "sdpa"  # switched back after counting
 
 
+def test_one_flops_helper_counts_each_framework_in_its_own_layout(tiny_model):
+    """results/cost.py's adapter_flop_counts (evaluate's cost, make flops, make bench): a
+    transformers model gets (B, T, C, H, W) examples and both attention conventions (eager:
+    the matmuls counted, switched back after), a pytorchvideo model its (B, C, T, H, W)
+    pathways and no attention convention."""
+    from benchmark import frameworks
+    from benchmark.results import cost
+    from benchmark.run.models import build_model
+
+    cfg = tiny_cfg("videomae_base_k400")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg, "model").module  # as the run builds it (pathway list in)
+    adapter = frameworks.get("transformers")
+    counts = cost.adapter_flop_counts(adapter, model, spec_of(cfg), sdpa=True)
+    tokens, c = (4 // 2) * (32 // 16) ** 2, TINY["videomae"]
+    attention = c["num_hidden_layers"] * 2 * tokens * tokens * c["hidden_size"] / 1e9
+    assert math.isclose(counts["gflops"] - counts["gflops_sdpa"], attention, rel_tol=1e-6)
+    assert model.config._attn_implementation == "sdpa"
+    assert cost.example_views(adapter, spec_of(cfg), 2)[0].shape == (2, 4, 3, 32, 32)
+    pv = frameworks.get("pytorchvideo")
+    plain = cost.adapter_flop_counts(pv, tiny_model.module, tiny_model.spec, sdpa=True)
+    assert "gflops_sdpa" not in plain
+    assert plain == cost.flop_counts(tiny_model.module, tiny_model.spec.example(1))
+
+
 # --- end to end: build + views + forward -> per-video probabilities -----------------------------
 
 @pytest.mark.parametrize("name", MODELS)

@@ -63,6 +63,37 @@ def gflops_per_view(model: torch.nn.Module, example: list[torch.Tensor]) -> floa
     return flop_counts(model, example)["gflops"]
 
 
+def example_views(adapter, spec, batch: int = 1) -> list[torch.Tensor]:
+    """A random batch of ``batch`` views in the layout the adapter's models take: its own
+    ``example_views`` where it has one (transformers: (B, T, C, H, W)), else the (B, C, T, H, W)
+    pathways of ``InputSpec.example``."""
+    own = getattr(adapter, "example_views", None)
+    return own(spec, batch) if own is not None else spec.example(batch)
+
+
+def adapter_flop_counts(adapter, model: torch.nn.Module, spec, device: torch.device | None = None,
+                        sdpa: bool = False) -> dict[str, float]:
+    """``flop_counts`` of one view in the adapter's layout (``example_views``), for any
+    framework: the one FLOPs helper of ``evaluate``'s cost, ``make flops`` and ``make bench``.
+
+    An adapter whose models have attention convention(s) gives ``counted_as(module, name)``, a
+    context in which the model runs as counted: ``eager`` counts the attention matmuls (the
+    published figures' convention; SDPA hides them from fvcore on a CPU), the returned counts;
+    with ``sdpa=True`` also ``gflops_sdpa``, the count as SDPA hides them. Without
+    ``counted_as`` the model is counted as it runs (no ``gflops_sdpa``).
+    """
+    example = [x.to(device) if device is not None else x for x in example_views(adapter, spec, 1)]
+    counted_as = getattr(adapter, "counted_as", None)
+    if counted_as is None:
+        return flop_counts(model, example)
+    with counted_as(model, "eager"):
+        counts = flop_counts(model, example)
+    if sdpa:
+        with counted_as(model, "sdpa"):
+            counts["gflops_sdpa"] = flop_counts(model, example)["gflops"]
+    return counts
+
+
 def params_m(model: torch.nn.Module) -> float:
     """Millions of parameters."""
     return sum(p.numel() for p in model.parameters()) / 1e6

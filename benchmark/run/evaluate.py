@@ -716,20 +716,14 @@ def measure_cost(module: torch.nn.Module, runner: torch.nn.Module, spec: InputSp
     """GFLOPs per view (zoo convention) and params of ``module``; model-only views/s of
     ``runner`` (the module as the run calls it: layout, compile) on the device."""
     result = {"gflops": None, "params_m": cost.params_m(module), "views_per_s": None}
-    # A framework with another input layout (transformers: (B, T, C, H, W)) gives its own
-    # example batches, and counts its attention matmuls (eager attention while counting: the
-    # published figures' convention; SDPA hides them from fvcore).
+    # The adapter's layout and attention convention (results/cost.py's adapter_flop_counts).
     adapter = frameworks.get(str(cfg.model.framework))
-    examples = getattr(adapter, "example_views", InputSpec.example)
-    counted_as = getattr(adapter, "counted_as", None)
     if cfg.cost.flops:
-        with counted_as(module, "eager") if counted_as else contextlib.nullcontext():
-            result["gflops"] = cost.gflops_per_view(module,
-                                                    [x.to(device) for x in examples(spec, 1)])
+        result["gflops"] = cost.adapter_flop_counts(adapter, module, spec, device)["gflops"]
     if cfg.cost.throughput_iters > 0:
         layout = torch.channels_last_3d if cfg.eval.channels_last else torch.contiguous_format
         example = [x.to(device).contiguous(memory_format=layout)
-                   for x in examples(spec, batch_views)]
+                   for x in cost.example_views(adapter, spec, batch_views)]
         with autocast(device, str(cfg.precision)):
             result["views_per_s"] = cost.model_views_per_s(
                 runner, example, device, warmup=1, iters=int(cfg.cost.throughput_iters))

@@ -6,7 +6,11 @@ and the same weights (one module for both):
 1. ``reference``: pytorchvideo 0.1.5's own 10x3 pipeline as a pytorchvideo user writes it
    (``benchmark/frameworks/pytorchvideo/reference.py``: ``LabeledVideoDataset``, decoding each clip anew, the card's
    transforms, ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW,
-   ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``);
+   ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``). For a
+   transformers model (``model=videomae_base_k400``, or each of ``bench.transformers`` after
+   the main rows) the card's pipeline is its checkpoint's video processor per clip on the
+   frames its authors' protocol picks (``frameworks/transformers.py``'s ``reference_views``),
+   and the harness runs that protocol and its views;
 2. ``harness``: the harness's own path (loader workers decode once and cut uint8 clips, the
    views are built on the device, ``predict``) with the settings in ``conf/bench.yaml`` (the
    same keys as ``conf/eval.yaml``: precision, compile, eval.batch_views, ...), over
@@ -23,6 +27,7 @@ Writes ``bench.json`` into the run dir and updates ``results/bench-<device>.csv`
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import multiprocessing
@@ -43,8 +48,9 @@ import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
+from benchmark import frameworks  # noqa: E402
 from benchmark.results import cost  # noqa: E402
 from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
 from benchmark.data.decode import decode_threads  # noqa: E402
@@ -70,8 +76,8 @@ from benchmark.run.evaluate import (  # noqa: E402
     video_loader,
 )
 from benchmark.data.manifest import ManifestError, Video, load_dataset  # noqa: E402
-from benchmark.run.models import (WeightsError, build_model, compose_for_model,  # noqa: E402
-                                  offline_class_names)
+from benchmark.run.models import (CONF_DIR, WeightsError, build_model,  # noqa: E402
+                                  compose_for_model, offline_class_names)
 from benchmark.frameworks.pytorchvideo.reference import reference_views  # noqa: E402
 from benchmark.results.tables import cell, upsert_table  # noqa: E402
 from benchmark.frameworks.views import InputSpec  # noqa: E402
@@ -120,9 +126,14 @@ BENCH_SHOWN = [
 BENCH_NOTE = (
     "Rows: `make bench` (python -m benchmark.bench), one per pipeline and settings, the latest "
     "run of each; bench-<device>.csv holds every column. Seconds per video (means), 10 s 340x256 "
-    "generated videos (the harness may cycle through them: `videos`). reference: pytorchvideo "
-    "0.1.5's pipeline (LabeledVideoDataset, a decode per clip, batch 1, fp32, NCDHW); harness: "
-    "this package's path (decoding in loader `workers` overlaps the model). data s: decoding + "
+    "generated videos (the harness may cycle through them: `videos`). reference: the model card's "
+    "pipeline, batch 1, fp32: pytorchvideo 0.1.5's (LabeledVideoDataset, a decode per clip, "
+    "NCDHW) or, for a transformers model (bench.transformers), its checkpoint's video processor "
+    "per clip on frames PyAV decodes anew per clip, the model per view; harness: this package's "
+    "path (decoding in loader `workers` overlaps the model), each model under the protocol and "
+    "views its published number used. NCDHW / channels-last: the layout of (B, C, T, H, W) "
+    "views; a transformers model's are (B, T, C, H, W), contiguous, shown as NCDHW. data s: "
+    "decoding + "
     "building views; model s: forward passes (CUDA events on a GPU); total s: wall time / "
     "videos; data wait: share of the wall time the model loop waited for the loader; GMAC/s: "
     "fvcore GFLOPs per view x views / model s, then its fraction of a matrix product's GMAC/s in "
@@ -131,8 +142,9 @@ BENCH_NOTE = (
     "process + loader workers after the first and the last video. speedup = reference / "
     "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
     "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
-    "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py); with "
-    "bench.compare_fuse it also runs without them (fuse none)."
+    "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py; they find "
+    "nothing to rewrite in the transformers models); with bench.compare_fuse it also runs "
+    "without them (fuse none)."
 )
 
 
@@ -189,30 +201,33 @@ def others_share(start: tuple[float, float], wall_s: float) -> float:
 # ---- the two pipelines ----------------------------------------------------------------------
 
 def run_reference(module: torch.nn.Module, videos: list[Video], spec: InputSpec, clips: int,
-                  crops: int, device: torch.device
+                  crops: int, device: torch.device, views_of=reference_views
                   ) -> tuple[list[dict], list[torch.Tensor], float]:
-    """Per-video timings and mean softmax of the model card's pipeline, and the seconds of its
-    untimed warm-up: the first video's first clip through the whole pipeline (codec set-up,
-    oneDNN's kernel choice), as ``run_harness`` warms up."""
+    """Per-video timings and mean softmax of the model card's pipeline (``views_of``:
+    ``card_pipeline``'s), and the seconds of its untimed warm-up: the first video's first clip
+    through the whole pipeline (codec set-up, oneDNN's kernel choice), as ``run_harness`` warms
+    up."""
     start = time.perf_counter()
-    reference_video(module, videos[0].path, spec, 1, crops, device)
+    reference_video(module, videos[0].path, spec, 1, crops, device, views_of)
     warmup_s = time.perf_counter() - start
     rows, predictions = [], []
     for video in videos:
         reset_peak_rss()
         start = time.perf_counter()
-        data, model_s, probs = reference_video(module, video.path, spec, clips, crops, device)
+        data, model_s, probs = reference_video(module, video.path, spec, clips, crops, device,
+                                               views_of)
         rows.append(video_row(video, len(probs), data, model_s, time.perf_counter() - start))
         predictions.append(torch.stack(probs).mean(0))
     return rows, predictions, warmup_s
 
 
 def reference_video(module: torch.nn.Module, path: Path, spec: InputSpec, clips: int, crops: int,
-                    device: torch.device) -> tuple[float, float, list[torch.Tensor]]:
+                    device: torch.device, views_of=reference_views
+                    ) -> tuple[float, float, list[torch.Tensor]]:
     """(data seconds, model seconds, each view's softmax) of one video through the reference."""
     data = model_s = 0.0
     probs = []
-    views = reference_views(path, spec, clips, crops)
+    views = views_of(path, spec, clips, crops)
     with torch.no_grad():
         while True:
             tick = time.perf_counter()
@@ -247,6 +262,7 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     loader = video_loader(videos, [0, *order], spec, cfg, device)
     items = iter(on_device(loader, device))
     settings = (spec, crops, batch_views, device, str(cfg.precision), bool(cfg.eval.channels_last))
+    spatial = {"spatial": str(cfg.protocol.spatial)}  # uniform_crop, or a transformers protocol's
 
     first = next(items)
     if first.failure is not None:
@@ -254,7 +270,7 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     start = time.perf_counter()
     need = -(-batch_views // crops)  # clips for one full batch
     warm = first.clips.repeat(-(-need // first.clips.shape[0]), 1, 1, 1, 1)[:need]
-    for _ in predict(runner, [("warm-up", warm)], *settings):
+    for _ in predict(runner, [("warm-up", warm)], *settings, **spatial):
         pass
     warmup_s = clock(device) - start
 
@@ -276,7 +292,7 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     predictions = []
     reset_peak_rss()
     start = time.perf_counter()
-    for position, probs in predict(runner, loaded(), *settings, stopwatch=stopwatch):
+    for position, probs in predict(runner, loaded(), *settings, stopwatch=stopwatch, **spatial):
         predictions.append(probs)
         # Memory of the main process and the workers after the first and the last video
         # (reading every worker's memory map costs milliseconds: not after each one).
@@ -328,8 +344,12 @@ def summarise_reference(rows: list[dict], gflops: float) -> dict:
 def agreement(reference: list[torch.Tensor], harness: list[torch.Tensor]) -> dict:
     """How far the harness's per-video probabilities are from the reference's."""
     ref, ours = torch.stack(reference).float(), torch.stack(harness).float()
+    k = min(5, ref.shape[1])
+    same_top5 = [set(a.tolist()) == set(b.tolist())
+                 for a, b in zip(ref.topk(k, dim=1).indices, ours.topk(k, dim=1).indices)]
     return {"max_abs_prob_diff": float((ref - ours).abs().max()),
-            "top1_agree": float((ref.argmax(1) == ours.argmax(1)).float().mean())}
+            "top1_agree": float((ref.argmax(1) == ours.argmax(1)).float().mean()),
+            "top5_agree": sum(same_top5) / len(same_top5)}
 
 
 def table_row(name: str, summary: dict, settings: dict, speedups: dict, meta: dict) -> dict:
@@ -364,6 +384,7 @@ REFERENCE_SETTINGS = {"precision": "fp32", "batch_views": 1, "channels_last": Fa
 def bench(cfg: DictConfig, run_dir: Path) -> dict:
     """Run the benchmark; write bench.json into ``run_dir`` and the rows into the tables."""
     check_settings(cfg)
+    views_of = card_pipeline(cfg)
     device = resolve_device(str(cfg.device.type))
     problem = precision_problem(str(cfg.precision), device)
     if problem:
@@ -379,16 +400,16 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
                             "(bench.videos, bench.rss_videos; data.synthetic.videos_per_class)")
     videos = manifest.videos[: int(cfg.bench.videos)]
     torch.manual_seed(int(cfg.seed))
-    if cfg.protocol.name != "pytorchvideo":
-        raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
-                            f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
-    model = build_model(cfg.model)
+    adapter = frameworks.get(str(cfg.model.framework))
+    own = getattr(adapter, "OWN_PROTOCOLS_ONLY", False)  # its protocols' head; X-CLIP's names
+    model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
+                        class_names=manifest.class_names if own else None)
     module, spec = model.module.to(device), model.spec
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
     log.info("benchmark: %s (%s weights) on %s, %d video(s) of %s, %dx%d views; load %.2f",
              model.name, model.weights, device, len(videos), manifest.name, clips, crops, load_start)
 
-    gflops = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
+    gflops = cost.adapter_flop_counts(adapter, module, spec, device)["gflops"]
     precisions = sorted({"fp32", str(cfg.precision)})
     size = int(cfg.bench.matmul_size)
 
@@ -404,7 +425,8 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
 
     # 1. The reference, with the process as a pytorchvideo user has it (default allocator).
     cpu, start = cpu_seconds(), time.perf_counter()
-    ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops, device)
+    ref_rows, ref_probs, ref_warmup_s = run_reference(module, videos, spec, clips, crops, device,
+                                                      views_of)
     reference = {**summarise_reference(ref_rows, gflops),
                  "others_cpu": others_share(cpu, time.perf_counter() - start)}
     log.info("reference: %.2f s per video", reference["total_s"])
@@ -492,7 +514,83 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         upsert_table(stem, table_row("harness (RSS check)", rss["summary"], settings, {},
                                      {**meta, "model": rss["model"], "weights": rss["weights"]}),
                      BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
+    if cfg.bench.get("transformers"):  # after the rows above are written: none is lost
+        result["transformers"] = transformers_rows(cfg, run_dir)
+        (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+# ---- the transformers rows ------------------------------------------------------------------
+
+def card_pipeline(cfg: DictConfig):
+    """The model card's pipeline for the bench's model, as ``views_of(path, spec, clips,
+    crops)``: pytorchvideo 0.1.5's own (``protocol=pytorchvideo``), or for a transformers model
+    its checkpoint's video processor per clip on the frames its authors' protocol picks
+    (``frameworks/transformers.py``'s ``reference_views``). Also turns ``eval.channels_last``
+    off for a framework without that layout, as ``evaluate`` does."""
+    framework = str(cfg.model.get("framework", "pytorchvideo"))
+    if not getattr(frameworks.get(framework), "CHANNELS_LAST", True):
+        cfg.eval.channels_last = False
+    if framework == "transformers":
+        from functools import partial
+
+        from benchmark.frameworks import transformers as hf
+
+        return partial(hf.reference_views, model_cfg=cfg.model, timing=str(cfg.protocol.clips),
+                       spatial=str(cfg.protocol.spatial))
+    if cfg.protocol.name != "pytorchvideo":
+        raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
+                            f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
+    return reference_views
+
+
+def model_config(name: str, overrides: list[str]) -> DictConfig:
+    """The eval config with ``model=<name>`` (its protocol and views come with it), random
+    weights unless ``overrides`` (Hydra overrides, ``bench.transformers_overrides``) name
+    others, composed inside this Hydra app."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    if not (CONF_DIR / "model" / f"{name}.yaml").is_file():
+        raise SettingsError(f"bench.transformers: no conf/model/{name}.yaml")
+    weights = [] if any(o.startswith("model.weights=") for o in overrides) else [
+        "model.weights=random"]
+    try:
+        return compose("eval", overrides=[f"model={name}", *weights, *overrides])
+    except HydraException as err:
+        raise SettingsError(f"bench.transformers_overrides: {err}") from None
+
+
+def transformers_rows(cfg: DictConfig, run_dir: Path) -> dict:
+    """``bench.transformers``: each named transformers model (random init, seeded) under its
+    authors' protocol and views, its card pipeline against the harness on the same videos with
+    the same harness settings: a bench of its own (``bench.json`` in ``run_dir/<name>``, rows
+    in the same table; no RSS check, no fuse comparison: the rewrites are pytorchvideo's)."""
+    out = {}
+    for name in cfg.bench.transformers:
+        composed_cfg = model_config(str(name), [str(o) for o in
+                                                cfg.bench.get("transformers_overrides") or []])
+        sub = copy.deepcopy(cfg)
+        with open_dict(sub):
+            for key in ("model", "protocol", "views"):
+                sub[key] = composed_cfg[key]
+            sub.bench.transformers = []
+            sub.bench.rss_videos = 0
+            sub.bench.compare_fuse = False
+        if str(sub.model.framework) != "transformers":
+            raise SettingsError(f"bench.transformers: {name} is a {sub.model.framework} model")
+        (run_dir / str(name)).mkdir(parents=True, exist_ok=True)
+        result = bench(sub, run_dir / str(name))
+        out[str(name)] = {k: result[k] for k in (
+            "model", "weights", "data_speedup", "model_speedup", "total_speedup", "agreement")}
+        out[str(name)].update({side: {k: result[side][k] for k in (
+            "precision", "batch_views", "views_per_video", "data_s", "model_s", "total_s",
+            "views_per_s")} for side in ("reference", "harness")})
+        log.info("%s: card pipeline %.2f views/s, harness %.2f views/s (total %.2fx); top-5 the "
+                 "same for %.0f%% of the videos", name, result["reference"]["views_per_s"],
+                 result["harness"]["views_per_s"], result["total_speedup"],
+                 100 * result["agreement"]["top5_agree"])
+    return out
 
 
 def rss_check_in_fresh_process(cfg: DictConfig, videos: list[Video],
@@ -550,6 +648,14 @@ def main(cfg: DictConfig) -> None:
         print(f"RSS check ({rss['model']}, {rss['videos']} videos): "
               f"{rss['summary']['rss_first_mb']:.0f} MB after the first video, "
               f"{rss['summary']['rss_last_mb']:.0f} MB after the last")
+    for name, row in result.get("transformers", {}).items():
+        print(f"{name}: card pipeline {row['reference']['views_per_s']:.3g} views/s "
+              f"({row['reference']['precision']}, batch 1), harness "
+              f"{row['harness']['views_per_s']:.3g} ({row['harness']['precision']}, batch "
+              f"{row['harness']['batch_views']}): data {row['data_speedup']:.2f}x, model "
+              f"{row['model_speedup']:.2f}x, total {row['total_speedup']:.2f}x; top-5 the same "
+              f"for {row['agreement']['top5_agree']:.0%} of the videos, probabilities within "
+              f"{row['agreement']['max_abs_prob_diff']:.1e}")
     table_path = Path(cfg.results_dir) / f"bench-{result['device']}.md"
     print(f"run files: {run_dir}\ntable: {table_path}")
 

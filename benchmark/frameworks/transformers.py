@@ -673,6 +673,51 @@ def processor(model_cfg, video: bool = True):
     return getattr(tr, cls_name)(**kwargs)
 
 
+def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: str, spatial: str):
+    """The model card's pipeline, per view (``make bench``'s reference): each view as a list
+    of one (1, T, C, H, W) tensor, the input ``model(pixel_values=...)`` takes at batch 1.
+
+    Per clip, as a user writes it from the transformers docs: PyAV decodes the video from its
+    start up to the clip's last frame and keeps the protocol's frames (the docs'
+    ``read_video_pyav``; the frame count from the stream header, as their ``seg_len``), and
+    the checkpoint's video processor resizes, crops and normalises them; three crops are cut
+    from the processor's resized, normalised frames at the authors' crop boxes (the processor
+    has only the centre crop). The frame indices and crop boxes are the protocol's
+    (``frame_windows``, ``crop_boxes``): the pipeline differs from the harness's in how it
+    decodes, resizes, normalises and batches.
+    """
+    from types import SimpleNamespace
+
+    import av
+    import numpy as np
+
+    video_processor = processor(model_cfg)
+    pre = Preprocess.from_model(model_cfg)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        header = SimpleNamespace(frames=range(stream.frames), pts=[], time_base=stream.time_base,
+                                 average_fps=float(stream.average_rate or 0))
+    if not stream.frames:
+        raise ValueError(f"{path}: no frame count in the stream header (the card's seg_len)")
+    ch, cw = pre.crop_size
+    for window in frame_windows(header, spec, clips, timing):
+        picked = {}
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i > max(window):
+                    break
+                if i in window:
+                    picked[i] = frame.to_ndarray(format="rgb24")
+        frames = np.stack([picked[i] for i in window])  # (T, H, W, 3); a repeated index twice
+        if crops == 1:
+            yield [video_processor(frames, return_tensors="pt")["pixel_values"]]
+            continue
+        whole = video_processor(frames, do_center_crop=False, return_tensors="pt")
+        whole = whole["pixel_values"][0]
+        for y, x in crop_boxes(*whole.shape[-2:], pre.crop_size, crops, spatial):
+            yield [whole[None, :, :, y:y + ch, x:x + cw].contiguous()]
+
+
 # ---------------------------------------------------------------------------------------------
 # The registry's adapter API (benchmark/frameworks/__init__.py): what the run calls. The run
 # passes ``InputSpec`` values; ``model.input`` mirrors ``builder.preprocessor`` (``build`` refuses

@@ -289,7 +289,8 @@ def test_ssv2_run_end_to_end_and_its_row_says_which_copy(tmp_path):
     """<id>.webm, VP9 at 12 fps (the release's encoding; PyAV's libvpx-vp9), flat in the root;
     a subset list that leaves one video out and names one not on disk: metrics.json and the
     table row carry listed/found/decodable/evaluated, the subset's name and hash, the found
-    fraction and the FOUND TOO FEW flag (3 of 4 < 0.98), which the log says too."""
+    fraction and the FOUND TOO FEW flag (3 of 4 < 0.98), which the log says too. Under the
+    zoo's SSv2 protocol (segments of the 30 fps frames, BGR)."""
     missing = {"id": "99999", "label": "approaching a box with your camera",
                "template": "Approaching [something] with your camera", "placeholders": ["a box"]}
     videos, labels, root = write_ssv2(tmp_path / "ssv2", SSV2_VIDEOS + [missing])
@@ -300,12 +301,13 @@ def test_ssv2_run_end_to_end_and_its_row_says_which_copy(tmp_path):
     subset.write_text("3\n74225\n99999\n116154\n")  # not 198186
     predictions = run_tiny(tmp_path, 4, "data=ssv2", f"data.csv={videos}",
                            f"data.class_names={labels}", f"data.root={root}",
-                           f"data.subset={subset}", failed=1)
+                           f"data.subset={subset}", "protocol=pytorchvideo_ssv2", failed=1)
     want = {k: v for k, v in SSV2_IDS.items() if k != "198186"}
     assert dict(zip(predictions.video_id, predictions.label)) == want
     assert "FOUND TOO FEW: 3 of 4 listed videos (75.00%)" in predictions.attrs["log"]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     sha = hashlib.sha256(subset.read_bytes()).hexdigest()
+    assert metrics["protocol"] == "pytorchvideo_ssv2"  # the zoo's SSv2 test, end to end
     assert {k: metrics[k] for k in ("videos_listed", "videos_found", "videos_decodable",
                                     "videos_evaluated", "subset", "subset_sha256", "split",
                                     "leakage", "found_fraction", "min_found_fraction",

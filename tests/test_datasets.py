@@ -322,6 +322,8 @@ def test_ssv2_run_end_to_end_and_its_row_says_which_copy(tmp_path):
     shown = (tmp_path / "results" / "evaluations.md").read_text()
     assert f"| **FOUND TOO FEW: 75% < 98%**, ssv2, something-something-v2-validation.json@" in shown
     assert f"subset reference-copy.txt@{sha[:8]}" in shown and "decodable 3/4" in shown
+    assert "**FOUND TOO FEW: 75% < 98%**: fewer of the listed" in (
+        tmp_path / "out" / "report.md").read_text()
 
 
 def test_ucf101_run_end_to_end(tmp_path):

@@ -537,6 +537,9 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
         (f"Data: {row['found']} listed files found, fingerprint {row['data_fingerprint']} "
          "(sha256 of the found videos' ids and file sizes: runs on the same copy share it)."
          if row.get("found") else "Data: no fingerprint recorded."),
+        *(["", f"{too_few({k: str(v) for k, v in row.items()})}: fewer of the listed videos are "
+           "on disk than data.min_found_fraction; the accuracy is not comparable with a full "
+           "copy's."] if row.get("found_below_threshold") else []),
         "",
         numbers.to_markdown(index=False),
         "",

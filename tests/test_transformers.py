@@ -354,6 +354,16 @@ def test_videomae_ssv2_sampler_follows_the_authors_code(n, fps):
         hf.frame_windows(video, spec, 3, "videomae_ssv2")
 
 
+def test_more_than_two_videomae_ssv2_clips_stop_the_run_before_any_work():
+    from benchmark.run.evaluate import SettingsError, check_settings
+    from conftest import compose_eval
+
+    check_settings(compose_eval("model=videomae_base_ssv2", "data=ssv2"))  # 2x3: fine
+    with pytest.raises(SettingsError, match="^views.clips: the videomae_ssv2 protocol takes at "
+                                            "most 2 clips, got 3$"):
+        check_settings(compose_eval("model=videomae_base_ssv2", "views.clips=3"))
+
+
 def test_sampler_values_on_a_kinetics_clip():
     """300 frames at 30 fps, the published tests' clips, by hand from the sources' formulas."""
     video = fake_video(300, 30.0)

@@ -524,7 +524,7 @@ def videomae_ssv2_windows(video, spec, clips: int) -> list[list[int]]:
     takes tick = N / num_frames, the segments' centres int(tick / 2 + tick * x) and starts
     int(tick * x), pads with the last of them up to num_frames * clips, sorts; __getitem__ takes
     every second one from ``chunk_nb`` (0 or 1): clip 0 is the starts, clip 1 the centres. More
-    than 2 clips would give the model more than num_frames frames: refused."""
+    than 2 clips would give the model more than num_frames frames: refused (MAX_CLIPS)."""
     if clips > 2:
         raise ValueError(f"views.clips={clips}: the VideoMAE SSv2 test takes 1 or 2 clips "
                          "(test_num_segment: segment starts, then centres)")
@@ -582,6 +582,9 @@ def tsn_windows(video, spec, clips: int) -> list[list[int]]:
         out.append([int(k * avg + avg * frac) % n for k in range(t)])
     return out
 
+
+# Timings that take at most so many clips (check_settings refuses more before any work).
+MAX_CLIPS = {"videomae_ssv2": 2}
 
 TIMINGS = {
     "videomae": videomae_windows,

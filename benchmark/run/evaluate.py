@@ -206,6 +206,10 @@ def check_settings(cfg: DictConfig) -> None:
     for key, message in frameworks.get(protocol.framework).setting_problems(
             protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
+    most = getattr(frameworks.get(protocol.framework), "MAX_CLIPS", {}).get(protocol.clips)
+    if most is not None and cfg.views.clips > most:
+        raise SettingsError(f"views.clips: the {protocol.name} protocol takes at most {most} "
+                            f"clips, got {cfg.views.clips}")
     model_framework = str(cfg.model.get("framework", protocol.framework))
     try:
         adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]

@@ -290,7 +290,7 @@ def test_ssv2_run_end_to_end_and_its_row_says_which_copy(tmp_path):
     a subset list that leaves one video out and names one not on disk: metrics.json and the
     table row carry listed/found/decodable/evaluated, the subset's name and hash, the found
     fraction and the FOUND TOO FEW flag (3 of 4 < 0.98), which the log says too. Under the
-    zoo's SSv2 protocol (segments of the 30 fps frames, BGR)."""
+    zoo's SSv2 protocol (segments of the 30 fps frames)."""
     missing = {"id": "99999", "label": "approaching a box with your camera",
                "template": "Approaching [something] with your camera", "placeholders": ["a box"]}
     videos, labels, root = write_ssv2(tmp_path / "ssv2", SSV2_VIDEOS + [missing])

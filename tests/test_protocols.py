@@ -332,10 +332,13 @@ def make_video(path: Path, fps: int, seconds: float, **encode) -> Path:
 
 
 def test_ssv2_protocol_views_equal_ptvssv2_on_pytorchvideo_ssv2(tmp_path):
-    """The harness's pytorchvideo_ssv2 views (one decode, the 30 fps frame list, segments, BGR)
+    """The harness's pytorchvideo_ssv2 views (one decode, the 30 fps frame list, segments)
     equal PySlowFast's Ptvssv2 test transform run on pytorchvideo's own SSv2 dataset over those
     frames written as images (its frame-list CSV, labels and validation JSON): the frames it
-    picks, the crops, and the channel order with a per-channel mean and std."""
+    picks, the crops, and the channel order with a per-channel mean and std: rgb2bgr, then
+    PackPathway's pack_pathway_output (slowfast/datasets/utils.py; PySlowFast is not on PyPI in
+    this form, so its two lines are quoted) reverses them back under DATA.REVERSE_INPUT_CHANNEL,
+    True in the SSv2 configs: RGB."""
     import cv2
     from benchmark.frameworks.pytorchvideo import extracted_frames
     from pytorchvideo.data import SSv2, make_clip_sampler
@@ -363,18 +366,22 @@ def test_ssv2_protocol_views_equal_ptvssv2_on_pytorchvideo_ssv2(tmp_path):
             Lambda(lambda x: x / 255.0), NormalizeVideo(list(spec.mean), list(spec.std)),
             ShortSideScale(size=spec.crop_size)])),
         UniformCropVideo(size=spec.crop_size),
-        ApplyTransformToKey("video", Lambda(lambda x: x[[2, 1, 0], ...]))])  # rgb2bgr
+        ApplyTransformToKey("video", Compose([
+            Lambda(lambda x: x[[2, 1, 0], ...]),  # rgb2bgr
+            # PackPathway -> pack_pathway_output: "if cfg.DATA.REVERSE_INPUT_CHANNEL:
+            # frames = frames[[2, 1, 0], :, :, :]" (then the pathways, as pack_pathways)
+            Lambda(lambda x: x[[2, 1, 0], :, :, :])]))])
     dataset = SSv2(str(tmp_path / "labels.json"), str(tmp_path / "validation.json"),
                    str(tmp_path / "val.csv"), make_clip_sampler("constant_clips_per_video", 1, 1, 3),
                    video_sampler=torch.utils.data.SequentialSampler, transform=transform,
                    video_path_prefix=str(tmp_path / "frames"), frames_per_clip=spec.num_frames)
     theirs = torch.stack([sample["video"] for _, sample in zip(range(3), dataset)])
     clips = sample_clips(decoded, spec, 1, "pytorchvideo_ssv2")
-    ours = make_views(clips, spec, 3, spatial="uniform_crop_bgr")
+    ours = make_views(clips, spec, 3)
     torch.testing.assert_close(ours[1], theirs, atol=1e-5, rtol=0)
     assert ours[0].shape[2] == spec.num_frames // spec.alpha  # PackPathway's slow pathway
-    # RGB views (the plain uniform_crop) are not what the model was trained on.
-    assert not torch.allclose(make_views(clips, spec, 3)[1], theirs, atol=1e-3)
+    # BGR views (one reversal only) would not be what the model sees.
+    assert not torch.allclose(make_views(clips.flip(1), spec, 3)[1], theirs, atol=1e-3)
 
 
 def test_the_ssv2_models_run_under_their_protocol():

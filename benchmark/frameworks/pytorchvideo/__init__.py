@@ -4,8 +4,7 @@
 - clip timings of three releases (``TIMINGS``): 0.1.0 (the zoo's numbers), 0.1.5 (the last
   release), main (commit 9368f30), and its SSv2 dataset's segment sampling (``pytorchvideo_ssv2``,
   PySlowFast's ``Ptvssv2`` test); the spatial step ``uniform_crop`` (short-side scale and
-  ``UniformCropVideo``, written in the shared views.py and proved equal to pytorchvideo's), and
-  ``uniform_crop_bgr`` (the same, channels reversed as ``Ptvssv2`` does);
+  ``UniformCropVideo``, written in the shared views.py and proved equal to pytorchvideo's);
 - heads: ``apply_head`` (PySlowFast's softmax per location); ``eval.fuse``'s inference rewrites
   over its blocks (fuse.py); its own 0.1.5 dataset pipeline for the proofs and the bench (reference.py).
 
@@ -15,7 +14,6 @@ loader workers that only cut clips do not load its models.
 
 from __future__ import annotations
 
-import dataclasses
 from fractions import Fraction
 
 import numpy as np
@@ -29,7 +27,7 @@ from benchmark.data.decode import DecodedVideo
 
 NAME = "pytorchvideo"
 TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main", "pytorchvideo_ssv2")
-SPATIALS = ("uniform_crop", "uniform_crop_bgr")
+SPATIALS = ("uniform_crop",)
 CHECK_HASH = False  # the zoo's URLs carry no hash in their names
 
 
@@ -160,13 +158,7 @@ def stops_early(timing: str) -> bool:
 def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
           memory_format: torch.memory_format = torch.contiguous_format,
           spatial: str | None = None) -> list[torch.Tensor]:
-    """``uniform_crop``: short-side scale, ``UniformCropVideo`` crops (views.py).
-    ``uniform_crop_bgr``: PySlowFast's ``Ptvssv2`` test transform, which reverses the channels
-    (``rgb2bgr``) after ``NormalizeVideo`` and the crop, so its SSv2 models take BGR: the same
-    as reversing the frames' channels first with the mean and std reversed too."""
-    if spatial == "uniform_crop_bgr":
-        spec = dataclasses.replace(spec, mean=tuple(spec.mean)[::-1], std=tuple(spec.std)[::-1])
-        clips = clips.flip(1)
+    """``uniform_crop``: short-side scale, ``UniformCropVideo`` crops (views.py)."""
     return uniform_crop_views(clips, spec, crops, fault, memory_format)
 
 

@@ -274,24 +274,56 @@ def render(path: Path, action: str, seed: int, fps: int, **encode) -> None:
     write_video(path, render_action(action, spec, np.random.default_rng(seed)), fps, **encode)
 
 
-def run_tiny(tmp_path: Path, classes: int, *data: str) -> pd.DataFrame:
+def run_tiny(tmp_path: Path, classes: int, *data: str, failed: int = 0) -> pd.DataFrame:
     out = tmp_path / "out"
-    run_eval("model=slowfast_tiny", f"model.num_classes={classes}", "views=1x1", "device=cpu",
-             "cost.flops=false", "cost.throughput_iters=0", *data,
-             f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={out}")
-    assert json.loads((out / "metrics.json").read_text())["videos_failed"] == 0  # all decoded
-    return pd.read_parquet(out / "predictions.parquet")
+    result = run_eval("model=slowfast_tiny", f"model.num_classes={classes}", "views=1x1",
+                      "device=cpu", "cost.flops=false", "cost.throughput_iters=0", *data,
+                      f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={out}")
+    assert json.loads((out / "metrics.json").read_text())["videos_failed"] == failed
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    predictions.attrs["log"] = result.stdout + result.stderr
+    return predictions
 
 
-def test_ssv2_run_end_to_end(tmp_path):
-    """<id>.webm, VP9 at 12 fps (the release's encoding; PyAV's libvpx-vp9), flat in the root."""
-    videos, labels, root = write_ssv2(tmp_path / "ssv2")
+def test_ssv2_run_end_to_end_and_its_row_says_which_copy(tmp_path):
+    """<id>.webm, VP9 at 12 fps (the release's encoding; PyAV's libvpx-vp9), flat in the root;
+    a subset list that leaves one video out and names one not on disk: metrics.json and the
+    table row carry listed/found/decodable/evaluated, the subset's name and hash, the found
+    fraction and the FOUND TOO FEW flag (3 of 4 < 0.98), which the log says too. Under the
+    zoo's SSv2 protocol (segments of the 30 fps frames)."""
+    missing = {"id": "99999", "label": "approaching a box with your camera",
+               "template": "Approaching [something] with your camera", "placeholders": ["a box"]}
+    videos, labels, root = write_ssv2(tmp_path / "ssv2", SSV2_VIDEOS + [missing])
     for n, video_id in enumerate(SSV2_IDS):
         render(root / f"{video_id}.webm", "moving left", n, 12, codec="libvpx-vp9",
                options={"deadline": "realtime", "cpu-used": "8"})
+    subset = tmp_path / "reference-copy.txt"
+    subset.write_text("3\n74225\n99999\n116154\n")  # not 198186
     predictions = run_tiny(tmp_path, 4, "data=ssv2", f"data.csv={videos}",
-                           f"data.class_names={labels}", f"data.root={root}")
-    assert dict(zip(predictions.video_id, predictions.label)) == SSV2_IDS
+                           f"data.class_names={labels}", f"data.root={root}",
+                           f"data.subset={subset}", "protocol=pytorchvideo_ssv2", failed=1)
+    want = {k: v for k, v in SSV2_IDS.items() if k != "198186"}
+    assert dict(zip(predictions.video_id, predictions.label)) == want
+    assert "FOUND TOO FEW: 3 of 4 listed videos (75.00%)" in predictions.attrs["log"]
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    sha = hashlib.sha256(subset.read_bytes()).hexdigest()
+    assert metrics["protocol"] == "pytorchvideo_ssv2"  # the zoo's SSv2 test, end to end
+    assert {k: metrics[k] for k in ("videos_listed", "videos_found", "videos_decodable",
+                                    "videos_evaluated", "subset", "subset_sha256", "split",
+                                    "leakage", "found_fraction", "min_found_fraction",
+                                    "found_below_threshold")} == {
+        "videos_listed": 4, "videos_found": 3, "videos_decodable": 3, "videos_evaluated": 3,
+        "subset": "reference-copy.txt", "subset_sha256": sha, "split": None, "leakage": None,
+        "found_fraction": 0.75, "min_found_fraction": 0.98, "found_below_threshold": True}
+    row = pd.read_csv(tmp_path / "results" / "evaluations.csv", dtype=str).iloc[0]
+    assert (row.videos, row.found, row.decodable) == ("3/4", "3/4", "3/4")
+    assert (row.subset, row.subset_sha256) == (f"reference-copy.txt@{sha[:8]}", sha)
+    assert (row.found_fraction, row.found_below_threshold) == ("0.75", "True")
+    shown = (tmp_path / "results" / "evaluations.md").read_text()
+    assert f"| **FOUND TOO FEW: 75% < 98%**, ssv2, something-something-v2-validation.json@" in shown
+    assert f"subset reference-copy.txt@{sha[:8]}" in shown and "decodable 3/4" in shown
+    assert "**FOUND TOO FEW: 75% < 98%**: fewer of the listed" in (
+        tmp_path / "out" / "report.md").read_text()
 
 
 def test_ucf101_run_end_to_end(tmp_path):
@@ -308,6 +340,11 @@ def test_ucf101_run_end_to_end(tmp_path):
                            "data.split=2", f"data.root={tmp_path / 'UCF-101'}")
     assert dict(zip(predictions.video_id, predictions.label)) == {
         "v_HandStandPushups_g01_c01": 3, "v_JumpRope_g03_c02": 5, "v_Hammering_g05_c01": 1}
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert (metrics["split"], metrics["leakage"], metrics["found_below_threshold"]) == (2, 0, False)
+    row = pd.read_csv(tmp_path / "results" / "evaluations.csv", dtype=str).iloc[0]
+    assert (row.split, row.leakage, row.found_below_threshold) == ("2", "0", "False")
+    assert "**FOUND TOO FEW" not in (tmp_path / "results" / "evaluations.md").read_text()
 
 
 # ---- SSv2 model configs -----------------------------------------------------------------------

@@ -291,3 +291,101 @@ def test_make_protocols_compares_every_protocol_over_the_same_videos(tmp_path):
     assert table.top1.tolist() == [100.0, 66.67] and table.top5.tolist() == [100.0, 100.0]
     assert table.top1_changed_vs_zoo.tolist() == [0.0, 33.33]
     assert table.max_prob_diff_vs_zoo.tolist() == [0.0, 0.7]
+
+
+# ---- pytorchvideo_ssv2: PySlowFast's Ptvssv2 test (the zoo's SSv2 models) ----------------------
+
+@pytest.mark.parametrize("t", [8, 32])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 31, 32, 33, 61, 63, 64, 65, 121])
+def test_ssv2_segments_equal_pytorchvideo_ssv2_sampler(n, t):
+    """pytorchvideo 0.1.5's own SSv2._sample_clip_frames (test mode): fewer frames than
+    segments, one frame, odd counts and rounding ties (np.round: half to even) included."""
+    from benchmark.frameworks.pytorchvideo import segment_frames
+    from pytorchvideo.data.ssv2 import SSv2
+
+    assert segment_frames(n, t) == SSv2._sample_clip_frames(list(range(n)), t, False)
+
+
+def test_ssv2_frames_at_30_fps_follow_ffmpeg_constant_rate_output(tmp_path):
+    """12 fps WebM frames (pts in ms: 0, 83, 167, 250, ...) as ffmpeg 4.1 -r 30 writes them,
+    traced by hand through do_video_out's VSYNC_CFR arithmetic (duration lrintf(2.5) = 2 ticks;
+    frame 2 at 5.01 ticks: delta 3.01, three copies; frame 3 at 7.5: delta 2.5, two, half to
+    even): 2, 2, 3, 2, 3, 3, 2, 2, 3 ...; a one-frame video gives its frame twice (delta 2)."""
+    from benchmark.frameworks.pytorchvideo import extracted_frames
+
+    video = decode_video(make_video(tmp_path / "v.webm", 12, 2.0, codec="libvpx-vp9"))
+    assert len(video.frames) == 24
+    got = extracted_frames(video, 30)
+    assert got[:22] == [0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 7, 7, 8, 8, 8]
+    assert len(got) == 60 and got[-1] == 23  # 24 frames at 2.5 ticks each
+    one = decode_video(make_video(tmp_path / "one.webm", 12, 1 / 12, codec="libvpx-vp9"))
+    assert extracted_frames(one, 30) == [0, 0]
+
+
+def make_video(path: Path, fps: int, seconds: float, **encode) -> Path:
+    from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
+
+    spec = ActionSetSpec(seconds=seconds, width=48, height=40, fps=fps)
+    options = {"deadline": "realtime", "cpu-used": "8"} if "vp9" in encode.get("codec", "") else {}
+    return write_video(path, render_action("moving left", spec, np.random.default_rng(0)), fps,
+                       options=options, **encode)
+
+
+def test_ssv2_protocol_views_equal_ptvssv2_on_pytorchvideo_ssv2(tmp_path):
+    """The harness's pytorchvideo_ssv2 views (one decode, the 30 fps frame list, segments)
+    equal PySlowFast's Ptvssv2 test transform run on pytorchvideo's own SSv2 dataset over those
+    frames written as images (its frame-list CSV, labels and validation JSON): the frames it
+    picks, the crops, and the channel order with a per-channel mean and std: rgb2bgr, then
+    PackPathway's pack_pathway_output (slowfast/datasets/utils.py; PySlowFast is not on PyPI in
+    this form, so its two lines are quoted) reverses them back under DATA.REVERSE_INPUT_CHANNEL,
+    True in the SSv2 configs: RGB."""
+    import cv2
+    from benchmark.frameworks.pytorchvideo import extracted_frames
+    from pytorchvideo.data import SSv2, make_clip_sampler
+    from pytorchvideo.transforms import ApplyTransformToKey, ShortSideScale, UniformCropVideo
+    from torchvision.transforms import Compose, Lambda
+    from torchvision.transforms._transforms_video import NormalizeVideo
+
+    spec = InputSpec(num_frames=16, sampling_rate=2, frames_per_second=30, side_size=32,
+                     crop_size=32, mean=(0.40, 0.45, 0.50), std=(0.20, 0.225, 0.25), alpha=4)
+    path = make_video(tmp_path / "74225.webm", 12, 2.2, codec="libvpx-vp9")
+    decoded = decode_video(path)
+    frames = tmp_path / "frames" / "74225"
+    frames.mkdir(parents=True)
+    lines = ["original_vido_id video_id frame_id path labels"]
+    for k, index in enumerate(extracted_frames(decoded, 30)):
+        rgb = decoded.rgb([index])[0].numpy()
+        cv2.imwrite(str(frames / f"74225_{k + 1:06d}.png"), rgb[..., ::-1])
+        lines.append(f"74225 0 {k} 74225/74225_{k + 1:06d}.png \"\"")
+    (tmp_path / "val.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "labels.json").write_text(json.dumps({"Approaching something with your camera": "0"}))
+    (tmp_path / "validation.json").write_text(json.dumps([{
+        "id": "74225", "template": "Approaching [something] with your camera"}]))
+    transform = Compose([  # ptv_datasets.py Ptvssv2, mode test
+        ApplyTransformToKey("video", Compose([
+            Lambda(lambda x: x / 255.0), NormalizeVideo(list(spec.mean), list(spec.std)),
+            ShortSideScale(size=spec.crop_size)])),
+        UniformCropVideo(size=spec.crop_size),
+        ApplyTransformToKey("video", Compose([
+            Lambda(lambda x: x[[2, 1, 0], ...]),  # rgb2bgr
+            # PackPathway -> pack_pathway_output: "if cfg.DATA.REVERSE_INPUT_CHANNEL:
+            # frames = frames[[2, 1, 0], :, :, :]" (then the pathways, as pack_pathways)
+            Lambda(lambda x: x[[2, 1, 0], :, :, :])]))])
+    dataset = SSv2(str(tmp_path / "labels.json"), str(tmp_path / "validation.json"),
+                   str(tmp_path / "val.csv"), make_clip_sampler("constant_clips_per_video", 1, 1, 3),
+                   video_sampler=torch.utils.data.SequentialSampler, transform=transform,
+                   video_path_prefix=str(tmp_path / "frames"), frames_per_clip=spec.num_frames)
+    theirs = torch.stack([sample["video"] for _, sample in zip(range(3), dataset)])
+    clips = sample_clips(decoded, spec, 1, "pytorchvideo_ssv2")
+    ours = make_views(clips, spec, 3)
+    torch.testing.assert_close(ours[1], theirs, atol=1e-5, rtol=0)
+    assert ours[0].shape[2] == spec.num_frames // spec.alpha  # PackPathway's slow pathway
+    # BGR views (one reversal only) would not be what the model sees.
+    assert not torch.allclose(make_views(clips.flip(1), spec, 3)[1], theirs, atol=1e-3)
+
+
+def test_the_ssv2_models_run_under_their_protocol():
+    cfg = compose_eval("model=slowfast_r50_ssv2", "data=ssv2")
+    assert (cfg.protocol.name, cfg.model.published.protocol) == ("pytorchvideo_ssv2",) * 2
+    assert compose_eval("model=slow_r50_ssv2").protocol.name == "pytorchvideo_ssv2"
+    assert compose_eval("model=slowfast_r50").protocol.name == "zoo"  # K400 unchanged

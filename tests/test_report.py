@@ -135,6 +135,50 @@ def test_a_table_from_before_the_new_key_columns_is_read_and_its_rows_kept(tmp_p
     assert "batch 3, channels_last, fuse none" in shown
 
 
+# The copy's columns the table gained with issue 26 (split, subset, found fraction, ...).
+COPY_COLUMNS = ["split", "subset", "decodable", "found_fraction", "min_found_fraction",
+                "found_below_threshold", "leakage", "subset_sha256"]
+
+
+def test_a_table_from_before_the_copy_columns_is_read_and_a_subset_run_is_a_row_of_its_own(tmp_path):
+    """An evaluations.csv without the copy's columns is read; a run on a subset list (or another
+    split) is another measurement: its own row, keyed by the list's name and hash, flagged
+    FOUND TOO FEW where it found too few; the old row stays, its new columns empty."""
+    stem = tmp_path / "evaluations"
+    old = eval_row(metrics_json(top1=0.75), PUBLISHED)
+    pd.DataFrame([{k: v for k, v in old.items() if k not in COPY_COLUMNS}]).to_csv(
+        stem.with_suffix(".csv"), index=False)
+    copy = {"videos_found": 7, "data_fingerprint": "f" * 64, "videos_decodable": 7,
+            "subset": "copy-19761.txt", "subset_sha256": "ab" * 32, "split": None,
+            "leakage": None, "found_fraction": 0.875, "min_found_fraction": 0.98,
+            "found_below_threshold": True}
+    table = upsert_table(stem, eval_row(metrics_json(videos_evaluated=7, **copy), PUBLISHED),
+                         EVAL_KEY, EVAL_COLUMNS, shown=EVAL_SHOWN)
+    assert len(table) == 2 and list(table.columns) == EVAL_COLUMNS
+    rows = table.set_index("top1").fillna("")
+    assert rows.loc["50.0", "subset"] == "copy-19761.txt@abababab"
+    assert rows.loc["50.0", ["decodable", "found_below_threshold"]].tolist() == ["7/8", "True"]
+    assert rows.loc["75.0", COPY_COLUMNS].tolist() == [""] * len(COPY_COLUMNS)
+    shown = squeezed(stem.with_suffix(".md").read_text())
+    assert "| **FOUND TOO FEW: 87.5% < 98%**, kinetics400, subset copy-19761.txt@abababab," in shown
+    assert shown.count("FOUND TOO FEW: ") == 1  # the old row is not flagged
+    # The same run on split 2 of a data set is a row of its own, not a replacement.
+    table = upsert_table(stem, eval_row(metrics_json(videos_evaluated=7, **{**copy, "split": 2}),
+                                        PUBLISHED), EVAL_KEY, EVAL_COLUMNS, shown=EVAL_SHOWN)
+    assert sorted(table.split.fillna("").tolist()) == ["", "", "2"]
+
+
+def test_published_numbers_of_another_data_set_compare_only_on_it():
+    """An SSv2 model's published accuracy (published.dataset: ssv2) stands beside an SSv2 run
+    (with its delta when comparable) and never beside a Kinetics-400 one."""
+    ssv2 = {"dataset": "ssv2", "top1": 61.68, "top5": 86.92, "views": "1x3", "protocol": "zoo"}
+    row = eval_row(metrics_json(dataset="ssv2", clips=1, crops=3), ssv2)
+    assert (row["published_top1"], row["top1_delta"]) == (61.68, -11.68)
+    other = eval_row(metrics_json(clips=1, crops=3), ssv2)
+    assert other["published_top1"] is None and other["top1_delta"] is None
+    assert "dataset kinetics400, published on ssv2" in other["no_delta_because"]
+
+
 def test_report_files_from_a_hand_built_run(hand_run, tmp_path):
     results = tmp_path / "results"
     report_run(hand_run, PUBLISHED, results)

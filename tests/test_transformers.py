@@ -209,6 +209,7 @@ def test_a_path_without_a_checkpoint_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name,params_m", [("videomae_base_k400", 86.5),
+                                           ("videomae_base_ssv2", 86.4),
                                            ("timesformer_base_k400", 121.6),
                                            ("vivit_b_16x2_k400", 89.0),
                                            ("xclip_base_p32_k400", 196.6)])
@@ -323,6 +324,44 @@ def test_samplers_follow_the_authors_code(n, fps):
                              ("tsn", 8, 4)):
         for w in hf.frame_windows(video, s(t, 4), clips, timing):
             assert len(w) == t and all(0 <= i < n for i in w)
+
+
+def videomae_ssv2_reference(n, num_segment, test_num_segment):
+    """VideoMAE ssv2.py (test): loadvideo_decord's all_index, then __getitem__'s
+    buffer[temporal_start::2] per chunk_nb (clip_len 1: one frame per segment)."""
+    tick = n / float(num_segment)
+    all_index = list(np.array([int(tick / 2.0 + tick * x) for x in range(num_segment)]
+                              + [int(tick * x) for x in range(num_segment)]))
+    while len(all_index) < (num_segment * test_num_segment):
+        all_index.append(all_index[-1])
+    all_index = list(np.sort(np.array(all_index)))
+    return [[int(i) for i in all_index[chunk_nb::2]] for chunk_nb in range(test_num_segment)]
+
+
+@pytest.mark.parametrize("n,fps", AWKWARD + [(15, 12.0), (16, 12.0), (17, 12.0), (33, 12.0)])
+def test_videomae_ssv2_sampler_follows_the_authors_code(n, fps):
+    """Segment starts (clip 0) and centres (clip 1) of 16 segments, fewer frames than segments,
+    one frame and odd counts included; a third clip is refused (the authors' code would give
+    24 frames)."""
+    video = fake_video(n, fps)
+    spec = InputSpec(num_frames=16, sampling_rate=1, frames_per_second=30, side_size=224,
+                     crop_size=224, mean=(0,) * 3, std=(1,) * 3)
+    for clips in (1, 2):
+        got = hf.frame_windows(video, spec, clips, "videomae_ssv2")
+        assert got == videomae_ssv2_reference(n, 16, clips)
+        assert all(len(w) == 16 and all(0 <= i < n for i in w) for w in got)
+    with pytest.raises(ValueError, match="views.clips=3: the VideoMAE SSv2 test takes 1 or 2"):
+        hf.frame_windows(video, spec, 3, "videomae_ssv2")
+
+
+def test_more_than_two_videomae_ssv2_clips_stop_the_run_before_any_work():
+    from benchmark.run.evaluate import SettingsError, check_settings
+    from conftest import compose_eval
+
+    check_settings(compose_eval("model=videomae_base_ssv2", "data=ssv2"))  # 2x3: fine
+    with pytest.raises(SettingsError, match="^views.clips: the videomae_ssv2 protocol takes at "
+                                            "most 2 clips, got 3$"):
+        check_settings(compose_eval("model=videomae_base_ssv2", "views.clips=3"))
 
 
 def test_sampler_values_on_a_kinetics_clip():
@@ -506,3 +545,45 @@ def test_the_cli_evaluates_a_tiny_checkpoint_directory(name, saved, action_set, 
         clips = hf.sample_clips(decode_video(row.path), spec_of(cfg), 2, proto.clips)
         want = hf.probabilities(module, hf.preprocess_views(clips, pre, 3, proto.spatial), 6)[0]
         assert torch.allclose(torch.as_tensor(row.probs, dtype=torch.float32), want, atol=1e-5)
+
+
+def test_the_cli_evaluates_videomae_ssv2_on_the_official_layout(tmp_path):
+    """VideoMAE-SSv2's config (174 classes, protocol videomae_ssv2, 2 clips x 3 crops) with a tiny
+    save_pretrained checkpoint on SSv2 as released (the labels and validation JSON, <id>.webm in
+    VP9 at 12 fps): each video gets the class id of its template, and exactly the adapter's own
+    probabilities for the authors' segments and crops."""
+    import json
+
+    import pandas as pd
+    from conftest import run_eval
+    from test_datasets import SSV2_IDS, render, write_ssv2
+
+    cfg = tiny_cfg("videomae_base_ssv2")
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "videomae-ssv2"
+    build_quiet(cfg).save_pretrained(checkpoint)
+    videos, labels, root = write_ssv2(tmp_path / "ssv2")
+    for n, video_id in enumerate(SSV2_IDS):
+        render(root / f"{video_id}.webm", "moving left", n, 12, codec="libvpx-vp9",
+               options={"deadline": "realtime", "cpu-used": "8"})
+    result = run_eval(
+        "model=videomae_base_ssv2", f"model.weights={checkpoint}", "model.num_classes=4",
+        "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
+        "model.builder.preprocessor.shortest_edge=32", "model.builder.preprocessor.crop_size=[32,32]",
+        "data=ssv2", f"data.csv={videos}", f"data.class_names={labels}", f"data.root={root}",
+        "device=cpu", "cost.flops=false", "cost.throughput_iters=0",
+        f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={tmp_path / 'out'}")
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["videos_evaluated"] == 4 and metrics["videos_failed"] == 0, result.stderr[-2000:]
+    assert (metrics["protocol"], metrics["clips"], metrics["crops"]) == ("videomae_ssv2", 2, 3)
+    predictions = pd.read_parquet(tmp_path / "out" / "predictions.parquet")
+    assert dict(zip(predictions.video_id, predictions.label)) == SSV2_IDS
+    cfg = tiny_cfg("videomae_base_ssv2", weights=str(checkpoint))
+    module = build_quiet(cfg)
+    pre = hf.Preprocess.from_model(cfg)
+    for row in predictions.itertuples():
+        clips = hf.sample_clips(decode_video(row.path), spec_of(cfg), 2, "videomae_ssv2")
+        want = hf.probabilities(module, hf.preprocess_views(clips, pre, 3, "videomae"), 6)[0]
+        assert torch.allclose(torch.as_tensor(row.probs, dtype=torch.float32), want, atol=1e-5)
+    row = pd.read_csv(tmp_path / "results" / "evaluations.csv").iloc[0]
+    assert row.dataset == "ssv2" and row.published_top1 == 70.6  # the SSv2 number, beside it

@@ -9,7 +9,7 @@ each other. Each offers the same module-level API (docs/architecture.md, "Adding
 ``apply_head``; optionally ``HEADS`` (its protocol heads, else clips.HEADS), ``resolve_weights``
 (a framework that loads its own checkpoint directories), ``example_views`` and
 ``counted_as`` (another input layout; how its FLOPs are counted: results/cost.py's
-``adapter_flop_counts`` reads both), ``CHANNELS_LAST``, ``OWN_PROTOCOLS_ONLY``. (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+``adapter_flop_counts`` reads both), ``CHANNELS_LAST``, ``OWN_PROTOCOLS_ONLY``, ``MAX_CLIPS`` (timing -> the most clips it takes). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
 

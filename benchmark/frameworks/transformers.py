@@ -518,6 +518,24 @@ def videomae_windows(video, spec, clips: int) -> list[list[int]]:
     return [index[s:s + t] for s in starts]
 
 
+def videomae_ssv2_windows(video, spec, clips: int) -> list[list[int]]:
+    """VideoMAE ssv2.py, SSVideoClsDataset test mode (MCG-NJU/VideoMAE; datasets.py builds it
+    with clip_len 1, num_segment = num_frames, test_num_segment = clips): loadvideo_decord
+    takes tick = N / num_frames, the segments' centres int(tick / 2 + tick * x) and starts
+    int(tick * x), pads with the last of them up to num_frames * clips, sorts; __getitem__ takes
+    every second one from ``chunk_nb`` (0 or 1): clip 0 is the starts, clip 1 the centres. More
+    than 2 clips would give the model more than num_frames frames: refused (MAX_CLIPS)."""
+    if clips > 2:
+        raise ValueError(f"views.clips={clips}: the VideoMAE SSv2 test takes 1 or 2 clips "
+                         "(test_num_segment: segment starts, then centres)")
+    n, t = _count(video), spec.num_frames
+    tick = n / float(t)
+    index = [int(tick / 2.0 + tick * x) for x in range(t)] + [int(tick * x) for x in range(t)]
+    index += [index[-1]] * max(t * clips - len(index), 0)
+    index.sort()
+    return [index[c::2] for c in range(clips)]
+
+
 def pyslowfast_windows(video, spec, clips: int) -> list[list[int]]:
     """TimeSformer (facebookresearch/TimeSformer lib/datasets/decoder.py, PySlowFast):
     clip_size = sampling_rate * num_frames / target_fps * fps frames; clip k of ``clips``
@@ -565,8 +583,12 @@ def tsn_windows(video, spec, clips: int) -> list[list[int]]:
     return out
 
 
+# Timings that take at most so many clips (check_settings refuses more before any work).
+MAX_CLIPS = {"videomae_ssv2": 2}
+
 TIMINGS = {
     "videomae": videomae_windows,
+    "videomae_ssv2": videomae_ssv2_windows,
     "pyslowfast": pyslowfast_windows,
     "dmvr": dmvr_windows,
     "tsn": tsn_windows,

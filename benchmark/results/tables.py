@@ -46,15 +46,16 @@ log = logging.getLogger(__name__)
 
 # One row, one measurement: everything that changes the result (the data copy too: the same CSV
 # over another root is another measurement) or the speed (how the model ran).
-EVAL_KEY = ["model", "weights", "dataset", "data", "root", "data_fingerprint", "limit", "protocol",
-            "device", "precision", "tf32", "fuse", "compile", "batch_views", "channels_last",
-            "views"]
+EVAL_KEY = ["model", "weights", "dataset", "split", "data", "subset", "root", "data_fingerprint",
+            "limit", "protocol", "device", "precision", "tf32", "fuse", "compile", "batch_views",
+            "channels_last", "views"]
 # The views and protocol the zoo's numbers were measured with, unless a model's
 # ``published.views`` / ``published.protocol`` say otherwise.
 PUBLISHED_VIEWS = "10x3"
 PUBLISHED_PROTOCOL = "zoo"
 EVAL_COLUMNS = EVAL_KEY + [
-    "videos", "coverage", "found",
+    "videos", "coverage", "found", "decodable", "found_fraction", "min_found_fraction",
+    "found_below_threshold", "leakage", "subset_sha256",
     "top1", "top1_ci95", "published_top1", "top1_delta",
     "top5", "top5_ci95", "published_top5", "top5_delta", "no_delta_because",
     "mean_class_accuracy",
@@ -69,7 +70,11 @@ EVAL_NOTE = (
     "root, data fingerprint), limit, protocol, views, device, precision, tf32 and how the model "
     "ran (eval.fuse, compile, batch_views, channels_last); evaluations.csv holds every column "
     "(versions, finished, no_delta_because). evaluated/listed: the run's coverage of its list. "
-    "top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
+    "found_below_threshold: fewer listed videos on disk than data.min_found_fraction, shown as "
+    "FOUND TOO FEW first in the data cell. split: UCF101/HMDB51's split id; "
+    "subset: the data.subset list's file name @ its sha256 prefix (subset_sha256 in full); "
+    "leakage: test videos also in the split's training list; decodable: found videos that "
+    "decoded. top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
     "interval over videos, then in brackets the pytorchvideo model zoo's published number "
     "(Kinetics-400; torchvision's models: their weights' meta) and measured - published, the "
     "delta only for runs comparable with the zoo's (official weights, the published views and "
@@ -128,6 +133,14 @@ def _ran_cell(row: dict) -> str:
                 "fuse {fuse}", lambda r: "compiled" if r.get("compile") == "True" else "")(row)
 
 
+def too_few(row: dict) -> str:
+    """``**FOUND TOO FEW: 80% < 98%**`` for a run below ``data.min_found_fraction`` ("" else)."""
+    if row.get("found_below_threshold") != "True":
+        return ""
+    share = lambda name: f"{100 * float(row[name]):.3g}%" if row.get(name) else "?"
+    return f"**FOUND TOO FEW: {share('found_fraction')} < {share('min_found_fraction')}**"
+
+
 def _coverage_cell(row: dict) -> str:
     """``12/19881 (0.1%)``: videos evaluated / listed and that share."""
     share = row.get("coverage", "")
@@ -140,7 +153,9 @@ EVAL_SHOWN = [
     ("model", "model"),
     ("weights", "weights"),
     ("data: CSV, root, found/listed, fingerprint",
-     cell("{dataset}", "{data}", "{root}", "limit {limit}", "found {found}", "{data_fingerprint}")),
+     cell(lambda r: too_few(r), "{dataset}", "split {split}", "{data}", "subset {subset}", "{root}",
+          "limit {limit}", "found {found}", "decodable {decodable}", "leakage {leakage}",
+          "{data_fingerprint}")),
     ("evaluated/listed", _coverage_cell),
     ("protocol", "protocol"),
     ("views", "views"),
@@ -204,13 +219,16 @@ def coverage(metrics: dict) -> float | None:
 def no_delta_because(metrics: dict, published: dict,
                      min_coverage: float = MIN_COVERAGE) -> str:
     """Why the run's accuracy does not compare with the zoo's ("" when it does): it must be
-    Kinetics-400, the official weights, the views and protocol the published numbers were
+    the data set the published numbers are on (``published.dataset``, Kinetics-400 by
+    default), the official weights, the views and protocol the published numbers were
     measured with, and the whole list (no ``data.limit`` subset, no deliberately broken run)
     with at least ``min_coverage`` of its videos evaluated."""
     views = f"{metrics['clips']}x{metrics['crops']}"
     share = coverage(metrics)
+    published_on = published.get("dataset", "kinetics400")
     reasons = [
-        (metrics["dataset"] != "kinetics400", f"dataset {metrics['dataset']}"),
+        (metrics["dataset"] != published_on,
+         f"dataset {metrics['dataset']}, published on {published_on}"),
         (metrics["weights"] != "official", f"weights {metrics['weights']}"),
         (views != str(published.get("views", PUBLISHED_VIEWS)),
          f"views {views}, published {published.get('views', PUBLISHED_VIEWS)}"),
@@ -244,7 +262,8 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
     ``ci``: ``bootstrap_ci``'s intervals, shown as their half width; accuracy deltas only for a
     comparable run (``no_delta_because``)."""
     ci = ci or {}
-    if metrics["dataset"] != "kinetics400":  # the zoo's accuracy is Kinetics-400's, nothing else's
+    if metrics["dataset"] != published.get("dataset", "kinetics400"):
+        # A published accuracy is its data set's (the zoo's: Kinetics-400), nothing else's.
         published = {k: v for k, v in published.items() if k not in ("top1", "top5")}
     because = no_delta_because(metrics, published, min_coverage)
     accuracy_delta = not because
@@ -259,6 +278,7 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
     return {
         "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
         "data": data_label(metrics), "root": metrics.get("root"), "limit": metrics.get("limit"),
+        "split": metrics.get("split"), "subset": subset_label(metrics),
         "device": metrics["device"], "precision": metrics["precision"],
         "tf32": metrics.get("tf32", False),
         # How the model ran: what views_per_s was measured with (and float rounding may move).
@@ -291,13 +311,30 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
     }
 
 
+def subset_label(metrics: dict) -> str | None:
+    """The ``data.subset`` list, for the table key: file name @ the first 8 hex of its SHA-256."""
+    if not metrics.get("subset"):
+        return None
+    return f"{metrics['subset']}@{str(metrics.get('subset_sha256'))[:8]}"
+
+
 def data_copy(metrics: dict) -> dict:
-    """Which copy of the data: listed files found, the data fingerprint's first 12 characters
-    (empty for runs from before they were recorded)."""
-    if "videos_found" not in metrics:
-        return {"found": None, "data_fingerprint": None}
-    return {"found": f"{metrics['videos_found']}/{metrics['videos_listed']}",
-            "data_fingerprint": str(metrics["data_fingerprint"])[:12]}
+    """Which copy of the data: listed files found (and decodable), the data fingerprint's first
+    12 characters, the found fraction against ``data.min_found_fraction``, the test videos also
+    in the training list, the subset list's hash (empty for runs from before they were
+    recorded)."""
+    listed = metrics.get("videos_listed")
+    copy = {"found": None, "data_fingerprint": None}
+    if "videos_found" in metrics:
+        copy = {"found": f"{metrics['videos_found']}/{listed}",
+                "data_fingerprint": str(metrics["data_fingerprint"])[:12]}
+    decodable = metrics.get("videos_decodable")
+    fraction = metrics.get("found_fraction")
+    return {**copy, "decodable": None if decodable is None else f"{decodable}/{listed}",
+            "found_fraction": None if fraction is None else round(fraction, 4),
+            "min_found_fraction": metrics.get("min_found_fraction"),
+            "found_below_threshold": metrics.get("found_below_threshold"),
+            "leakage": metrics.get("leakage"), "subset_sha256": metrics.get("subset_sha256")}
 
 
 def to_markdown(table: pd.DataFrame, note: str = "", shown: list | None = None) -> str:
@@ -404,7 +441,7 @@ def zoo_published(conf_dir: Path = CONF_DIR) -> pd.DataFrame:
         published = OmegaConf.load(path).get("published") or {}
         if published:
             rows.append({"model": path.stem, **OmegaConf.to_container(published)})
-    return pd.DataFrame(rows, columns=["model", "top1", "top5", "gflops", "params_m"])
+    return pd.DataFrame(rows, columns=["model", "dataset", "top1", "top5", "gflops", "params_m"])
 
 
 # ---- one run ------------------------------------------------------------------------------------
@@ -500,6 +537,9 @@ def _summary(metrics: dict, row: dict, ci: dict, per_class: pd.DataFrame,
         (f"Data: {row['found']} listed files found, fingerprint {row['data_fingerprint']} "
          "(sha256 of the found videos' ids and file sizes: runs on the same copy share it)."
          if row.get("found") else "Data: no fingerprint recorded."),
+        *(["", f"{too_few({k: str(v) for k, v in row.items()})}: fewer of the listed videos are "
+           "on disk than data.min_found_fraction; the accuracy is not comparable with a full "
+           "copy's."] if row.get("found_below_threshold") else []),
         "",
         numbers.to_markdown(index=False),
         "",
@@ -578,6 +618,8 @@ def plot_accuracy_vs_gflops(rows: pd.DataFrame, zoo: pd.DataFrame, path: Path) -
     rows = _numbers(rows, ["top1", "top1_ci95", "gflops", "top1_delta"]).dropna(subset=["top1", "gflops"])
     rows = rows[rows.gflops > 0]
     zoo = _numbers(zoo, ["top1", "gflops"]).dropna(subset=["top1", "gflops"])
+    if "dataset" in zoo:  # the published points are Kinetics-400's (SSv2 models' are not)
+        zoo = zoo[zoo.dataset.fillna("kinetics400") == "kinetics400"]
     colours = {m: f"C{i % 10}" for i, m in enumerate(zoo.model)}
     markers = {m: "ovD^"[i // 10 % 4] for i, m in enumerate(zoo.model)}
     fig = Figure(figsize=(11, 6.5), layout="constrained")

@@ -53,6 +53,9 @@ from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_c
 log = logging.getLogger(__name__)
 
 
+NON_FINITE = "non-finite probabilities"  # a failure reason's start: decoded, then overflowed
+
+
 class SettingsError(ValueError):
     """An impossible setting; the message names the config key."""
 
@@ -203,6 +206,10 @@ def check_settings(cfg: DictConfig) -> None:
     for key, message in frameworks.get(protocol.framework).setting_problems(
             protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
+    most = getattr(frameworks.get(protocol.framework), "MAX_CLIPS", {}).get(protocol.clips)
+    if most is not None and cfg.views.clips > most:
+        raise SettingsError(f"views.clips: the {protocol.name} protocol takes at most {most} "
+                            f"clips, got {cfg.views.clips}")
     model_framework = str(cfg.model.get("framework", protocol.framework))
     try:
         adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
@@ -585,6 +592,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         "clips": clips, "crops": crops, "fault": cfg.views.get("fault"),
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_found": found,
+        "videos_decodable": decodable(store), **copy_fields(manifest),
         "data_fingerprint": data_print, "videos_evaluated": len(store.predictions),
         "videos_failed": len(store.failures), "duplicates_in_csv": len(manifest.duplicates),
         **accuracy(probs, labels, model.num_classes),
@@ -602,6 +610,21 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     report_run(run_dir, published, results_dir, manifest.class_names,
                float(cfg.report.min_coverage))
     return metrics
+
+
+def copy_fields(manifest: Manifest) -> dict:
+    """Which copy the run read, for metrics.json and its row (benchmark/data/subset.py): split,
+    leakage count, subset list name and SHA-256, found fraction against its threshold."""
+    fields = manifest.copy_fields()
+    del fields["videos_found"]  # metrics.json's comes with the data fingerprint
+    return {**fields, "min_found_fraction": manifest.min_found_fraction}
+
+
+def decodable(store: RunStore) -> int:
+    """Listed videos that decoded: the predicted ones and those whose model output was not
+    finite (decoded, then failed); not-found, undecodable and timed-out videos are not."""
+    return len(store.predictions) + sum(str(r["reason"]).startswith(NON_FINITE)
+                                        for r in store.failures)
 
 
 def preempted(store: RunStore, signum: int, listed: int) -> Preempted:
@@ -687,7 +710,7 @@ def record_prediction(store: RunStore, video: Video, probs: torch.Tensor, strict
     if bool(finite.all()):
         store.add_prediction(video.video_id, video.path, video.label, probs)
         return True
-    reason = (f"non-finite probabilities: {int(probs.isnan().sum())} NaN and "
+    reason = (f"{NON_FINITE}: {int(probs.isnan().sum())} NaN and "
               f"{int(probs.isinf().sum())} inf of {probs.numel()} (the model's output overflowed?)")
     log.warning("%s: %s", video.path or video.video_id, reason)
     store.add_failure(video.video_id, video.path, reason)

@@ -2,7 +2,8 @@
 
 - models: the hub builders (``pytorchvideo.models.hub``), checkpoints ``{"model_state": ...}``;
 - clip timings of three releases (``TIMINGS``): 0.1.0 (the zoo's numbers), 0.1.5 (the last
-  release), main (commit 9368f30); the spatial step ``uniform_crop`` (short-side scale and
+  release), main (commit 9368f30), and its SSv2 dataset's segment sampling (``pytorchvideo_ssv2``,
+  PySlowFast's ``Ptvssv2`` test); the spatial step ``uniform_crop`` (short-side scale and
   ``UniformCropVideo``, written in the shared views.py and proved equal to pytorchvideo's);
 - heads: ``apply_head`` (PySlowFast's softmax per location); ``eval.fuse``'s inference rewrites
   over its blocks (fuse.py); its own 0.1.5 dataset pipeline for the proofs and the bench (reference.py).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import torch
 
 from benchmark.frameworks.pytorchvideo import compat  # noqa: F401  (before any pytorchvideo import)
@@ -24,7 +26,7 @@ from benchmark.frameworks.views import uniform_crop_views
 from benchmark.data.decode import DecodedVideo
 
 NAME = "pytorchvideo"
-TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main")
+TIMINGS = ("pytorchvideo_0.1.0", "pytorchvideo_0.1.5", "pytorchvideo_main", "pytorchvideo_ssv2")
 SPATIALS = ("uniform_crop",)
 CHECK_HASH = False  # the zoo's URLs carry no hash in their names
 
@@ -55,14 +57,22 @@ def class_names(model_cfg) -> list[str] | None:
 
 def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int, timing: str,
                  frame_rate: float | None = None, clip_len: int | None = None) -> list[list[int]]:
-    """Each clip's frames (indices into ``video.frames``) under the release ``timing`` names."""
+    """Each clip's frames (indices into ``video.frames``) under the release ``timing`` names;
+    ``pytorchvideo_ssv2``: ``frame_rate`` is the rate the frames were extracted at (the model's
+    ``frames_per_second``), ``clip_len`` the frames per clip."""
+    if timing == "pytorchvideo_ssv2":
+        extracted = extracted_frames(video, float(frame_rate or 30))
+        picks = [extracted[i] for i in segment_frames(len(extracted), int(clip_len))]
+        # Ptvssv2 asserts one clip (TEST.NUM_ENSEMBLE_VIEWS == 1); more clips of its sampler
+        # would each load the same whole video with the same frames.
+        return [picks] * clips
     windows = pts_windows(video.time_base, video.start_pts, video.end_pts, clip_duration, clips,
                           timing)
     return [frames_in(video, w, stops_early(timing)) for w in windows]
 
 
 def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration: Fraction,
-                clips: int, timing: str) -> list[Window]:
+                clips: int, timing: str) -> list[Window] | None:
     """Each clip's pts window under the framework named by ``timing``, from the stream's time
     base, start pts and end pts (the header's duration, else the last frame's pts)."""
     if timing == "pytorchvideo_0.1.0":
@@ -75,6 +85,8 @@ def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration
         step = max((end_pts - start_pts) * tb - d, 0) / clips
         return [Window(int(step * i / tb) + start_pts, int((step * i + d) / tb) + start_pts, True)
                 for i in range(clips)]
+    if timing == "pytorchvideo_ssv2":
+        return None  # frames counted over the whole video: decoded whole
     if timing not in TIMINGS:
         raise ValueError(f"protocol.clips: no pts windows for {timing}")
     # 0.1.5's sampler: Fractions, clip i at i * max(D - d, 0) / N, D = int(end - start) * tb;
@@ -84,6 +96,57 @@ def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration
     step = Fraction(max(duration - clip_duration, 0)) / intervals
     return [seconds_window(time_base, start_pts, step * i, step * i + clip_duration)
             for i in range(clips)]
+
+
+def segment_frames(n: int, t: int) -> list[int]:
+    """pytorchvideo 0.1.5 ``SSv2._sample_clip_frames`` (data/ssv2.py), test mode
+    (``rand_sample=False``, as PySlowFast's ``Ptvssv2`` passes it outside training): ``t``
+    segments of (n - 1) / t frames, from each the middle one, (start + end) // 2 with the ends
+    rounded half to even (``np.round``). Fewer frames than segments repeat frames; one frame is
+    every segment's."""
+    size = float(n - 1) / t
+    ends = [int(np.round(size * i)) for i in range(t + 1)]
+    return [(ends[i] + ends[i + 1]) // 2 for i in range(t)]
+
+
+def extracted_frames(video: DecodedVideo, rate: float) -> list[int]:
+    """The frames ``ffmpeg -i VIDEO -r RATE out_%06d.jpg`` writes, as indices into
+    ``video.frames``: PySlowFast's SSv2 models read frames extracted at 30 fps (its DATASET.md,
+    "Something-Something V2": ffmpeg 4.1.3, ``-r 30 -q:v 1``), not the 12 fps WebM.
+
+    Restated from ffmpeg 4.1's fftools/ffmpeg.c ``do_video_out`` under ``VSYNC_CFR`` (the
+    image2 muxer's default): each frame, at ``sync_ipts`` = its time x RATE output ticks, with
+    ``duration`` = its own duration in ticks rounded (``lrintf``), is written ``nb_frames`` =
+    lrintf(delta) times when delta = sync_ipts - next output + duration > 1.1 (once when within
+    1.1, never below -1.1), the first lrintf(delta0 - 0.6) of them being the previous frame
+    when delta0 = sync_ipts - next output > 1.1. ``lrintf`` rounds half to even, as Python's
+    ``round``. Not run against ffmpeg here (no ffmpeg on the test machines)."""
+    first = video.pts[0]
+    ticks = [float((p - first) * video.time_base) * rate for p in video.pts]
+    if video.average_fps:
+        own = rate / float(video.average_fps)
+    elif len(ticks) > 1:
+        own = ticks[-1] / (len(ticks) - 1)
+    else:
+        own = 1.0
+    out: list[int] = []
+    for j, sync_ipts in enumerate(ticks):
+        duration = round(own) if round(own) > 0 else min(own, 1.0)
+        delta0 = sync_ipts - len(out)
+        delta = delta0 + duration
+        if delta0 < 0 < delta:  # "Clipping frame in rate conversion"
+            duration += delta0
+            delta0 = 0.0
+        copies, previous = 1, 0
+        if delta < -1.1:
+            copies = 0
+        elif delta > 1.1:
+            copies = round(delta)
+            if delta0 > 1.1:
+                previous = round(delta0 - 0.6)
+        previous = min(previous, copies) if j else 0
+        out += [j - 1] * previous + [j] * (copies - previous)
+    return out
 
 
 def stops_early(timing: str) -> bool:

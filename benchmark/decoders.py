@@ -94,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         "timestamps both have: max_pixel_diff (0-255, RGB), frames_differing, frames_moved (a "
         "differing frame that equals PyAV's frame a few indices away: the same pictures in "
         "another order; moved_by: the offsets); pts_only_pyav / pts_only_this: timestamps only one "
-        "side has. decode_s: whole file to RGB, one FFmpeg thread, best of 2 (a shared 2-core "
-        "machine: ratios, not absolute speed); decode_vs_pyav: its ratio to PyAV's. notes: what "
+        "side has. decode_s: whole file to RGB, one FFmpeg thread, the best of 5 rounds that "
+        "time each backend in turn (a shared 2-core machine: read the ratios, not the "
+        "seconds); decode_vs_pyav: its ratio to PyAV's. notes: what "
         "the backend says against itself (recorded per video in a run).")
     write_table(args.out, frames, frames_note)
     try:

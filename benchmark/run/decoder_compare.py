@@ -14,24 +14,24 @@ from benchmark.data.decoders import BACKENDS, decode, version
 NEIGHBOURS = 2  # a frame unlike PyAV's at its index is looked for this many indices either side
 
 
-def frame_rows(paths: list[Path], backends=BACKENDS, repeats: int = 2) -> list[dict]:
+def frame_rows(paths: list[Path], backends=BACKENDS, repeats: int = 5) -> list[dict]:
     """A row per (video, backend): frames decoded, their timestamps and pixels against PyAV's,
-    whole-file decode time (best of ``repeats``, one FFmpeg thread, to RGB) and its ratio to
-    PyAV's, and the backend's notes on the file."""
+    whole-file decode time (to RGB, one FFmpeg thread; the best of ``repeats`` rounds, each
+    round timing every backend in turn, so that a busy moment of a shared machine does not fall
+    on one backend alone) and its ratio to PyAV's, and the backend's notes on the file."""
     for backend in backends:  # load each library once before any timing
         decode(paths[0], backend, threads=1)
     rows = []
     for path in paths:
         videos, seconds = {}, {}
-        for backend in backends:
-            best = None
-            for _ in range(repeats):
+        for _ in range(repeats):
+            for backend in backends:
                 start = time.perf_counter()
                 video = decode(path, backend, threads=1)
                 frames = video.rgb(list(range(len(video.frames))))  # PyAV's to RGB too
                 took = time.perf_counter() - start
-                best = took if best is None else min(best, took)
-            videos[backend], seconds[backend] = (video, frames), best
+                seconds[backend] = min(took, seconds.get(backend, took))
+                videos[backend] = (video, frames)
         ref, ref_rgb = videos["pyav"]
         for backend in backends:
             video, rgb = videos[backend]

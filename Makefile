@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	@$(FFMPEG_LIBS) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		     --no-install-recommends ffmpeg; } ; } \
-		|| echo "FFmpeg's shared libraries are missing and could not be installed here: " \
+		|| echo "FFmpeg's shared libraries are missing and could not be installed here:" \
 		        "decoder=torchcodec will not run (apt-get install ffmpeg as root)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1

@@ -30,10 +30,26 @@ rate) is read with PyAV for every backend, as pytorchvideo reads it. What differ
   installs them with apt-get when missing; without them a run stops before any work with one
   line saying what to install). decord 0.6.0 installs from its wheel. Both: the `decoders`
   extra, part of `test`.
-- The loader's crash isolation, stuck-decode timeout and memory bound are the same for every
-  backend (tests/test_decoders.py kills a torchcodec and a decord worker).
+- The loader's crash isolation, stuck-decode timeout and memory bound are the loader's, the
+  same for every backend (tests/test_decoders.py kills a decord worker as a decoder segfault
+  would: recorded as a PyAV one is, kind `crash`).
 
 ## Measured: `make decoders`
+
+On the five ordinary shared videos and the generated sample set the three backends give the
+same frames (max pixel difference 0) at the same timestamps. The packed-B-frame AVI
+(`xvid_packed_bframes.avi`, XviD with B-frames packed two to an AVI chunk, which has no
+presentation times) is where they part: the frames PyAV decodes carry times out of order (1, 2,
+4, 3, 5, 7, 6, ...: the decoder gives frames in display order, the times are the AVI chunks'),
+so sorted by time, as the harness and pytorchvideo sort them, two of every three frames swap
+places with a neighbour; torchcodec and decord give the decoder's order (the same pictures:
+`frames_moved`, `moved_by` -1/+1).
+torchcodec's index lists 164 frames and decoding frame 164 fails (163 decoded); decord has no
+timestamps for the file, so its frame times come from the rate, one tick before PyAV's (the
+`pts_only_*` columns). A run under either records that note with the video; the clips of the
+protocols then come from the backend's frames, so on such files the backends' views differ
+from PyAV's, and pytorchvideo's own (PyAV) pipeline's. Timing: one thread, whole file to RGB;
+on this shared machine the ratios scatter (see the note), so read them as rough.
 
 {frames_note}
 

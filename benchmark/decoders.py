@@ -48,8 +48,8 @@ torchcodec's index lists 164 frames and decoding frame 164 fails (163 decoded); 
 timestamps for the file, so its frame times come from the rate, one tick before PyAV's (the
 `pts_only_*` columns). A run under either records that note with the video; the clips of the
 protocols then come from the backend's frames, so on such files the backends' views differ
-from PyAV's, and pytorchvideo's own (PyAV) pipeline's. Timing: one thread, whole file to RGB;
-on this shared machine the ratios scatter (see the note), so read them as rough.
+from PyAV's, and pytorchvideo's own (PyAV) pipeline's. Timing: one thread, whole file to RGB,
+CPU seconds (see the note); PyAV's streamed clip cutting in a run (views.py) is not timed here.
 
 {frames_note}
 
@@ -64,6 +64,7 @@ on this shared machine the ratios scatter (see the note), so read them as rough.
 def main(argv: list[str] | None = None) -> int:
     """``python -m benchmark.decoders [overrides]`` (``make decoders``)."""
     import argparse
+    import os
     import sys
     from pathlib import Path
 
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     csv = ensure_action_set(Path(sample.root), ActionSetSpec(**sample.synthetic))
     paths = real + sorted(Path(csv).parent.rglob("*.mp4"))
 
+    load = os.getloadavg()[0]
     frames = pd.DataFrame(frame_rows(paths))
     frames_note = (
         f"`make decoders`: each backend on the {len(real)} shared videos ({args.videos}) and the "
@@ -110,9 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         "timestamps both have: max_pixel_diff (0-255, RGB), frames_differing, frames_moved (a "
         "differing frame that equals PyAV's frame a few indices away: the same pictures in "
         "another order; moved_by: the offsets); pts_only_pyav / pts_only_this: timestamps only one "
-        "side has. decode_s: whole file to RGB, one FFmpeg thread, the best of 5 rounds that "
-        "time each backend in turn (a shared 2-core machine: read the ratios, not the "
-        "seconds); decode_vs_pyav: its ratio to PyAV's. notes: what "
+        "side has. decode_cpu_s: whole file to RGB with one FFmpeg thread, CPU seconds of the "
+        "process (all its threads), the best of 5 rounds that time each backend in turn; "
+        "decode_vs_pyav: its ratio to PyAV's; decode_wall_s: the same in wall seconds (on a "
+        f"machine with {os.cpu_count()} cores at load average {load:.1f} as this began: "
+        "other jobs' load moves wall seconds far more than CPU seconds). notes: what "
         "the backend says against itself (recorded per video in a run).")
     write_table(args.out, frames, frames_note)
     try:

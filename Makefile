@@ -24,7 +24,15 @@ REFS := $(VENV)/refs
 # packages over one cv2); the extra `mmaction` in pyproject.toml lists what they need. The
 # constraints keep torch, numpy, av, pandas and pyarrow at the versions installed before.
 MMACTION := mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0
+# torchcodec (decoder=torchcodec) loads FFmpeg's shared libraries from the system: apt-get them
+# when missing (root, as here and in CI); elsewhere that decoder stops a run with what to install.
+FFMPEG_LIBS := ldconfig -p | grep -q 'libavutil\.so\.'
 $(STAMP): pyproject.toml
+	@$(FFMPEG_LIBS) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		     --no-install-recommends ffmpeg; } ; } \
+		|| echo "FFmpeg's shared libraries are missing and could not be installed here:" \
+		        "decoder=torchcodec will not run (apt-get install ffmpeg as root)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
@@ -86,6 +94,12 @@ protocols: install
 .PHONY: gpu-check
 gpu-check:
 	.ci/gpu-check $(STAGES)
+
+# PyAV, torchcodec and decord on the six shared videos and the sample set, and the toy model's
+# accuracy under each: results/decoders.csv/.md, results/decoders-accuracy.csv/.md, docs/decoders.md.
+.PHONY: decoders
+decoders: install
+	$(PY) -m benchmark.decoders $(ARGS)
 
 # Every zoo model's GFLOPs per view and params beside the published numbers: results/flops.csv/.md
 flops: install

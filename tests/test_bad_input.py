@@ -75,13 +75,13 @@ def test_validation_step_rejects_what_a_type_cannot_say(override, message):
 
 
 def test_every_preset_validates_against_its_group_schema():
-    """The data sets, views and devices compose through their schemas, and so do bench.yaml and
+    """The data sets, views, devices and decoders compose through their schemas, and so do bench.yaml and
     train_toy.yaml, which use the same groups."""
     from benchmark.run.models import CONF_DIR
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         # (test_report composes every zoo model with its views)
-        for group in ("data", "views", "device"):
+        for group in ("data", "views", "device", "decoder"):
             for path in sorted((CONF_DIR / group).glob("*.yaml")):
                 assert compose("eval", overrides=[f"{group}={path.stem}"])[group] is not None
         assert compose("bench").data.name == "bench"

@@ -1,4 +1,5 @@
-"""Decoding: each video is decoded once with PyAV; failures come back as a reason, not a crash.
+"""Decoding: each video is decoded once (PyAV here; torchcodec and decord in decoders.py give the
+same ``DecodedVideo``); failures come back as a reason, not a crash.
 
 The reference path (``EncodedVideo.get_clip``) seeks and decodes again for every clip; decoding
 once and picking frames by timestamp gives the same frames (see views.py) at a fraction of the cost.
@@ -11,7 +12,7 @@ import contextlib
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +31,9 @@ class DecodeTimeout(DecodeError):
 
 @dataclass
 class DecodedVideo:
-    frames: list[av.VideoFrame]  # presentation order, one per distinct pts
+    # Presentation order, one per distinct pts: PyAV frames (converted when a view needs them),
+    # or (H, W, 3) uint8 RGB tensors from another backend (benchmark/data/decoders.py).
+    frames: list[av.VideoFrame | torch.Tensor]
     pts: list[int]  # in units of time_base, absolute (start_pts included)
     time_base: Fraction
     start_pts: int
@@ -38,6 +41,9 @@ class DecodedVideo:
     header_duration: bool  # the header has a duration: pytorchvideo then decodes per clip
     decoded_pts: list[int]  # every decoded frame's pts in the order the decoder gave them
     average_fps: float | None = None  # the stream's average rate (torchvision's video_fps)
+    # Where this backend's frames or timestamps are not what it says the file holds (fewer
+    # frames than its index, no timestamps): one line each, recorded with the video's prediction.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def duration(self) -> Fraction:
@@ -49,8 +55,14 @@ class DecodedVideo:
         unique = sorted(set(indices))
         # One swscale thread: a loader worker is one of several (data.decode_threads sizes
         # them), and a threaded converter set up per frame costs more than it saves.
-        arrays = {i: self.frames[i].to_ndarray(format="rgb24", threads=1) for i in unique}
-        return torch.from_numpy(np.stack([arrays[i] for i in indices]))
+        arrays = {i: _rgb(self.frames[i]) for i in unique}
+        return torch.stack([arrays[i] for i in indices])
+
+
+def _rgb(frame: av.VideoFrame | torch.Tensor) -> torch.Tensor:
+    if isinstance(frame, torch.Tensor):
+        return frame
+    return torch.from_numpy(frame.to_ndarray(format="rgb24", threads=1))
 
 
 @contextlib.contextmanager

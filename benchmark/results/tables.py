@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 # One row, one measurement: everything that changes the result (the data copy too: the same CSV
 # over another root is another measurement) or the speed (how the model ran).
 EVAL_KEY = ["model", "weights", "dataset", "split", "data", "subset", "root", "data_fingerprint",
-            "limit", "protocol", "device", "precision", "tf32", "fuse", "compile", "batch_views",
-            "channels_last", "views"]
+            "limit", "protocol", "decoder", "device", "precision", "tf32", "fuse", "compile",
+            "batch_views", "channels_last", "views"]
 # The views and protocol the zoo's numbers were measured with, unless a model's
 # ``published.views`` / ``published.protocol`` say otherwise.
 PUBLISHED_VIEWS = "10x3"
@@ -62,13 +62,15 @@ EVAL_COLUMNS = EVAL_KEY + [
     "gflops", "published_gflops", "gflops_delta",
     "params_m", "published_params_m", "params_delta",
     "views_per_s", "videos_per_s",
+    "decoder_version", "decoder_notes",
     "torch", "pytorchvideo", "av", "benchmark", "benchmark_source", "finished",
 ]
 EVAL_NOTE = (
     "Rows: one per finished `python -m benchmark.eval` run (`make eval-r50`, a sweep's jobs) or "
     "`make report RUNS=...`, one per measurement: keyed by model, weights, dataset, data (CSV, "
-    "root, data fingerprint), limit, protocol, views, device, precision, tf32 and how the model "
-    "ran (eval.fuse, compile, batch_views, channels_last); evaluations.csv holds every column "
+    "root, data fingerprint), limit, protocol, decoder (shown when not PyAV), views, device, "
+    "precision, tf32 and how the model ran (eval.fuse, compile, batch_views, channels_last); "
+    "evaluations.csv holds every column "
     "(versions, finished, no_delta_because). evaluated/listed: the run's coverage of its list. "
     "found_below_threshold: fewer listed videos on disk than data.min_found_fraction, shown as "
     "FOUND TOO FEW first in the data cell. split: UCF101/HMDB51's split id; "
@@ -157,7 +159,8 @@ EVAL_SHOWN = [
           "limit {limit}", "found {found}", "decodable {decodable}", "leakage {leakage}",
           "{data_fingerprint}")),
     ("evaluated/listed", _coverage_cell),
-    ("protocol", "protocol"),
+    ("protocol", cell("{protocol}", lambda r: "" if r.get("decoder", "") in ("", "pyav")
+                      else f"decoder {r['decoder']}")),
     ("views", "views"),
     ("device, precision", _device_cell),
     ("how it ran", _ran_cell),
@@ -289,6 +292,10 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
                  + (f" fault={metrics['fault']}" if metrics.get("fault") else ""),
         # Runs from before the protocols named only their clip spacing.
         "protocol": metrics.get("protocol") or f"spacing={metrics.get('spacing')}",
+        # Runs from before the decoder group decoded with PyAV.
+        "decoder": metrics.get("decoder") or "pyav",
+        "decoder_version": metrics.get("decoder_version") or metrics["versions"].get("av"),
+        "decoder_notes": metrics.get("videos_with_decoder_notes"),
         "videos": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
         "coverage": None if share is None else round(share, 4),
         **data_copy(metrics),

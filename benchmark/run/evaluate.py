@@ -30,6 +30,7 @@ from benchmark.results import cost
 from benchmark.run import distributed
 from benchmark.frameworks.pytorchvideo import fuse
 from benchmark.data.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
+from benchmark.data import decoders
 from benchmark.data.loader import SupervisedLoader, test_hooks
 from benchmark.data.manifest import Manifest, Video, data_fingerprint, load_dataset
 from benchmark.run.device import (
@@ -48,7 +49,8 @@ from benchmark.run.progress import Progress
 from benchmark.frameworks.clips import protocol_from_config
 from benchmark.results.tables import check_eval_table, report_run, tables_dir
 from benchmark.run.store import RunStore, check_writable, fingerprint, run_lock
-from benchmark.frameworks.views import CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views
+from benchmark.frameworks.views import (CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views,
+                                       sample_clips)
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class LoadedVideo:
     seconds: float = 0.0  # decoding and cutting, in the worker
     transient: bool = False  # a failure a later try may not repeat (store.add_failure)
     kind: str | None = None  # of failure: loader.CRASH (killed its decoder twice) or None
+    note: str | None = None  # where the decoder backend disagreed with itself (decoders.py)
 
 
 class VideoClipsDataset:
@@ -134,10 +137,10 @@ class VideoClipsDataset:
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
                  timing: str, decode_threads: int, decode_timeout_s: float | None,
-                 fault: str | None = None):
+                 fault: str | None = None, decoder: str = "pyav"):
         self.videos, self.indices, self.spec, self.clips = videos, indices, spec, clips
         self.timing, self.decode_threads, self.fault = timing, decode_threads, fault
-        self.decode_timeout_s = decode_timeout_s
+        self.decode_timeout_s, self.decoder = decode_timeout_s, decoder
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -152,10 +155,16 @@ class VideoClipsDataset:
         test_hooks(video.video_id)
         try:
             start = time.perf_counter()
+            note = None
             with time_limit(self.decode_timeout_s):
-                clips = decode_clips(video.path, self.spec, self.clips, self.timing,
-                                     self.decode_threads, self.fault)
-            return LoadedVideo(index, clips, seconds=time.perf_counter() - start)
+                if self.decoder == "pyav":  # clips cut while decoding
+                    clips = decode_clips(video.path, self.spec, self.clips, self.timing,
+                                         self.decode_threads, self.fault)
+                else:
+                    decoded = decoders.decode(video.path, self.decoder, self.decode_threads)
+                    clips = sample_clips(decoded, self.spec, self.clips, self.timing, self.fault)
+                    note = "; ".join(decoded.notes) or None
+            return LoadedVideo(index, clips, seconds=time.perf_counter() - start, note=note)
         except DecodeTimeout as err:
             return LoadedVideo(index, None, str(err), transient=True)
         except (DecodeError, ValueError) as err:
@@ -200,6 +209,10 @@ def check_settings(cfg: DictConfig) -> None:
         if not ok:
             raise SettingsError(f"{key}: {message}")
     try:
+        decoders.check_available(decoder_name(cfg))
+    except decoders.BackendUnavailable as err:
+        raise SettingsError(str(err)) from None
+    try:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
@@ -221,6 +234,11 @@ def check_settings(cfg: DictConfig) -> None:
         # W) views) runs only under its own protocols, and its protocols only its models.
         raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
                             f"{cfg.model.name} is {model_framework}'s; pass one of its protocols")
+
+
+def decoder_name(cfg: DictConfig) -> str:
+    """``decoder.name`` (pyav where a program's config has no decoder group)."""
+    return str(OmegaConf.select(cfg, "decoder.name", default="pyav"))
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
@@ -392,7 +410,7 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
     dataset = VideoClipsDataset(
         videos, indices, spec, int(cfg.views.clips), str(cfg.protocol.clips),
         decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
-        cfg.views.get("fault"))
+        cfg.views.get("fault"), decoder_name(cfg))
 
     def failed(position: int, reason: str, kind: str | None) -> LoadedVideo:
         """A video whose worker died (kind crash: never retried) or hung (transient: a resumed
@@ -535,6 +553,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         """The videos that decoded; the others go to failures.csv (or stop a strict run)."""
         for item in on_device(loader, device):
             if item.failure is None:
+                if item.note:
+                    notes[item.index] = item.note
+                    log.warning("%s: %s", manifest.videos[item.index].path, item.note)
                 yield item.index, item.clips
                 continue
             video = manifest.videos[item.index]
@@ -547,13 +568,15 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
                 raise StrictFailure(f"{video.path or video.video_id}: {item.failure} (strict=true)")
 
     finished: list = []  # predict's videos whose mean is computed, not yet recorded
+    notes: dict[int, str] = {}  # the decoder's notes on a video, recorded with its prediction
 
     def keep_finished() -> None:
         """After a signal: store the videos predict finished that are not recorded yet."""
         recorded = {row["video_id"] for row in store.rows}
         for index, probs in finished_means(finished):
             if manifest.videos[index].video_id not in recorded:
-                record_prediction(store, manifest.videos[index], probs, strict=False)
+                record_prediction(store, manifest.videos[index], probs, strict=False,
+                                  note=notes.pop(index, None))
 
     # From here to the end a SIGTERM/SIGINT saves every finished video and stops the run.
     held.enter_context(stop_on_signals())
@@ -565,7 +588,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
                                     cfg.views.get("fault"), spatial=protocol.spatial,
                                     finished=finished):
             video = manifest.videos[index]
-            if record_prediction(store, video, probs, bool(cfg.strict)):
+            if record_prediction(store, video, probs, bool(cfg.strict), notes.pop(index, None)):
                 progress.update(int(top_k(probs, 1)) == video.label)
                 evaluated_now += 1
             else:
@@ -586,7 +609,11 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     metrics = {
         "model": model.name, "weights": model.weights, "dataset": manifest.name,
         **data_identity(cfg, identity), "protocol": protocol.name,
-        "device": device.type, "precision": str(cfg.precision), "tf32": tf32,
+        "device": device.type, "decoder": decoder_name(cfg),
+        "decoder_version": decoders.version(decoder_name(cfg)),
+        "videos_with_decoder_notes": sum(isinstance(r.get("decoder_note"), str)
+                                         for r in store.predictions),
+        "precision": str(cfg.precision), "tf32": tf32,
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
         "compile": bool(cfg.compile), "fuse": fuse.label(rewrites),
         "clips": clips, "crops": crops, "fault": cfg.views.get("fault"),
@@ -668,6 +695,7 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
         "views": OmegaConf.to_container(cfg.views),
         "protocol": OmegaConf.to_container(cfg.protocol),
         "device": device.type,
+        "decoder": {"name": decoder_name(cfg), "version": decoders.version(decoder_name(cfg))},
         "precision": str(cfg.precision),
         "run": {"batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
                 "compile": bool(cfg.compile), "tf32": tf32,
@@ -703,12 +731,13 @@ def json_of(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def record_prediction(store: RunStore, video: Video, probs: torch.Tensor, strict: bool) -> bool:
+def record_prediction(store: RunStore, video: Video, probs: torch.Tensor, strict: bool,
+                      note: str | None = None) -> bool:
     """Store ``video``'s probabilities; NaN or inf in them (an fp16 overflow) makes the video a
     failure with the reason, never a silent miss. Returns whether it was a prediction."""
     finite = torch.isfinite(probs)
     if bool(finite.all()):
-        store.add_prediction(video.video_id, video.path, video.label, probs)
+        store.add_prediction(video.video_id, video.path, video.label, probs, note)
         return True
     reason = (f"{NON_FINITE}: {int(probs.isnan().sum())} NaN and "
               f"{int(probs.isinf().sum())} inf of {probs.numel()} (the model's output overflowed?)")

@@ -53,6 +53,14 @@ class DeviceType(Choice):
     cuda = "cuda"
 
 
+class DecoderName(Choice):
+    """``decoder.name``: which library decodes the videos (benchmark/data/decoders.py)."""
+
+    pyav = "pyav"
+    torchcodec = "torchcodec"
+    decord = "decord"
+
+
 class DataFormat(Choice):
     """``data.format``: which official annotation files the data set has (benchmark/data/manifest.py
     load_dataset; docs/data.md)."""
@@ -155,6 +163,13 @@ class ProtocolSchema:
 
 
 @dataclass
+class DecoderSchema:
+    """``conf/decoder/*.yaml``."""
+
+    name: DecoderName = DecoderName.pyav
+
+
+@dataclass
 class DeviceSchema:
     """``conf/device/*.yaml``."""
 
@@ -197,6 +212,7 @@ class EvalConfig:
     protocol: ProtocolSchema = MISSING
     model: ModelSchema = MISSING
     device: DeviceSchema = MISSING
+    decoder: DecoderSchema = field(default_factory=DecoderSchema)
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 | fp16 (check_settings)
     compile: bool = False
@@ -211,7 +227,7 @@ class EvalConfig:
 
 
 GROUPS = {"model": ModelSchema, "data": DataSchema, "views": ViewsSchema,
-          "protocol": ProtocolSchema, "device": DeviceSchema}
+          "protocol": ProtocolSchema, "device": DeviceSchema, "decoder": DecoderSchema}
 
 
 def register() -> None:

@@ -44,7 +44,8 @@ from benchmark.results.metrics import top_k
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs"]
+# decoder_note: where the decoder backend disagreed with itself on the video (data/decoders.py).
+PREDICTION_COLUMNS = ["video_id", "path", "label", "top5", "probs", "decoder_note"]
 # kind: "crash" for a video that killed its decoder twice (benchmark/data/loader.py), else empty.
 FAILURE_COLUMNS = ["video_id", "path", "reason", "kind"]
 # reason set: a failure (transient: tried again on resume); else a prediction
@@ -238,11 +239,12 @@ class RunStore:
         except OSError as err:  # a read-only old run: its parts are copied here all the same
             log.warning("%s: cannot mark it superseded: %s", source, err)
 
-    def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor) -> None:
+    def add_prediction(self, video_id: str, path, label: int, probs: torch.Tensor,
+                       note: str | None = None) -> None:
         top = top_k(probs, 5).tolist()
         self._add({"video_id": video_id, "path": str(path), "label": label, "top5": top,
-                   "probs": probs.float().tolist(), "reason": None, "transient": False,
-                   "kind": None})
+                   "probs": probs.float().tolist(), "decoder_note": note, "reason": None,
+                   "transient": False, "kind": None})
 
     def add_failure(self, video_id: str, path, reason: str, transient: bool = False,
                     kind: str | None = None) -> None:
@@ -250,7 +252,7 @@ class RunStore:
         a run that resumes tries the video again; otherwise (a broken file, a crashed decoder:
         ``kind`` "crash") it stays a failure."""
         self._add({"video_id": video_id, "path": str(path or ""), "label": None, "top5": None,
-                   "probs": None, "reason": reason, "transient": bool(transient), "kind": kind})
+                   "probs": None, "decoder_note": None, "reason": reason, "transient": bool(transient), "kind": kind})
 
     def _add(self, row: dict) -> None:
         with self._lock:

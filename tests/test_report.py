@@ -168,6 +168,21 @@ def test_a_table_from_before_the_copy_columns_is_read_and_a_subset_run_is_a_row_
     assert sorted(table.split.fillna("").tolist()) == ["", "", "2"]
 
 
+def test_a_table_from_before_the_decoder_joined_the_key_is_pyavs(tmp_path):
+    """Every run decoded with PyAV before `decoder` joined the key: a PyAV rerun of an old row's
+    measurement replaces it; another decoder's run is a row of its own."""
+    stem = tmp_path / "evaluations"
+    old = eval_row(metrics_json(top1=0.75, decoder="pyav"), PUBLISHED)
+    pd.DataFrame([{k: v for k, v in old.items() if k != "decoder"}]).to_csv(
+        stem.with_suffix(".csv"), index=False)
+    table = upsert_table(stem, eval_row(metrics_json(decoder="pyav"), PUBLISHED), EVAL_KEY,
+                         EVAL_COLUMNS, shown=EVAL_SHOWN)
+    assert table.top1.tolist() == ["50.0"] and table.decoder.tolist() == ["pyav"]
+    table = upsert_table(stem, eval_row(metrics_json(decoder="decord"), PUBLISHED), EVAL_KEY,
+                         EVAL_COLUMNS, shown=EVAL_SHOWN)
+    assert sorted(table.decoder.tolist()) == ["decord", "pyav"]
+
+
 def test_published_numbers_of_another_data_set_compare_only_on_it():
     """An SSv2 model's published accuracy (published.dataset: ssv2) stands beside an SSv2 run
     (with its delta when comparable) and never beside a Kinetics-400 one."""

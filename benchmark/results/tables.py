@@ -417,6 +417,8 @@ def read_table(csv_path: Path, key: list[str]) -> pd.DataFrame | None:
     if not set(key) & set(table.columns):
         raise ReportError(f"{csv_path}: not a table of this kind: none of the columns "
                           f"{','.join(key)}; {remedy}")
+    if "decoder" in key and "decoder" not in table.columns:
+        table["decoder"] = "pyav"  # every run decoded with PyAV before the decoder joined the key
     return table
 
 

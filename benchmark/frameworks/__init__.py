@@ -8,7 +8,10 @@ each other. Each offers the same module-level API (docs/architecture.md, "Adding
 ``clip_windows`` + ``pts_windows``, ``SPATIALS`` + ``views``, ``setting_problems``,
 ``apply_head``; optionally ``HEADS`` (its protocol heads, else clips.HEADS), ``resolve_weights``
 (a framework that loads its own checkpoint directories), ``example_views`` and
-``counted_as`` (another input layout; how its FLOPs are counted), ``CHANNELS_LAST``. (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+``counted_as`` (another input layout; how its FLOPs are counted), ``CHANNELS_LAST``,
+``input_spec(model_cfg)`` (a spec that carries its config's own test pipeline),
+``cut_clips(video, spec, clips, timing, fault)`` (a timing that cuts and resizes its clips
+itself) and ``CROPS`` (the crop counts its protocol takes; else views.CROP_INDICES's). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KNOWN = ("pytorchvideo", "torchvision", "transformers")
+KNOWN = ("pytorchvideo", "torchvision", "transformers", "mmaction2")
 
 
 def get(name: str) -> ModuleType:

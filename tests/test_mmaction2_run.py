@@ -1,0 +1,168 @@
+"""mmaction2's models in the run (benchmark/frameworks/mmaction2.py through the registry): the
+evaluate loop's 2D and 3D input paths on tiny tensors against the adapter's ``probabilities``
+(mmaction2's own test path, proved equal to ``model.test_step`` in tests/test_mmaction2.py),
+and the CLI end to end on one cheap model against mmaction2's own pipeline + ``test_step``.
+The full-size models are built only in the test marked slow."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import REPO, compose_eval, run_eval  # noqa: F401
+
+pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction extra)")
+
+from benchmark.run.evaluate import SettingsError, check_settings, predict  # noqa: E402
+from benchmark.run.models import build_model  # noqa: E402
+
+MM_MODELS = ("mm_slowfast_r50_4x16", "mm_i3d_r50", "mm_x3d_m", "mm_swin_t", "mm_mvit_v2_s",
+             "mm_videomae_b", "mm_uniformerv2_b", "mm_tsn_r50", "mm_tsm_r50")
+
+
+@pytest.fixture(scope="module")
+def mm():
+    from benchmark.frameworks import mmaction2
+
+    mmaction2.import_mmaction()
+    return mmaction2
+
+
+def small(mm, name: str, side: int = 64, crop: int = 56, clips: int | None = None):
+    """The eval config of ``name`` with a shrunken test pipeline (Resize(-1, side), ``crop``)
+    and, for the ResNet-50 2D models, a ResNet-18 backbone: the same code paths in a fraction
+    of a second."""
+    cfg = compose_eval(f"model={name}", "model.weights=random")
+    builder = OmegaConf.to_container(cfg.model.builder)
+    pipe = [dict(s) for s in mm.load_config(cfg.model).test_pipeline]
+    for s in pipe:
+        if s["type"] == "Resize":
+            s["scale"] = (-1, side)
+        if s["type"] in ("ThreeCrop", "TenCrop", "CenterCrop"):
+            s["crop_size"] = crop
+        if s["type"] == "SampleFrames" and clips is not None:
+            s["num_clips"] = clips
+    overrides = {"test_pipeline": pipe}
+    if name in ("mm_tsn_r50", "mm_tsm_r50"):
+        overrides.update({"model.backbone.depth": 18, "model.cls_head.in_channels": 512})
+    builder["overrides"] = overrides
+    cfg.model.builder = builder
+    cfg.model.input.side_size, cfg.model.input.crop_size = side, crop
+    return cfg
+
+
+@pytest.mark.parametrize("name", ["mm_tsn_r50", "mm_tsm_r50", "mm_x3d_m"])
+def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
+    """predict() (views built from resized uint8 clips, batches of 3 views that split a video's
+    views, the combination the spec says) = the adapter's ``probabilities`` on all the video's
+    views at once: TSN's consensus over every frame of every crop (the softmax of the views'
+    mean logits), TSM's groups of 8 segments, X3D's clips x crops."""
+    torch.manual_seed(0)
+    x3d = name == "mm_x3d_m"
+    cfg = small(mm, name, side=64, crop=64 if x3d else 56, clips=2 if x3d else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the random-weights warning
+        model = build_model(cfg.model, "pooled_logits")
+    p = model.spec.pipeline
+    assert p.two_d is (not x3d) and model.spec.num_frames == p.frames_per_view
+    clips = torch.randint(0, 256, (p.clips_per_video, 3, p.frames_per_view, 64, 85),
+                          dtype=torch.uint8)  # the loader's resized frames (views, C, T, H, W)
+    views = mm.views(clips, model.spec, p.crops)[0]
+    assert views.shape == (p.clips_per_video * p.crops, 3, p.frames_per_view, p.crop_size,
+                           p.crop_size)
+    with torch.no_grad():  # logits that only the views' differences make (~3 apart), so that
+        # the mean of softmax and the softmax of the mean logits differ
+        head = model.module.cls_head
+        fc = head.fc_cls if hasattr(head, "fc_cls") else head.fc2
+        seen = []
+        hook = fc.register_forward_hook(lambda m, args, out: seen.append(args[0].detach()))
+        model.module(views)
+        hook.remove()
+        f = torch.cat(seen).mean(0)
+        fc.weight.sub_(torch.outer(fc.weight @ f, f) / f.dot(f))  # W f_mean = 0
+        fc.bias.zero_()
+        fc.weight.mul_(3 / model.module(views).std())
+    ((_, got),) = list(predict(model.module, [("v", clips)], model.spec, p.crops, 3,
+                               torch.device("cpu"), "fp32", spatial="mmaction2"))
+    want = mm.probabilities(model.module, views, views.shape[0], p)[0]
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert model.spec.views_mean == ("logits" if name == "mm_tsn_r50" else "softmax")
+    with torch.no_grad():
+        per_view = model.module(views)
+    other = (per_view.softmax(-1).mean(0) if model.spec.views_mean == "logits"
+             else per_view.mean(0).softmax(-1))
+    assert (other - want).abs().max() > 1e-3  # the combination matters here
+
+
+def test_settings_name_the_key_for_crops_and_segments_the_config_cannot_take(mm, tmp_path):
+    with pytest.raises(SettingsError, match=r"^views.crops: 3 \(ThreeCrop\) needs"):
+        check_settings(compose_eval("model=mm_tsn_r50", "views.crops=3"))
+    with pytest.raises(SettingsError, match="^views.crops: the mmaction2 protocol takes 1, 3 or 10"):
+        check_settings(compose_eval("model=mm_x3d_m", "views.crops=2"))
+    check_settings(compose_eval("model=mm_tsn_r50"))  # 25x10 under protocol mmaction2
+    cfg = compose_eval("model=mm_tsn_r50")
+    assert (cfg.protocol.name, cfg.views.clips, cfg.views.crops) == ("mmaction2", 25, 10)
+    spec = build_model(small(mm, "mm_tsm_r50").model).spec
+    video = type("V", (), {})()  # cut_clips refuses before it reads a frame
+    with pytest.raises(ValueError, match="views.clips=3: this 2D model's view is its 8 segments"):
+        mm.cut_clips(video, spec, 3, "mmaction2")
+
+
+def test_a_config_that_disagrees_with_model_input_is_refused_in_one_line(mm):
+    from benchmark.run.models import WeightsError
+
+    cfg = compose_eval("model=mm_x3d_m", "model.input.side_size=224")
+    with pytest.raises(WeightsError, match=r"^model.input.side_size=224 but the mmaction2 "
+                                           r"config's test_pipeline gives 256 \(recognition/x3d"):
+        build_model(cfg.model)
+
+
+def test_cli_evaluates_x3d_as_mmaction2_s_own_pipeline_and_test_step_do(mm, tmp_path):
+    """``python -m benchmark.eval model=mm_x3d_m data=sample`` offline: random init with the
+    loud warning, protocol mmaction2, and the video's probabilities those of mmaction2's own
+    Compose of the config's test_pipeline (1 clip, ThreeCrop) + ``model.test_step`` on the
+    same random weights (seed 0)."""
+    from mmengine.dataset import pseudo_collate
+
+    out = tmp_path / "run"
+    result = run_eval("model=mm_x3d_m", "data=sample", "data.limit=1", "views=1x3",
+                      "device=cpu", "cost.throughput_iters=0", "cost.flops=false",
+                      f"hydra.run.dir={out}", f"results_dir={tmp_path / 'results'}")
+    assert "RANDOM WEIGHTS: no checkpoint for mm_x3d_m" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["protocol"], metrics["weights"]) == (
+        "mm_x3d_m", "mmaction2", "random-init")
+    assert (metrics["clips"], metrics["crops"], metrics["videos_evaluated"]) == (1, 3, 1)
+    assert metrics["channels_last"] is False and metrics["versions"]["mmaction2"] == "1.2.0"
+    row = pd.read_parquet(out / "predictions.parquet").iloc[0]
+    ours = torch.tensor(row.probs, dtype=torch.float32)
+
+    torch.manual_seed(0)  # the run's seed: the same random weights
+    cfg = compose_eval("model=mm_x3d_m", "model.weights=random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mm.build(cfg.model)
+    data = mm.reference_pipeline(cfg.model, clips=1)(mm.reference_input(row.path))
+    with torch.no_grad():
+        theirs = model.test_step(pseudo_collate([data]))[0].pred_score
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MM_MODELS)
+def test_every_full_size_model_evaluates_a_sample_video(name, tmp_path):
+    """Each of the nine configs through the CLI on one sample video, one clip (a 2D model: its
+    segments) and one crop: it builds offline, runs under protocol mmaction2 and predicts."""
+    cfg = compose_eval(f"model={name}")
+    clips = cfg.views.clips if cfg.views.crops == 10 else 1  # 2D: all its segments
+    out = tmp_path / "run"
+    run_eval(f"model={name}", "data=sample", "data.limit=1", f"views.clips={clips}",
+             "views.crops=1", "device=cpu", "cost.throughput_iters=0", "cost.flops=false",
+             f"hydra.run.dir={out}", f"results_dir={tmp_path / 'results'}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["videos_evaluated"] == 1 and metrics["protocol"] == "mmaction2"

@@ -45,6 +45,7 @@ import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from benchmark import frameworks  # noqa: E402
 from benchmark.results import cost  # noqa: E402
 from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
 from benchmark.data.decode import decode_threads  # noqa: E402
@@ -132,7 +133,10 @@ BENCH_NOTE = (
     "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
     "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
     "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py); with "
-    "bench.compare_fuse it also runs without them (fuse none)."
+    "bench.compare_fuse it also runs without them (fuse none). reference (mmaction2): "
+    "mmaction2 1.2.0's own test loop on an mm_* model (its Compose of the config's "
+    "test_pipeline with decord, then model.test_step on the video's views as one batch, fp32; "
+    "`make bench ARGS=\"model=mm_x3d_m precision=fp32 eval.fuse=none bench.rss_videos=0\"`)."
 )
 
 
@@ -254,7 +258,8 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     start = time.perf_counter()
     need = -(-batch_views // crops)  # clips for one full batch
     warm = first.clips.repeat(-(-need // first.clips.shape[0]), 1, 1, 1, 1)[:need]
-    for _ in predict(runner, [("warm-up", warm)], *settings):
+    spatial = str(cfg.protocol.get("spatial", "uniform_crop"))  # the protocol's views
+    for _ in predict(runner, [("warm-up", warm)], *settings, spatial=spatial):
         pass
     warmup_s = clock(device) - start
 
@@ -276,7 +281,8 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     predictions = []
     reset_peak_rss()
     start = time.perf_counter()
-    for position, probs in predict(runner, loaded(), *settings, stopwatch=stopwatch):
+    for position, probs in predict(runner, loaded(), *settings, stopwatch=stopwatch,
+                                   spatial=spatial):
         predictions.append(probs)
         # Memory of the main process and the workers after the first and the last video
         # (reading every worker's memory map costs milliseconds: not after each one).
@@ -379,6 +385,10 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
                             "(bench.videos, bench.rss_videos; data.synthetic.videos_per_class)")
     videos = manifest.videos[: int(cfg.bench.videos)]
     torch.manual_seed(int(cfg.seed))
+    own = getattr(frameworks.get(str(cfg.protocol.get("framework", "pytorchvideo"))),
+                  "reference_video", None)
+    if cfg.protocol.name != "pytorchvideo" and own is not None:
+        return bench_own_loop(cfg, run_dir, own, device, videos, load_start)
     if cfg.protocol.name != "pytorchvideo":
         raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
                             f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
@@ -492,6 +502,71 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         upsert_table(stem, table_row("harness (RSS check)", rss["summary"], settings, {},
                                      {**meta, "model": rss["model"], "weights": rss["weights"]}),
                      BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
+    return result
+
+
+def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torch.device,
+                   videos: list[Video], load_start: float) -> dict:
+    """The harness against a framework's own test loop (its adapter's ``reference_video``:
+    mmaction2's Compose of the config's test_pipeline + ``model.test_step``), on the same
+    videos and weights: seconds, the speed ratio, and whether each video's top-5 is the same.
+    The views must be the config's own (the loop knows no other crops)."""
+    if not getattr(frameworks.get(str(cfg.model.framework)), "CHANNELS_LAST", True):
+        cfg.eval.channels_last = False
+    model = build_model(cfg.model, str(cfg.protocol.head))
+    module, spec = model.module.to(device), model.spec
+    clips, crops = int(cfg.views.clips), int(cfg.views.crops)
+    two_d = getattr(getattr(spec, "pipeline", None), "two_d", False)  # clips: its segments
+    views = crops * (1 if two_d else clips)
+    gflops = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
+    log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "
+             "video(s), %dx%d views; load %.2f", model.name, model.weights, device, len(videos),
+             clips, crops, load_start)
+    reference_video(module, cfg.model, videos[0].path, clips)  # untimed warm-up
+    rows, ref_probs = [], []
+    cpu, start = cpu_seconds(), time.perf_counter()
+    for video in videos:
+        reset_peak_rss()
+        tick = time.perf_counter()
+        data_s, model_s, probs = reference_video(module, cfg.model, video.path, clips)
+        rows.append(video_row(video, views, data_s, model_s, time.perf_counter() - tick))
+        ref_probs.append(probs)
+    reference = {**summarise_reference(rows, gflops),
+                 "others_cpu": others_share(cpu, time.perf_counter() - start)}
+    settings = harness_settings(cfg, device)
+    runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
+                           fuse_rewrites(cfg, device))
+    cpu, start = cpu_seconds(), time.perf_counter()
+    harness, probs = run_harness(runner, videos, len(videos), spec, cfg, device, gflops)
+    harness["others_cpu"] = others_share(cpu, time.perf_counter() - start)
+    matmul = cost.matmul_gmacs_per_s(device, torch.float32, int(cfg.bench.matmul_size))
+    for side in (reference, harness):
+        side["matmul_gmacs_per_s"], side["peak_fraction"] = matmul, side["gmacs_per_s"] / matmul
+    speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
+                for k in ("data", "model", "total")}
+    same_top5 = [r.topk(5).indices.tolist() == o.topk(5).indices.tolist()
+                 for r, o in zip(ref_probs, probs)]
+    meta = {"model": model.name, "device": device.type, "weights": model.weights,
+            "device_name": device_name(device), "load_end": os.getloadavg()[0],
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    ref_settings = {**REFERENCE_SETTINGS, "batch_views": views}
+    result = {**speedups, "model_peak_fraction": harness["peak_fraction"], "model": model.name,
+              "weights": model.weights, "device": device.type, "gflops_per_view": gflops,
+              "reference": {"pipeline": "reference (own loop)", **ref_settings, **reference},
+              "harness": {**settings, **harness},
+              "agreement": {**agreement(ref_probs, probs),
+                            "top5_same": float(sum(same_top5) / len(same_top5))},
+              "rss_check": None, "load_average": {"start": load_start, "end": meta["load_end"]},
+              "versions": versions(), "finished": meta["finished"]}
+    (run_dir / "bench.json").write_text(json.dumps(result, indent=1, default=str))
+    stem = Path(cfg.results_dir) / f"bench-{device.type}"
+    upsert_table(stem, table_row(f"reference ({cfg.protocol.framework})", reference,
+                                 ref_settings, {}, meta), BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE,
+                 BENCH_SHOWN)
+    upsert_table(stem, table_row("harness", harness, settings, speedups, meta), BENCH_KEY,
+                 BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
+    log.info("same top-5 on %d of %d videos; probabilities within %.1e", sum(same_top5),
+             len(same_top5), result["agreement"]["max_abs_prob_diff"])
     return result
 
 

@@ -766,10 +766,15 @@ def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]
     return []
 
 
-def _view_forward(self, views: torch.Tensor) -> torch.Tensor:
+def _view_forward(self, *args, **kwargs) -> torch.Tensor:
     """(B, classes) scores of B views (B, C, T, H, W), each as the recognizer's test path scores
     one view: ``extract_feat(test_mode=True)`` and the head (a 2D model's view is its T frames
-    as images, which TSN's consensus averages and TSM's groups of ``num_segments`` shift)."""
+    as images, which TSN's consensus averages and TSM's groups of ``num_segments`` shift).
+    mmaction2's own keyword calls (``test_step``: inputs=, data_samples=, mode=) go to its
+    forward."""
+    if kwargs:
+        return type(self).forward(self, *args, **kwargs)
+    (views,) = args
     x = views.transpose(1, 2).contiguous() if self._two_d else views.unsqueeze(1)
     feats, kwargs = self.extract_feat(x, test_mode=True)
     return self.cls_head(feats, **kwargs)
@@ -856,6 +861,23 @@ def reference_pipeline(model_cfg=None, cfg=None, clips: int | None = None):
             if s["type"] in ("SampleFrames", "UniformSample"):
                 s["num_clips"] = int(clips)
     return Compose(steps)
+
+
+def reference_video(module: nn.Module, model_cfg, path, clips: int | None = None
+                    ) -> tuple[float, float, torch.Tensor]:
+    """(data seconds, model seconds, probabilities) of one video through mmaction2's own test
+    loop: its Compose of the config's test_pipeline (decord), then ``model.test_step`` (the
+    data preprocessor, the recognizer's predict, ``average_clip``); the bench's reference."""
+    import time
+
+    from mmengine.dataset import pseudo_collate
+
+    start = time.perf_counter()
+    data = pseudo_collate([reference_pipeline(model_cfg, clips=clips)(reference_input(path))])
+    mid = time.perf_counter()
+    with torch.no_grad():
+        probs = module.test_step(data)[0].pred_score
+    return mid - start, time.perf_counter() - mid, probs.float().cpu()
 
 
 def reference_input(path) -> dict:

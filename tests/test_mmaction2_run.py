@@ -166,3 +166,73 @@ def test_every_full_size_model_evaluates_a_sample_video(name, tmp_path):
              f"hydra.run.dir={out}", f"results_dir={tmp_path / 'results'}")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["videos_evaluated"] == 1 and metrics["protocol"] == "mmaction2"
+
+
+def test_protocol_mmaction2_for_another_framework_s_model_is_the_slowfast_config_s_pipeline(mm):
+    """``make protocols``' toy SlowFast under protocol mmaction2: the SlowFast R50 config's
+    test_pipeline (conf/protocol/mmaction2.yaml says so) with the model's own sizes."""
+    cfg = compose_eval("model=slowfast_toy", "protocol=mmaction2")
+    check_settings(cfg)
+    spec = build_model(cfg.model).spec
+    sf = compose_eval("model=mm_slowfast_r50_4x16")
+    pipe = [dict(s) for s in mm.load_config(sf.model).test_pipeline]
+    for s in pipe:
+        if s["type"] == "SampleFrames":
+            s.update(clip_len=spec.num_frames, frame_interval=spec.sampling_rate, num_clips=1)
+        if s["type"] == "Resize":
+            s["scale"] = (-1, spec.side_size)
+        if s["type"] == "ThreeCrop":
+            s["crop_size"] = spec.crop_size
+    builder = {**OmegaConf.to_container(sf.model.builder), "overrides": {"test_pipeline": pipe}}
+    theirs = mm.pipeline({"builder": builder, "name": "x"})
+    ours = mm.default_pipeline(spec)
+    assert ours == type(ours)(**{**theirs.__dict__, "mean": ours.mean, "std": ours.std})
+    assert ours.mean == pytest.approx(tuple(255 * m for m in spec.mean))
+
+
+def test_flops_rows_match_a_metafile_figure_to_its_own_digits():
+    from benchmark.results.tables import flops_row
+
+    spec = type("S", (), {"num_frames": 32, "crop_size": 256, "alpha": None})()
+    counts = {"gflops": 36.01, "gflops_with_norm": 36.5, "gflops_framework": 36.33}
+    row = flops_row("mm_slowfast_r50_4x16", spec, "10x3", counts, 34.48,
+                    {"gflops": 36.3, "params_m": 34.5, "top1": 75.55, "top5": 92.35})
+    assert row["flops_match"] == "yes: framework's counter" and row["gflops_framework"] == 36.33
+    assert (row["published_top1"], row["published_top5"]) == (75.55, 92.35)
+    row = flops_row("mm_x3d_m", spec, "10x3", {**counts, "gflops_framework": 6.40}, 3.79,
+                    {"gflops": 6.49})
+    assert row["flops_match"] == "no"
+
+
+@pytest.mark.slow
+def test_x3d_m_s_metafile_gflops_are_mmcv_1_s_hook_counter_at_256_px(mm):
+    """The metafile's 6490866832 for X3D-M is mmaction2 0.x's get_flops.py: mmcv 1.x's hook
+    counter (mmcv/cnn/utils/flops_counter.py, restated: conv multiply-adds + one per output
+    element for a bias, batch norm 2 per element, ReLU 1, pooling 1 per input element, linear)
+    on backbone + head at 256 px; the 1.x tool (mmengine's counter, extract_feat) gives 6.40."""
+    import numpy as np
+    from torch import nn
+
+    model = mm.build_architecture(compose_eval("model=mm_x3d_m").model)
+    total = [0]
+
+    def conv(m, i, o):
+        n = o.shape[0] * int(np.prod(o.shape[2:]))
+        total[0] += int(np.prod(m.kernel_size)) * m.in_channels * (m.out_channels // m.groups) * n
+        total[0] += m.out_channels * n if m.bias is not None else 0
+
+    hooks = {nn.modules.conv._ConvNd: conv,
+             nn.ReLU: lambda m, i, o: total.__setitem__(0, total[0] + o.numel()),
+             (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+              nn.modules.pooling._AdaptiveAvgPoolNd):
+                 lambda m, i, o: total.__setitem__(0, total[0] + i[0].numel()),
+             nn.modules.batchnorm._BatchNorm:
+                 lambda m, i, o: total.__setitem__(0, total[0] + i[0].numel() * (1 + m.affine)),
+             nn.Linear: lambda m, i, o: total.__setitem__(0, total[0] + i[0].numel() * o.shape[-1])}
+    for m in model.modules():
+        for kind, hook in hooks.items():
+            if isinstance(m, kind):
+                m.register_forward_hook(hook)
+    with torch.no_grad():
+        model.cls_head(model.backbone(torch.randn(1, 3, 16, 256, 256)))
+    assert total[0] == 6490866832

@@ -202,6 +202,12 @@ def test_flops_rows_match_a_metafile_figure_to_its_own_digits():
     row = flops_row("mm_x3d_m", spec, "10x3", {**counts, "gflops_framework": 6.40}, 3.79,
                     {"gflops": 6.49})
     assert row["flops_match"] == "no"
+    row = flops_row("mm_swin_t", spec, "4x3", {**counts, "gflops_framework": 88.06}, 28.16,
+                    {"gflops": 88.0, "params_m": 28.2})  # the metafile's "88G", "28.2M"
+    assert (row["flops_match"], row["params_match"]) == ("yes: framework's counter", "yes")
+    row = flops_row("slowfast_r50", spec, "10x3", {**counts, "gflops": 65.71}, 34.57,
+                    {"gflops": 65.7, "params_m": 34.56})  # two digits stay two
+    assert (row["flops_match"], row["params_match"]) == ("yes: conv + linear", "no")
 
 
 @pytest.mark.slow

@@ -656,8 +656,7 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
     own = None if own is None else round(own, 2)
     pub_g, pub_p, pub_n = (published.get("gflops"), published.get("params_m"),
                            published.get("num_params"))
-    # A figure published to fewer digits (mmaction2's 36.3, 88) matches to its own digits.
-    digits = 2 if pub_g is None else min(2, max(0, len(repr(float(pub_g)).split(".")[1])))
+    digits = _digits(pub_g)
     matches = [label for value, label in ((gflops, "conv + linear"),
                                           (with_norm, "with norm layers"),
                                           (macs, "flop_counter MACs"),
@@ -668,7 +667,8 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
     if pub_n is not None and exact is not None:
         params_match = "yes (exact)" if exact == pub_n else "no"
     else:
-        params_match = "" if pub_p is None else ("yes" if params == round(pub_p, 2) else "no")
+        params_match = "" if pub_p is None else (
+            "yes" if round(params, _digits(pub_p)) == round(pub_p, 2) else "no")
     frames = f"{spec.num_frames}x{spec.crop_size}x{spec.crop_size}"
     if spec.alpha:
         frames += f" (slow {spec.num_frames // spec.alpha})"
@@ -683,6 +683,17 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
         "published_top1": published.get("top1"), "published_top5": published.get("top5"),
         "source": published.get("source", "pytorchvideo model zoo" if published else ""),
     }
+
+
+def _digits(published) -> int:
+    """The decimals a published figure gives, at most 2: a metafile's 36.3 or 88 (88.0 in its
+    YAML) is matched to its own digits, the zoo's 65.71 to two."""
+    if published is None:
+        return 2
+    value = float(published)
+    if value == int(value):
+        return 0
+    return min(2, len(repr(value).split(".")[1]))
 
 
 def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataFrame:

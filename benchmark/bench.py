@@ -522,7 +522,7 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
     log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "
              "video(s), %dx%d views; load %.2f", model.name, model.weights, device, len(videos),
              clips, crops, load_start)
-    reference_video(module, cfg.model, videos[0].path, clips)  # untimed warm-up
+    reference_video(module, cfg.model, videos[0].path, clips if two_d else 1)  # untimed warm-up
     rows, ref_probs = [], []
     cpu, start = cpu_seconds(), time.perf_counter()
     for video in videos:

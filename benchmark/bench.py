@@ -144,7 +144,10 @@ BENCH_NOTE = (
     "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
     "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py; they find "
     "nothing to rewrite in the transformers models); with bench.compare_fuse it also runs "
-    "without them (fuse none)."
+    "without them (fuse none). reference (mmaction2): "
+    "mmaction2 1.2.0's own test loop on an mm_* model (its Compose of the config's "
+    "test_pipeline with decord, then model.test_step on the video's views as one batch, fp32; "
+    "`make bench ARGS=\"model=mm_x3d_m precision=fp32 eval.fuse=none bench.rss_videos=0\"`)."
 )
 
 
@@ -401,6 +404,8 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     videos = manifest.videos[: int(cfg.bench.videos)]
     torch.manual_seed(int(cfg.seed))
     adapter = frameworks.get(str(cfg.model.framework))
+    if views_of is None:  # the framework's own test loop is the reference (mmaction2)
+        return bench_own_loop(cfg, run_dir, adapter.reference_video, device, videos, load_start)
     own = getattr(adapter, "OWN_PROTOCOLS_ONLY", False)  # its protocols' head; X-CLIP's names
     model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
                         class_names=manifest.class_names if own else None)
@@ -526,11 +531,14 @@ def card_pipeline(cfg: DictConfig):
     """The model card's pipeline for the bench's model, as ``views_of(path, spec, clips,
     crops)``: pytorchvideo 0.1.5's own (``protocol=pytorchvideo``), or for a transformers model
     its checkpoint's video processor per clip on the frames its authors' protocol picks
-    (``frameworks/transformers.py``'s ``reference_views``). Also turns ``eval.channels_last``
+    (``frameworks/transformers.py``'s ``reference_views``); None for a framework whose own
+    test loop is the reference (an adapter's ``reference_video``: mmaction2). Also turns ``eval.channels_last``
     off for a framework without that layout, as ``evaluate`` does."""
     framework = str(cfg.model.get("framework", "pytorchvideo"))
     if not getattr(frameworks.get(framework), "CHANNELS_LAST", True):
         cfg.eval.channels_last = False
+    if getattr(frameworks.get(framework), "reference_video", None) is not None:
+        return None  # its own test loop: bench_own_loop
     if framework == "transformers":
         from functools import partial
 
@@ -591,6 +599,69 @@ def transformers_rows(cfg: DictConfig, run_dir: Path) -> dict:
                  result["harness"]["views_per_s"], result["total_speedup"],
                  100 * result["agreement"]["top5_agree"])
     return out
+
+
+def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torch.device,
+                   videos: list[Video], load_start: float) -> dict:
+    """The harness against a framework's own test loop (its adapter's ``reference_video``:
+    mmaction2's Compose of the config's test_pipeline + ``model.test_step``), on the same
+    videos and weights: seconds, the speed ratio, and whether each video's top-5 is the same.
+    The views must be the config's own (the loop knows no other crops)."""
+    model = build_model(cfg.model, str(cfg.protocol.head))
+    module, spec = model.module.to(device), model.spec
+    clips, crops = int(cfg.views.clips), int(cfg.views.crops)
+    two_d = getattr(getattr(spec, "pipeline", None), "two_d", False)  # clips: its segments
+    views = crops * (1 if two_d else clips)
+    gflops = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
+    log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "
+             "video(s), %dx%d views; load %.2f", model.name, model.weights, device, len(videos),
+             clips, crops, load_start)
+    reference_video(module, cfg.model, videos[0].path, clips if two_d else 1)  # untimed warm-up
+    rows, ref_probs = [], []
+    cpu, start = cpu_seconds(), time.perf_counter()
+    for video in videos:
+        reset_peak_rss()
+        tick = time.perf_counter()
+        data_s, model_s, probs = reference_video(module, cfg.model, video.path, clips)
+        rows.append(video_row(video, views, data_s, model_s, time.perf_counter() - tick))
+        ref_probs.append(probs)
+    reference = {**summarise_reference(rows, gflops),
+                 "others_cpu": others_share(cpu, time.perf_counter() - start)}
+    settings = harness_settings(cfg, device)
+    runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
+                           fuse_rewrites(cfg, device))
+    cpu, start = cpu_seconds(), time.perf_counter()
+    harness, probs = run_harness(runner, videos, len(videos), spec, cfg, device, gflops)
+    harness["others_cpu"] = others_share(cpu, time.perf_counter() - start)
+    matmul = cost.matmul_gmacs_per_s(device, torch.float32, int(cfg.bench.matmul_size))
+    for side in (reference, harness):
+        side["matmul_gmacs_per_s"], side["peak_fraction"] = matmul, side["gmacs_per_s"] / matmul
+    speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
+                for k in ("data", "model", "total")}
+    same_top5 = [r.topk(5).indices.tolist() == o.topk(5).indices.tolist()
+                 for r, o in zip(ref_probs, probs)]
+    meta = {"model": model.name, "device": device.type, "weights": model.weights,
+            "device_name": device_name(device), "load_end": os.getloadavg()[0],
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    ref_settings = {**REFERENCE_SETTINGS, "batch_views": views}
+    result = {**speedups, "model_peak_fraction": harness["peak_fraction"], "model": model.name,
+              "weights": model.weights, "device": device.type, "gflops_per_view": gflops,
+              "reference": {"pipeline": "reference (own loop)", **ref_settings, **reference},
+              "harness": {**settings, **harness},
+              "agreement": {**agreement(ref_probs, probs),
+                            "top5_same": float(sum(same_top5) / len(same_top5))},
+              "rss_check": None, "load_average": {"start": load_start, "end": meta["load_end"]},
+              "versions": versions(), "finished": meta["finished"]}
+    (run_dir / "bench.json").write_text(json.dumps(result, indent=1, default=str))
+    stem = Path(cfg.results_dir) / f"bench-{device.type}"
+    upsert_table(stem, table_row(f"reference ({cfg.protocol.framework})", reference,
+                                 ref_settings, {}, meta), BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE,
+                 BENCH_SHOWN)
+    upsert_table(stem, table_row("harness", harness, settings, speedups, meta), BENCH_KEY,
+                 BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
+    log.info("same top-5 on %d of %d videos; probabilities within %.1e", sum(same_top5),
+             len(same_top5), result["agreement"]["max_abs_prob_diff"])
+    return result
 
 
 def rss_check_in_fresh_process(cfg: DictConfig, videos: list[Video],

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=Path("outputs/protocols"),
                         help="where each protocol's run goes (replaced each time)")
     # torchvision's protocol needs a torchvision model's input (resize_size): not a default.
-    parser.add_argument("--protocols", default="zoo,pytorchvideo,pytorchvideo_main",
+    parser.add_argument("--protocols", default="zoo,pytorchvideo,pytorchvideo_main,mmaction2",
                         type=lambda names: [n for n in names.split(",") if n],
                         help="conf/protocol names, comma-separated; the first is the one the "
                         "others are compared with")

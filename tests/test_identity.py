@@ -41,6 +41,7 @@ def test_the_fingerprint_covers_what_changes_predictions(identity_of, tmp_path):
     base, identity = identity_of()
     assert identity_of()[0] == base  # stable
     assert set(identity["versions"]) == {"torch", "torchvision", "pytorchvideo", "transformers",
+                                         "mmaction2", "mmengine", "mmcv",
                                          "av", "benchmark", "benchmark_source"}
     for override in ["model.output=probs", "eval.batch_views=4", "eval.channels_last=false",
                      "compile=true", "data.decode_timeout_s=5",

@@ -340,7 +340,7 @@ def test_adapter_probabilities_equal_mmaction2_s_test_step(mm, videos, name):
     p = mm.pipeline(cfg)
     path = videos["portrait"]
     video = decode_video(path)
-    views = mm.views(video, p)
+    views = mm.video_views(video, p)
     assert views.shape[0] == p.clips_per_video * p.crops
     probs = mm.probabilities(model, views, views.shape[0], p)
     data = mm.reference_pipeline(cfg)(mm.reference_input(path))

@@ -9,7 +9,12 @@ each other. Each offers the same module-level API (docs/architecture.md, "Adding
 ``apply_head``; optionally ``HEADS`` (its protocol heads, else clips.HEADS), ``resolve_weights``
 (a framework that loads its own checkpoint directories), ``example_views`` and
 ``counted_as`` (another input layout; how its FLOPs are counted: results/cost.py's
-``adapter_flop_counts`` reads both), ``CHANNELS_LAST``, ``OWN_PROTOCOLS_ONLY``, ``MAX_CLIPS`` (timing -> the most clips it takes). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+``adapter_flop_counts`` reads both), ``CHANNELS_LAST``, ``OWN_PROTOCOLS_ONLY``, ``MAX_CLIPS``
+(timing -> the most clips it takes), ``input_spec(model_cfg)`` (a spec that carries its config's
+own test pipeline), ``cut_clips(video, spec, clips, timing, fault)`` (a timing that cuts and
+resizes its clips itself), ``CROPS`` (the crop counts its protocol takes; else
+views.CROP_INDICES's), ``framework_gflops`` and ``reference_video`` (its own FLOP counter and
+test loop). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KNOWN = ("pytorchvideo", "torchvision", "transformers")
+KNOWN = ("pytorchvideo", "torchvision", "transformers", "mmaction2")
 
 
 def get(name: str) -> ModuleType:

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from benchmark.frameworks.common import plain
+from benchmark.frameworks.views import InputSpec, pack_pathways
 
 NAME = "mmaction2"
 TIMINGS = ("mmaction2",)
@@ -126,13 +127,22 @@ def _drn_stand_in(name: str) -> types.ModuleType:
 
 
 def version() -> dict[str, str]:
-    """The framework's versions, for a run's metrics."""
-    mmaction = import_mmaction()
-    import mmcv
-    import mmengine
+    """The framework's versions, for a run's metrics (from the installed packages' metadata:
+    every run records every registered framework's, and importing mmaction2 takes seconds).
+    An optional extra: "not installed" where it is not."""
+    import importlib.metadata
 
-    return {"mmaction2": mmaction.__version__, "mmengine": mmengine.__version__,
-            "mmcv": mmcv.__version__}
+    found = {}
+    for key, dist in (("mmaction2", "mmaction2"), ("mmengine", "mmengine"), ("mmcv", "mmcv-lite"),
+                      ("mmcv", "mmcv")):
+        if key in found:
+            continue
+        try:
+            found[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            if dist != "mmcv-lite":
+                found[key] = "not installed"
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,9 +230,10 @@ def build_architecture(model_cfg) -> nn.Module:
     return MODELS.build(model_dict).eval()
 
 
-def build(model_cfg) -> nn.Module:
+def build(model_cfg, class_names=None) -> nn.Module:
     """The recognizer with the checkpoint ``model.weights`` resolves to (strictly loaded),
-    else random weights with a loud warning."""
+    else random weights with a loud warning. (``class_names``: the registry's argument; an
+    mmaction2 recognizer has its classes in its head.)"""
     path = resolve_weights(model_cfg)  # first: a missing file is refused before any building
     model = build_architecture(model_cfg)
     if path is None:
@@ -343,6 +354,11 @@ class Pipeline:
     input_format: str  # FormatShape: NCTHW (3D) | NCHW (2D: frames as images)
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # How a video's views combine: "softmax" (average_clips='prob': the mean of each view's
+    # softmax) or "logits" (the softmax of the views' mean logits: TSN's AvgConsensus averages
+    # the features of all frames of all crops before its linear classifier, which is the mean
+    # of each view's logits; average_clips='score' ranks as that does).
+    views_mean: str = "softmax"
 
     @property
     def two_d(self) -> bool:
@@ -417,6 +433,10 @@ def pipeline(model_cfg=None, cfg=None) -> Pipeline:
     for key in ("sampler", "short_side", "crop"):
         if key not in values:
             raise ValueError(f"{where}: test_pipeline has no {key} step")
+    head = cfg.model.get("cls_head", {})
+    consensus_over_all = str(head.get("type")) == "TSNHead"  # num_segs = every frame it gets
+    values["views_mean"] = ("logits" if consensus_over_all or head.get("average_clips") == "score"
+                            else "softmax")
     pre = cfg.model.get("data_preprocessor", {})
     values["mean"] = tuple(float(v) for v in pre.get("mean", (0.0, 0.0, 0.0)))
     values["std"] = tuple(float(v) for v in pre.get("std", (1.0, 1.0, 1.0)))
@@ -473,12 +493,19 @@ def _fps(video) -> float | None:
     return float(video.average_fps) if video.average_fps else None
 
 
-def clip_windows(video, spec: Pipeline, clips: int | None = None,
-                 timing: str = "mmaction2") -> list[list[int]]:
+def clip_windows(video, spec, clips: int | None = None, timing: str = "mmaction2",
+                 frame_rate=None, clip_len=None) -> list[list[int]]:
     """Each view's frame indices into ``video.frames``: ``num_clips`` clips of ``clip_len``
-    (3D), or one window of all ``num_clips`` segment frames (2D). ``clips``: another clip count
-    than the config's (None: the config's). Frames are counted and indexed in the decoder's
-    order (``decoder_order``), as mmaction2's decord and PyAV backends index them."""
+    (3D), or one window of all ``num_clips`` segment frames (2D). ``spec``: a ``Pipeline`` or
+    a model's ``Spec`` (``pipeline_of``). ``clips``: another clip count than the config's
+    (None: the config's). Frames are counted and indexed in the decoder's order
+    (``decoder_order``), as mmaction2's decord and PyAV backends index them. (The registry's
+    call passes a clip duration, which says nothing of a config's sampler: the run cuts
+    mmaction2 clips with ``cut_clips``.)"""
+    if not isinstance(spec, (Pipeline, InputSpec)):
+        raise ValueError("protocol.clips=mmaction2: the clips follow a model's test_pipeline; "
+                         "pass its Pipeline or spec, not a clip duration")
+    spec = pipeline_of(spec)
     if timing not in TIMINGS:
         raise ValueError(f"protocol.clips: {timing!r} is not one of {TIMINGS}")
     if clips is not None and clips != spec.clips_per_video:
@@ -576,19 +603,11 @@ def normalise(views: torch.Tensor, p: Pipeline) -> torch.Tensor:
     return (views.float() - mean) / std
 
 
-def views(video, p: Pipeline, clips: int | None = None) -> torch.Tensor:
+def video_views(video, p: Pipeline, clips: int | None = None) -> torch.Tensor:
     """float (views, C, T, crop, crop) of a decoded video under the model's own test pipeline:
-    frames, resize, crops, normalisation."""
+    frames, resize, crops, normalisation (in one go; the run splits it into ``cut_clips`` in a
+    loader worker and ``views`` on the device)."""
     return normalise(uint8_views(video, clip_windows(video, p, clips), p), p)
-
-
-def apply_head(module: nn.Module, head: str) -> bool:
-    """mmaction2's heads pool the whole crop before the classifier (one location), and the
-    config's ``average_clips`` combines views (``probabilities``): nothing to change."""
-    if head not in ("pooled_logits", "average_clips"):
-        raise ValueError(f"protocol.head={head}: mmaction2's recognizers take their config's "
-                         "head (pooled_logits)")
-    return False
 
 
 def rewrites(module: nn.Module, names) -> nn.Module:
@@ -617,6 +636,163 @@ def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int,
         feats, kwargs = module.extract_feat(_inputs(views, videos, p), test_mode=True)
         scores = module.cls_head(feats, **kwargs)
         return module.cls_head.average_clip(scores, num_segs=scores.shape[0] // videos)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry's adapter API (benchmark/frameworks/__init__.py): what the run calls. A view in
+# the run is (C, T, H, W) as everywhere; the recognizer's forward takes a batch of them
+# (``apply_head``). The loader worker cuts the frames and resizes them with OpenCV
+# (``cut_clips``); the device crops and normalises (``views``).
+
+CROPS = {1: "CenterCrop", 3: "ThreeCrop", 10: "TenCrop"}  # views.crops -> mmaction2's crop
+# The recognizers hold rank-4 buffers (the data preprocessor's mean/std) and the 2D models 4D
+# weights, which channels_last_3d refuses: eval.channels_last is off (recorded so).
+CHANNELS_LAST = False
+
+
+@dataclass(frozen=True)
+class Spec(InputSpec):
+    """A model's ``InputSpec`` with its config's test pipeline (``input_spec``): the run passes
+    it to the loader and the views, so that clips and crops follow the config."""
+
+    pipeline: Pipeline | None = None
+
+    @property
+    def views_mean(self) -> str:
+        return self.pipeline.views_mean
+
+
+def input_spec(model_cfg) -> Spec:
+    """The run's spec of an mmaction2 model: ``model.input`` (what tables and FLOPs read)
+    beside the config's test pipeline, which it must agree with (a one-line error naming the
+    key where it does not)."""
+    values = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+              for k, v in plain(model_cfg["input"]).items()}
+    p = pipeline(model_cfg)
+    pairs = (("num_frames", p.frames_per_view), ("side_size", p.short_side),
+             ("crop_size", p.crop_size))
+    for key, want in pairs:
+        if int(values[key]) != want:
+            raise ValueError(f"model.input.{key}={values[key]} but the mmaction2 config's "
+                             f"test_pipeline gives {want} ({_builder(model_cfg)['config']})")
+    for key, have, want in (("mean", values["mean"], p.mean), ("std", values["std"], p.std)):
+        if not np.allclose(np.array(have, dtype=float) * 255, want, atol=1e-3):
+            raise ValueError(f"model.input.{key}={list(have)} is not the config's "
+                             f"data_preprocessor {key} {list(want)} / 255")
+    return Spec(**values, pipeline=p)
+
+
+def default_pipeline(spec) -> Pipeline:
+    """Protocol ``mmaction2`` for a model without an mmaction2 config (the toy SlowFast of
+    ``make protocols``): the SlowFast R50 config's test_pipeline (SampleFrames(clip_len,
+    frame_interval, test_mode=True), Resize(-1, S), ThreeCrop; conf/protocol/mmaction2.yaml) at
+    the model's own ``model.input`` sizes, normalised by its own mean and std."""
+    return Pipeline(sampler="SampleFrames", clip_len=int(spec.num_frames),
+                    frame_interval=int(spec.sampling_rate), num_clips=1, target_fps=None,
+                    out_of_bound="loop", short_side=int(spec.side_size), crop="ThreeCrop",
+                    crop_size=int(spec.crop_size), input_format="NCTHW",
+                    mean=tuple(255.0 * m for m in spec.mean),
+                    std=tuple(255.0 * s for s in spec.std))
+
+
+def pipeline_of(spec) -> Pipeline:
+    """The pipeline a spec carries (an mmaction2 model's), else ``default_pipeline``."""
+    if isinstance(spec, Pipeline):
+        return spec
+    return getattr(spec, "pipeline", None) or default_pipeline(spec)
+
+
+def pts_windows(time_base, start_pts, end_pts, clip_duration, clips, timing) -> None:
+    """None: SampleFrames counts decoded frames (the video is decoded whole)."""
+    return None
+
+
+def cut_clips(video, spec, clips: int, timing: str, fault: str | None = None) -> torch.Tensor:
+    """uint8 (views, C, T, H', W'): each view's frames (``clip_windows``) resized as
+    ``Resize(-1, S)`` does (OpenCV, each distinct frame once), in the loader worker.
+    ``clips``: views.clips: the clips of a 3D model, the segments of a 2D one (all of which
+    form one view; its config's count, which its head expects)."""
+    p = pipeline_of(spec)
+    if p.two_d and clips != p.num_clips:
+        raise ValueError(f"views.clips={clips}: this 2D model's view is its {p.num_clips} "
+                         f"segments; views.clips must be {p.num_clips}")
+    windows = clip_windows(video, p, None if p.two_d else clips, timing)
+    if fault == "clips_from_start":
+        windows = [windows[0]] * len(windows)
+    unique = sorted({i for w in windows for i in w})
+    rgb = video.rgb(unique).numpy()
+    resized = {i: resize(rgb[k], p.short_side) for k, i in enumerate(unique)}
+    out = torch.from_numpy(np.stack([np.stack([resized[i] for i in w]) for w in windows]))
+    out = out.permute(0, 4, 1, 2, 3)  # (views, C, T, H, W)
+    if fault == "reverse_frames":
+        out = out.flip(2)
+    if fault == "bgr":
+        out = out.flip(1)
+    return out
+
+
+def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
+          memory_format: torch.memory_format = torch.contiguous_format,
+          spatial: str | None = None) -> list[torch.Tensor]:
+    """Pathway tensors (clips * crops, C, T, crop, crop), clip-major, from ``cut_clips``'s
+    resized uint8 clips: ``views.crops`` 1, 3 or 10 as CenterCrop, ThreeCrop, TenCrop
+    (``crop_boxes``, mmaction2's order), then (x - mean) / std on the 0-255 values, as
+    ActionDataPreprocessor does; SlowFast's pathways for a pytorchvideo SlowFast."""
+    p = replace(pipeline_of(spec), crop=CROPS[crops])
+    n, c, t, h, w = clips.shape
+    boxes = crop_boxes(h, w, p)
+    if fault == "centre_crop_only":
+        boxes = [((h - p.crop_size) // 2, (w - p.crop_size) // 2, False)] * len(boxes)
+    s = p.crop_size
+    out = torch.empty((n * len(boxes), c, t, s, s), dtype=torch.float32, device=clips.device)
+    for i in range(n):
+        for j, (top, left, flip) in enumerate(boxes):
+            part = clips[i, :, :, top:top + s, left:left + s]
+            out[i * len(boxes) + j].copy_(part.flip(-1) if flip else part)
+    mean = torch.tensor(p.mean, dtype=torch.float32, device=out.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(p.std, dtype=torch.float32, device=out.device).view(1, -1, 1, 1, 1)
+    out.sub_(mean).div_(std)
+    return pack_pathways(out, getattr(spec, "alpha", None))
+
+
+def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]:
+    """(key, message): ThreeCrop needs the crop to span the resized short side."""
+    if crops not in CROPS:
+        return [("views.crops", f"the {protocol.name} protocol takes 1, 3 or 10 crops "
+                                f"(CenterCrop, ThreeCrop, TenCrop), got {crops}")]
+    if crops == 3 and int(model_input.crop_size) != int(model_input.side_size):
+        return [("views.crops", f"3 (ThreeCrop) needs model.input.crop_size = side_size, got "
+                                f"{model_input.crop_size} and {model_input.side_size}: use 1 or 10")]
+    return []
+
+
+def _view_forward(self, *args, **kwargs) -> torch.Tensor:
+    """(B, classes) scores of B views (B, C, T, H, W), each as the recognizer's test path scores
+    one view: ``extract_feat(test_mode=True)`` and the head (a 2D model's view is its T frames
+    as images, which TSN's consensus averages and TSM's groups of ``num_segments`` shift).
+    mmaction2's own keyword calls (``test_step``: inputs=, data_samples=, mode=) go to its
+    forward."""
+    if kwargs:
+        return type(self).forward(self, *args, **kwargs)
+    (views,) = args
+    x = views.transpose(1, 2).contiguous() if self._two_d else views.unsqueeze(1)
+    feats, kwargs = self.extract_feat(x, test_mode=True)
+    return self.cls_head(feats, **kwargs)
+
+
+def apply_head(module: nn.Module, head: str) -> bool:
+    """mmaction2's heads pool the whole crop before the classifier (one location): the run's
+    forward becomes ``_view_forward`` (views in, scores out; parameter names unchanged), and
+    the config's ``average_clips`` combines the views (``Spec.views_mean``)."""
+    if head not in ("pooled_logits", "average_clips"):
+        raise ValueError(f"protocol.head={head}: mmaction2's recognizers take their config's "
+                         "head (pooled_logits)")
+    import_mmaction()
+    from mmaction.models import Recognizer2D
+
+    module._two_d = isinstance(module, Recognizer2D)
+    module.forward = types.MethodType(_view_forward, module)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -659,6 +835,11 @@ def gflops(module: nn.Module, example: torch.Tensor) -> float:
         return analyzer.total() / 1e9
 
 
+def framework_gflops(module: nn.Module, spec) -> float:
+    """``gflops`` of one view at the test crop (``make flops``'s framework column)."""
+    return gflops(module, example(pipeline_of(spec)))
+
+
 def num_params(module: nn.Module) -> int:
     """Parameters of the recognizer (the data preprocessor holds only buffers)."""
     return sum(q.numel() for q in module.parameters())
@@ -680,6 +861,23 @@ def reference_pipeline(model_cfg=None, cfg=None, clips: int | None = None):
             if s["type"] in ("SampleFrames", "UniformSample"):
                 s["num_clips"] = int(clips)
     return Compose(steps)
+
+
+def reference_video(module: nn.Module, model_cfg, path, clips: int | None = None
+                    ) -> tuple[float, float, torch.Tensor]:
+    """(data seconds, model seconds, probabilities) of one video through mmaction2's own test
+    loop: its Compose of the config's test_pipeline (decord), then ``model.test_step`` (the
+    data preprocessor, the recognizer's predict, ``average_clip``); the bench's reference."""
+    import time
+
+    from mmengine.dataset import pseudo_collate
+
+    start = time.perf_counter()
+    data = pseudo_collate([reference_pipeline(model_cfg, clips=clips)(reference_input(path))])
+    mid = time.perf_counter()
+    with torch.no_grad():
+        probs = module.test_step(data)[0].pred_score
+    return mid - start, time.perf_counter() - mid, probs.float().cpu()
 
 
 def reference_input(path) -> dict:

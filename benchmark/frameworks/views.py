@@ -49,6 +49,12 @@ class InputSpec:
         # Fraction of the rate: torchvision's MViT runs at 7.5 fps.
         return Fraction(self.num_frames * self.sampling_rate) / Fraction(self.frames_per_second)
 
+    @property
+    def views_mean(self) -> str:
+        """How a video's views combine: ``softmax`` (the mean of their softmax) or ``logits``
+        (the softmax of their mean logits: mmaction2's TSN, whose spec says so)."""
+        return "softmax"
+
     def example(self, batch: int = 1) -> list[torch.Tensor]:
         """A random input batch of the model's test shape (for FLOPs and timing)."""
         fast = torch.randn(batch, 3, self.num_frames, self.crop_size, self.crop_size)
@@ -79,7 +85,11 @@ def cut_clips(video: DecodedVideo, spec: InputSpec, windows: list[list[int]]) ->
 def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                  fault: str | None = None) -> torch.Tensor:
     """uint8 (clips, C, num_frames, H, W): each clip's frames as the protocol's ``clips``
-    timing picks them (clips.py), temporally subsampled."""
+    timing picks them (clips.py), temporally subsampled; a timing's adapter with ``cut_clips``
+    cuts them itself (mmaction2: its config's sampler and resize, resized frames)."""
+    own = getattr(frameworks.owner("TIMINGS", timing), "cut_clips", None)
+    if own is not None:
+        return own(video, spec, clips, timing, fault)
     windows = clip_windows(video, spec.clip_duration, clips, timing,
                            frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
     if fault == "clips_from_start":

@@ -89,8 +89,9 @@ EVAL_NOTE = (
 )
 FLOPS_COLUMNS = [
     "model", "input", "views", "gflops", "gflops_with_norm", "gmacs_flop_counter", "gflops_sdpa",
-    "published_gflops", "gflops_delta", "gflops_with_norm_delta", "flops_match", "params_m",
-    "published_params_m", "params_delta", "params", "published_params", "params_match", "source",
+    "gflops_framework", "published_gflops", "gflops_delta", "gflops_with_norm_delta",
+    "flops_match", "params_m", "published_params_m", "params_delta", "params", "published_params",
+    "params_match", "published_top1", "published_top5", "source",
 ]
 
 
@@ -179,6 +180,7 @@ FLOPS_SHOWN = [
     ("GFLOPs conv + linear (delta)", cell("{gflops}", "({gflops_delta})", sep=" ")),
     ("GFLOPs with norm (delta)", cell("{gflops_with_norm}", "({gflops_with_norm_delta})", sep=" ")),
     ("GFLOPs SDPA, attention not counted", "gflops_sdpa"),
+    ("GFLOPs framework's counter", "gflops_framework"),
     ("published GFLOPs", "published_gflops"),
     ("GFLOPs match", "flops_match"),
     ("params M (delta)", cell("{params_m}", "({params_delta})", sep=" ")),
@@ -699,30 +701,50 @@ def flops_row(name: str, spec, views: str, counts: dict, params_m: float,
     sdpa = None if sdpa is None else round(sdpa, 2)
     params = round(params_m, 2)
     exact = counts.get("params")
+    # A framework's own counter where its published figures come from it (mmaction2's
+    # get_flops.py: mmengine's counter on extract_feat); None for the others.
+    own = counts.get("gflops_framework")
+    own = None if own is None else round(own, 2)
     pub_g, pub_p, pub_n = (published.get("gflops"), published.get("params_m"),
                            published.get("num_params"))
+    digits = _digits(pub_g)
     matches = [label for value, label in ((gflops, "conv + linear"),
                                           (with_norm, "with norm layers"),
-                                          (macs, "flop_counter MACs"))
-               if pub_g is not None and value == round(pub_g, 2)]
+                                          (macs, "flop_counter MACs"),
+                                          (own, "framework's counter"))
+               if pub_g is not None and value is not None
+               and round(value, digits) == round(pub_g, digits)]
     match = "" if pub_g is None else ("yes: " + ", ".join(matches) if matches else "no")
     if pub_n is not None and exact is not None:
         params_match = "yes (exact)" if exact == pub_n else "no"
     else:
-        params_match = "" if pub_p is None else ("yes" if params == round(pub_p, 2) else "no")
+        params_match = "" if pub_p is None else (
+            "yes" if round(params, _digits(pub_p)) == round(pub_p, 2) else "no")
     frames = f"{spec.num_frames}x{spec.crop_size}x{spec.crop_size}"
     if spec.alpha:
         frames += f" (slow {spec.num_frames // spec.alpha})"
     return {
         "model": name, "input": frames, "views": views,
         "gflops": gflops, "gflops_with_norm": with_norm, "gmacs_flop_counter": macs,
-        "gflops_sdpa": sdpa, "published_gflops": pub_g,
+        "gflops_sdpa": sdpa, "gflops_framework": own, "published_gflops": pub_g,
         "gflops_delta": _delta(gflops, pub_g), "gflops_with_norm_delta": _delta(with_norm, pub_g),
         "flops_match": match, "params_m": params, "published_params_m": pub_p,
         "params_delta": _delta(params, pub_p), "params": exact, "published_params": pub_n,
         "params_match": params_match,
+        "published_top1": published.get("top1"), "published_top5": published.get("top5"),
         "source": published.get("source", "pytorchvideo model zoo" if published else ""),
     }
+
+
+def _digits(published) -> int:
+    """The decimals a published figure gives, at most 2: a metafile's 36.3 or 88 (88.0 in its
+    YAML) is matched to its own digits, the zoo's 65.71 to two."""
+    if published is None:
+        return 2
+    value = float(published)
+    if value == int(value):
+        return 0
+    return min(2, len(repr(value).split(".")[1]))
 
 
 def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataFrame:
@@ -751,7 +773,12 @@ def write_flops_table(rows: list[dict], stem: Path, extra: str = "") -> pd.DataF
         "matmuls): conv + linear is counted under eager attention (the matmuls included), "
         "`GFLOPs SDPA` as fvcore counts the run's SDPA attention (the matmuls hidden); X-CLIP "
         "per view, its 400 class prompts' text encoded once per run, not counted; its params are "
-        "the whole XCLIPModel. flops.csv holds every column.\n\n"
+        "the whole XCLIPModel. The mmaction2 models (mm_*; published: their metafiles, top-1 "
+        "and top-5 in flops.csv): `GFLOPs framework's counter` is mmaction2's get_flops.py "
+        "convention (mmengine's counter on extract_feat: the backbone, no head) at the test "
+        "crop, the resolution the metafiles' figures were measured at (SlowFast R50 4x16's 36.3 "
+        "and I3D's 43.5 at 256 px although the metafiles say 224x224); a 2D model's view is its "
+        "segments (TSN 25, TSM 8 frames). flops.csv holds every column.\n\n"
         f"Rows: every model config given, measured by `make flops` (python -m benchmark.flops), "
         f"random weights, torch {torch.__version__}, "
         f"fvcore {fvcore.__version__}, "

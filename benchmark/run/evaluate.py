@@ -181,8 +181,6 @@ def check_settings(cfg: DictConfig) -> None:
     min_coverage = OmegaConf.select(cfg, "report.min_coverage", default=0)  # nor report
     checks = [
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
-        (cfg.views.crops in CROP_INDICES, "views.crops",
-         f"must be 1, 2 or 3 (UniformCropVideo's aug_index), got {cfg.views.crops}"),
         (cfg.views.get("fault") in (None, *FAULTS), "views.fault",
          f"must be null or one of {', '.join(FAULTS)}, got {cfg.views.get('fault')}"),
         (spec.crop_size <= spec.side_size, "model.input.crop_size",
@@ -216,6 +214,10 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
+    if not hasattr(frameworks.get(protocol.framework), "CROPS") and \
+            cfg.views.crops not in CROP_INDICES:  # a framework with CROPS checks its own
+        raise SettingsError(f"views.crops: must be 1, 2 or 3 (UniformCropVideo's aug_index), "
+                            f"got {cfg.views.crops}")
     for key, message in frameworks.get(protocol.framework).setting_problems(
             protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
@@ -273,7 +275,8 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             stopwatch: Stopwatch | None = None,
             spatial: str = "uniform_crop",
             finished: list | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
-    """Each video's mean softmax over its clips x crops views, in the order the videos come.
+    """Each video's mean softmax over its clips x crops views (the softmax of their mean logits
+    where ``spec.views_mean`` says so: mmaction2's TSN), in the order the videos come.
 
     ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
     as the reference builds them (autocast casts them at the first layer), in the model's
@@ -287,6 +290,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     (``finished_means``); a video stays in it until the caller asks for the next one.
     """
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    logits_mean = spec.views_mean == "logits"  # the softmax of the mean logits (spec.views_mean)
     clips_per_build = max(1, -(-batch_views // crops))
     timed = stopwatch or (lambda name: contextlib.nullcontext())
     pending: list[tuple[list[torch.Tensor], Hashable]] = []  # built views not yet run, per video
@@ -315,13 +319,15 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
         batch = [p[0] if len(parts) == 1 else torch.cat(p).contiguous(memory_format=layout)
                  for p in zip(*parts)]
         with timed("model"), autocast(device, precision):
-            probs = model(batch).float().softmax(dim=-1)  # a fresh list: the model mutates it
+            probs = model(batch).float()  # a fresh list: the model mutates it
+            probs = probs if logits_mean else probs.softmax(dim=-1)
         for (key, n), share in zip(owners, probs.split([n for _, n in owners])):
             sums[key] = share.sum(dim=0) + sums.get(key, 0)
             left[key] -= n
             if not left[key]:
                 del left[key]
-                mean = (sums.pop(key) / total.pop(key)).to("cpu", non_blocking=True)
+                mean = sums.pop(key) / total.pop(key)
+                mean = (mean.softmax(dim=-1) if logits_mean else mean).to("cpu", non_blocking=True)
                 copied = None
                 if device.type == "cuda":
                     copied = torch.cuda.Event()

@@ -276,7 +276,10 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
 
 
 def _dir_sha256(path: Path) -> str:
-    """One digest of a checkpoint directory: every file's name and content, in name order."""
+    """One digest of a checkpoint directory: every file's name and content, in name order (a
+    checkpoint file: its content's)."""
+    if path.is_file():
+        return _sha256(path)
     digest = hashlib.sha256()
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(path)).encode() + b"\0" + _sha256(file).encode())
@@ -305,8 +308,9 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
     ``resolve_weights``'s answer, from another rank), and pool its head's output locations as
     the protocol's ``head`` says (the model's framework's ``apply_head``). ``class_names``: the
     data set's, for a model that classifies by their text (X-CLIP)."""
-    spec = input_spec(cfg)
     adapter = framework_of(cfg)
+    # A framework whose configs carry their own test pipeline gives a spec holding it.
+    spec = _asked(getattr(adapter, "input_spec", input_spec), cfg)
     if hasattr(adapter, "resolve_weights"):
         path, label = resolved if resolved is not None else resolve_weights(cfg)
         module, label, digest = _build_own(adapter, cfg, path, label, class_names)

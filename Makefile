@@ -46,7 +46,7 @@ eval-r101: install
 	$(PY) -m benchmark.eval model=slowfast_r101 $(DATA) $(ARGS)
 
 # The layers' import contracts first (pyproject [tool.importlinter], docs/architecture.md).
-# Tiny models and generated or shared test videos: under 8 minutes on 2 cores.
+# Tiny models and generated or shared test videos; the full-size work is make test-slow's.
 test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"

@@ -62,12 +62,17 @@ def test_the_committed_baseline_shows_that_the_views_matter():
     assert weights.stat().st_size < 5e6 and recipe["config"]["seed"] is not None
 
 
-def test_the_check_passes_on_the_committed_model(tmp_path):
-    result = regression("--run-dir", str(tmp_path / "run"))
+# The cost part builds slowfast_r50 and r101 full size: make test-slow (and CI's make regression).
+@pytest.mark.parametrize("cost", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_the_check_passes_on_the_committed_model(tmp_path, accuracy_baseline, cost):
+    baseline = [] if cost else ["--baseline", str(accuracy_baseline)]
+    result = regression(*baseline, "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "regression check passed" in result.stdout and "the answers of 48 videos" in result.stdout
-    for check in ("top1", "class growing", "slowfast_r50 gflops", "slowfast_r101 params"):
+    costs = ("slowfast_r50 gflops", "slowfast_r101 params")
+    for check in ("top1", "class growing", *(costs if cost else ())):
         assert f"| {check} " in result.stdout
+    assert cost or not any(f"| {check} " in result.stdout for check in costs)
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,8 @@ def loader_overrides(root: Path, run_dir: Path, *extra):
     return ["model=slowfast_tiny", "model.num_classes=4", "model.weights=random",
             "data=kinetics400", f"data.csv={root / 'validate.csv'}", f"data.root={root}",
             f"data.class_names={root / 'kinetics_classnames.json'}", "device=cpu",
-            "views.clips=2", "eval.batch_views=1", "cost.flops=false", "cost.throughput_iters=0",
+            "views.clips=2", "views.crops=1", "eval.batch_views=1", "cost.flops=false",
+            "cost.throughput_iters=0",
             f"results_dir={run_dir.parent / 'results'}", f"hydra.run.dir={run_dir}",
             f"eval.resume_search=[{run_dir.parent}/*]", *extra]
 

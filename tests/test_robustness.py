@@ -199,7 +199,7 @@ def many_videos(tmp_path_factory) -> Path:
 def kill_overrides(root: Path, run_dir: Path, *extra):
     return ["model=slowfast_tiny", "model.num_classes=4", "model.weights=random", "data=kinetics400",
             f"data.csv={root / 'validate.csv'}", f"data.root={root}",
-            f"data.class_names={root / 'kinetics_classnames.json'}", "device=cpu",
+            f"data.class_names={root / 'kinetics_classnames.json'}", "device=cpu", "views=5x1",
             "eval.batch_views=1", "eval.flush_every=2", "cost.flops=false",
             "cost.throughput_iters=0", f"results_dir={run_dir.parent / 'results'}",
             f"hydra.run.dir={run_dir}", f"eval.resume_search=[{run_dir.parent}/*]", *extra]

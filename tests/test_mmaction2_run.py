@@ -18,6 +18,7 @@ from conftest import REPO, compose_eval, run_eval  # noqa: F401
 
 pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction extra)")
 
+from benchmark.run.device import prepare_model  # noqa: E402
 from benchmark.run.evaluate import SettingsError, check_settings, predict  # noqa: E402
 from benchmark.run.models import build_model  # noqa: E402
 
@@ -97,6 +98,12 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     other = (per_view.softmax(-1).mean(0) if model.spec.views_mean == "logits"
              else per_view.mean(0).softmax(-1))
     assert (other - want).abs().max() > 1e-3  # the combination matters here
+    # eval.channels_last (on by default): NDHWC views and 5-D weights, rank-4 buffers left be.
+    runner = prepare_model(model.module, torch.device("cpu"), channels_last=True, compile=False)
+    ((_, fast),) = list(predict(runner, [("v", clips)], model.spec, p.crops, 3,
+                                torch.device("cpu"), "fp32", channels_last=True,
+                                spatial="mmaction2"))
+    assert torch.allclose(fast, want, atol=1e-5), (fast - want).abs().max()
 
 
 def test_settings_name_the_key_for_crops_and_segments_the_config_cannot_take(mm, tmp_path):

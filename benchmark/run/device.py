@@ -60,13 +60,24 @@ def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: 
     """
     module = fuse_module.plain_conv_args(module.to(device).eval())  # torch.compile: no breaks
     if channels_last:
-        module = module.to(memory_format=torch.channels_last_3d)
+        module = channels_last_3d(module)
     runner = fuse_module.fused(module, fuse) if fuse else module
     if fuse and channels_last:  # folded weights are new tensors
-        runner = runner.to(memory_format=torch.channels_last_3d)
+        runner = channels_last_3d(runner)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed view shapes: time cuDNN's algorithms once
     return torch.compile(runner) if compile else runner
+
+
+def channels_last_3d(module: torch.nn.Module) -> torch.nn.Module:
+    """``module``'s 5-D weights and buffers channels-last (NDHWC), in place. What
+    ``Module.to(memory_format=channels_last_3d)`` does to a 3D CNN, except that it leaves other
+    ranks as they are where ``to`` refuses them (mmaction2's recognizers hold their data
+    preprocessor's rank-4 mean and std; its 2D models 4-D weights)."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.dim() == 5:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+    return module
 
 
 def set_tf32(device: torch.device, enabled: bool) -> bool:

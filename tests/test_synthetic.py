@@ -76,3 +76,26 @@ def test_a_set_is_written_in_the_kinetics_layout_and_cached(tmp_path):
     ensure_action_set(tmp_path / "set", ActionSetSpec(**{**spec.__dict__, "seed": 5}))
     assert manifest.videos[0].path.read_bytes() != first
     assert json.loads((tmp_path / "set" / "spec.json").read_text())["seed"] == 5
+
+
+def test_runs_starting_together_generate_a_set_once_and_none_loses_it(tmp_path):
+    """Two processes asking for the same set on a fresh machine (a sweep's jobs, test workers):
+    one generates, the other waits and reads it; before the lock the second deleted the first
+    one's finished set (and its files under any reader) to put its own in place."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "set"
+    code = ("import sys, time; from pathlib import Path; "
+            "from benchmark.data.synthetic import ActionSetSpec, ensure_action_set; "
+            "root = Path(sys.argv[1]); csv = ensure_action_set(root, ActionSetSpec("
+            "videos_per_class=4, classes=4, seconds=2.0, width=64, height=48)); "
+            "first = root.stat().st_ino; time.sleep(1.5); "
+            "print(first, root.stat().st_ino, len(csv.read_text().splitlines()))")
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=120)[0].split() for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    ino = str(root.stat().st_ino)
+    assert outs[0] == outs[1] == [ino, ino, "17"]  # one set, never replaced under a reader
+    assert not list(tmp_path.glob(".generating-*"))

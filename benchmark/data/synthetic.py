@@ -21,6 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from benchmark.data.files import file_lock
+
 ACTIONS = (
     "moving left",
     "moving right",
@@ -183,9 +185,24 @@ def ensure_action_set(root: Path, spec: ActionSetSpec) -> Path:
     """
     root = Path(root)
     csv_path = root / f"{spec.split}.csv"
-    stamp = root / "spec.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == _stamp(spec) and csv_path.exists():
+    if _complete(root, spec):
         return csv_path
+    # Two runs starting together on a fresh machine (a sweep, test workers) generate it once: the
+    # second waits and finds it done, instead of deleting the first one's set under its reader.
+    with file_lock(root):
+        if _complete(root, spec):
+            return csv_path
+        return _generate(root, spec, csv_path)
+
+
+def _complete(root: Path, spec: ActionSetSpec) -> bool:
+    stamp = root / "spec.json"
+    return (stamp.exists() and json.loads(stamp.read_text()) == _stamp(spec)
+            and (root / f"{spec.split}.csv").exists())
+
+
+def _generate(root: Path, spec: ActionSetSpec, csv_path: Path) -> Path:
+    stamp = root / "spec.json"
     if not 1 <= spec.classes <= len(ACTIONS):
         raise ValueError(f"synthetic.classes must be in 1..{len(ACTIONS)}, got {spec.classes}")
     root.parent.mkdir(parents=True, exist_ok=True)

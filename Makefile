@@ -57,7 +57,7 @@ eval-r101: install
 # Tiny models and generated or shared test videos; the full-size work is make test-slow's.
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The tests marked slow: full-size models (slowfast_r50/r101, the nine mmaction2 configs built,
 # their FLOPs), mmaction2's own pipeline for the five configs make test proves on fewer videos,

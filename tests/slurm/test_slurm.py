@@ -88,7 +88,9 @@ def test_a_two_task_job_equals_one_process(tmp_path, common):
     a = pd.read_parquet(tmp_path / "one" / "predictions.parquet")
     b = pd.read_parquet(tmp_path / "sweep" / "0" / "predictions.parquet")
     assert a.video_id.tolist() == b.video_id.tolist() and len(b) == 4 and b.video_id.is_unique
-    assert np.abs(np.stack(a.probs) - np.stack(b.probs)).max() == 0
+    # Two tasks run with one core each, the single process with both: oneDNN may sum in another
+    # order (3e-8 seen once), so the torchrun test's tolerance (tests/test_distributed.py).
+    np.testing.assert_allclose(np.stack(a.probs), np.stack(b.probs), atol=1e-6)
     metrics = json.loads((tmp_path / "sweep" / "0" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["videos_evaluated"] == 4
     # Both tasks evaluated their share: each wrote parts into the one run dir.

@@ -25,10 +25,10 @@ import importlib.metadata
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import torch
 
-from benchmark.data.decode import DecodedVideo, DecodeError, decode_video, stream_timing
+from benchmark.data.decode import (DecodedVideo, DecodeError, decode_video, open_video,
+                                   stream_timing)
 
 BACKENDS = ("pyav", "torchcodec", "decord")
 CHUNK = 64  # frames per decord call
@@ -76,15 +76,9 @@ def decode(path: str | Path, backend: str = "pyav", threads: int = 0) -> Decoded
 
 
 def _header(path: str | Path):
-    """The first video stream's header fields (PyAV; nothing is decoded)."""
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise DecodeError(f"cannot open as a video: {err}") from None
-    with container:
-        if not container.streams.video:
-            raise DecodeError("no video stream in the file")
-        stream = container.streams.video[0]
+    """The first video stream's header fields (PyAV, opened as decode.py opens it for a run;
+    nothing is decoded)."""
+    with open_video(path) as (stream, _, _):
         rate = stream.average_rate
         return (stream_timing(stream, None), stream.duration is not None,
                 float(rate) if rate else None, stream.frames)

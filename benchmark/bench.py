@@ -37,6 +37,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -350,9 +351,11 @@ def agreement(reference: list[torch.Tensor], harness: list[torch.Tensor]) -> dic
     k = min(5, ref.shape[1])
     same_top5 = [set(a.tolist()) == set(b.tolist())
                  for a, b in zip(ref.topk(k, dim=1).indices, ours.topk(k, dim=1).indices)]
+    same_order = (ref.topk(k, dim=1).indices == ours.topk(k, dim=1).indices).all(dim=1)
     return {"max_abs_prob_diff": float((ref - ours).abs().max()),
             "top1_agree": float((ref.argmax(1) == ours.argmax(1)).float().mean()),
-            "top5_agree": sum(same_top5) / len(same_top5)}
+            "top5_agree": sum(same_top5) / len(same_top5),
+            "top5_same": float(same_order.float().mean())}  # the same top-5, in order
 
 
 def table_row(name: str, summary: dict, settings: dict, speedups: dict, meta: dict) -> dict:
@@ -534,18 +537,14 @@ def card_pipeline(cfg: DictConfig):
     (``frameworks/transformers.py``'s ``reference_views``); None for a framework whose own
     test loop is the reference (an adapter's ``reference_video``: mmaction2). Also turns ``eval.channels_last``
     off for a framework without that layout, as ``evaluate`` does."""
-    framework = str(cfg.model.get("framework", "pytorchvideo"))
-    if not getattr(frameworks.get(framework), "CHANNELS_LAST", True):
+    adapter = frameworks.get(str(cfg.model.get("framework", "pytorchvideo")))
+    if not getattr(adapter, "CHANNELS_LAST", True):
         cfg.eval.channels_last = False
-    if getattr(frameworks.get(framework), "reference_video", None) is not None:
+    if getattr(adapter, "reference_video", None) is not None:
         return None  # its own test loop: bench_own_loop
-    if framework == "transformers":
-        from functools import partial
-
-        from benchmark.frameworks import transformers as hf
-
-        return partial(hf.reference_views, model_cfg=cfg.model, timing=str(cfg.protocol.clips),
-                       spatial=str(cfg.protocol.spatial))
+    if getattr(adapter, "reference_views", None) is not None:  # transformers' card pipeline
+        return partial(adapter.reference_views, model_cfg=cfg.model,
+                       timing=str(cfg.protocol.clips), spatial=str(cfg.protocol.spatial))
     if cfg.protocol.name != "pytorchvideo":
         raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
                             f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
@@ -612,7 +611,8 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
     two_d = getattr(getattr(spec, "pipeline", None), "two_d", False)  # clips: its segments
     views = crops * (1 if two_d else clips)
-    gflops = cost.gflops_per_view(module, [x.to(device) for x in spec.example(1)])
+    gflops = cost.adapter_flop_counts(frameworks.get(str(cfg.model.framework)), module, spec,
+                                      device)["gflops"]
     log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "
              "video(s), %dx%d views; load %.2f", model.name, model.weights, device, len(videos),
              clips, crops, load_start)
@@ -638,8 +638,6 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
         side["matmul_gmacs_per_s"], side["peak_fraction"] = matmul, side["gmacs_per_s"] / matmul
     speedups = {f"{k}_speedup": reference[f"{k}_s"] / harness[f"{k}_s"]
                 for k in ("data", "model", "total")}
-    same_top5 = [r.topk(5).indices.tolist() == o.topk(5).indices.tolist()
-                 for r, o in zip(ref_probs, probs)]
     meta = {"model": model.name, "device": device.type, "weights": model.weights,
             "device_name": device_name(device), "load_end": os.getloadavg()[0],
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -648,8 +646,7 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
               "weights": model.weights, "device": device.type, "gflops_per_view": gflops,
               "reference": {"pipeline": "reference (own loop)", **ref_settings, **reference},
               "harness": {**settings, **harness},
-              "agreement": {**agreement(ref_probs, probs),
-                            "top5_same": float(sum(same_top5) / len(same_top5))},
+              "agreement": agreement(ref_probs, probs),
               "rss_check": None, "load_average": {"start": load_start, "end": meta["load_end"]},
               "versions": versions(), "finished": meta["finished"]}
     (run_dir / "bench.json").write_text(json.dumps(result, indent=1, default=str))
@@ -659,8 +656,9 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
                  BENCH_SHOWN)
     upsert_table(stem, table_row("harness", harness, settings, speedups, meta), BENCH_KEY,
                  BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
-    log.info("same top-5 on %d of %d videos; probabilities within %.1e", sum(same_top5),
-             len(same_top5), result["agreement"]["max_abs_prob_diff"])
+    log.info("the same top-5 in order on %.0f%% of %d videos; probabilities within %.1e",
+             100 * result["agreement"]["top5_same"], len(videos),
+             result["agreement"]["max_abs_prob_diff"])
     return result
 
 

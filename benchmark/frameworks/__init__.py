@@ -13,8 +13,8 @@ each other. Each offers the same module-level API (docs/architecture.md, "Adding
 (timing -> the most clips it takes), ``input_spec(model_cfg)`` (a spec that carries its config's
 own test pipeline), ``cut_clips(video, spec, clips, timing, fault)`` (a timing that cuts and
 resizes its clips itself), ``CROPS`` (the crop counts its protocol takes; else
-views.CROP_INDICES's), ``framework_gflops`` and ``reference_video`` (its own FLOP counter and
-test loop). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
+views.CROP_INDICES's), ``framework_gflops``, ``reference_video`` and ``reference_views`` (its own FLOP counter,
+test loop, card pipeline). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
 

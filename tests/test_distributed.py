@@ -119,3 +119,23 @@ def test_ranks_with_different_fingerprints_stop_the_run(kinetics_run, tmp_path):
         assert ("error: ranks disagree on the run's fingerprint: rank 1 differs from rank 0 in "
                 "run (every rank") in output, output[-2000:]
     assert not (tmp_path / "two" / "parts").exists()
+
+
+def test_a_refusal_on_rank_0_stops_every_rank_with_its_line(kinetics_run, tmp_path):
+    """The run dir belongs to a live run (its run.lock held, here by the test): rank 0 refuses,
+    and rank 1, which never looks at the lock, stops with rank 0's one line instead of waiting
+    in its next collective (before: gloo's "Connection closed by peer" traceback; NCCL waits)."""
+    from filelock import FileLock
+
+    _, overrides, _ = kinetics_run
+    common = [o for o in overrides if not o.startswith(("results_dir=", "hydra.run.dir="))]
+    run_dir = tmp_path / "live"
+    run_dir.mkdir()
+    common += ["data.workers=0", "cost.flops=false", "cost.throughput_iters=0",
+               f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={run_dir}"]
+    with FileLock(str(run_dir / "run.lock"), timeout=0):
+        results = launch_ranks(tmp_path, [(common, {}), (common, {})])
+    for code, output in results:
+        assert code != 0 and "Connection closed" not in output, output[-2000:]
+        assert f"error: {run_dir} belongs to a live run" in output, output[-2000:]
+    assert not (run_dir / "parts").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -71,6 +72,32 @@ def broadcast(obj, ranks: Ranks):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def from_main(work, ranks: Ranks):
+    """``work()`` on rank 0 only, its result on every rank. What it raises is raised on every
+    rank: a refusal there (a live run in the run dir, a bad table, weights that cannot be
+    found) stops the job with rank 0's one line on each rank, where the others would otherwise
+    wait in their next collective (NCCL: until the process group's timeout) or die with gloo's
+    "connection closed by peer" traceback."""
+    if ranks.world == 1:
+        return work()
+    result, error = None, None
+    if ranks.is_main:
+        try:
+            result = work()
+        except Exception as err:  # noqa: BLE001 - every rank raises it below
+            error = err
+            try:
+                pickle.dumps(err)
+            except Exception:  # noqa: BLE001 - an exception that cannot travel: its words do
+                error = RuntimeError(f"{type(err).__name__}: {err}")
+    result, shared = broadcast((result, error), ranks)
+    if error is not None:
+        raise error  # rank 0: the original, with its traceback
+    if shared is not None:
+        raise shared
+    return result
 
 
 def gather(obj, ranks: Ranks) -> list | None:

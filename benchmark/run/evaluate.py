@@ -511,14 +511,16 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     results_dir = tables_dir(cfg)
-    if ranks.is_main:
+    def claim_run_dir() -> None:
         held.enter_context(run_lock(run_dir))  # a live run there: refused at once
         check_eval_table(results_dir)  # before any work, not after the whole run
+
+    distributed.from_main(claim_run_dir, ranks)  # rank 0's refusal stops every rank
     manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes),
                             offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
-    resolved = distributed.broadcast(resolve_weights(cfg.model) if ranks.is_main else None, ranks)
+    resolved = distributed.from_main(lambda: resolve_weights(cfg.model), ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
     model = build_model(cfg.model, protocol.head, resolved, manifest.class_names)
@@ -531,22 +533,25 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
-    if ranks.is_main:
+    def check_room() -> None:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
         check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)
         check_writable(results_dir)
+
+    distributed.from_main(check_room, ranks)
 
     batch_views = batch_views_for(cfg.eval.batch_views, device.type)
     identity = run_identity(cfg, model, manifest, device, batch_views, tf32)
     check_ranks_agree(identity, ranks)
     store = RunStore(run_dir, identity,
                      int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
-    done: set[str] = set()
-    if ranks.is_main and cfg.resume:
-        done = store.resume(list(cfg.eval.resume_search), str(cfg.live_run))
-    elif ranks.is_main:
+    def videos_done() -> set[str]:
+        if cfg.resume:
+            return store.resume(list(cfg.eval.resume_search), str(cfg.live_run))
         store.start_fresh()
-    done = distributed.broadcast(done, ranks)
+        return set()
+
+    done: set[str] = distributed.from_main(videos_done, ranks)
     todo = [i for i, v in enumerate(manifest.videos) if v.video_id not in done]
     if store.resumed_from is not None:
         log.info("resuming %s: %d of %d videos already done, %d to go", store.resumed_from,

@@ -260,7 +260,7 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     views; ``data_wait_fraction`` is the share of the wall time the model loop waited for the
     loader (on a GPU: time the device had nothing to do).
     """
-    clips, crops = int(cfg.views.clips), int(cfg.views.crops)
+    crops = int(cfg.views.crops)
     batch_views = batch_views_for(cfg.eval.batch_views, device.type)
     order = [i % len(videos) for i in range(count)]
     loader = video_loader(videos, [0, *order], spec, cfg, device)
@@ -278,11 +278,11 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
         pass
     warmup_s = clock(device) - start
 
-    decode_s, waited = [], 0.0
+    decode_s, waited, views = [], 0.0, 0
     rss: list[dict] = []  # memory after the first and the last video
 
     def loaded():
-        nonlocal waited
+        nonlocal waited, views
         for position in range(count):
             tick = time.perf_counter()
             item = next(items)
@@ -290,6 +290,7 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
             if item.failure is not None:
                 raise RuntimeError(f"{videos[item.index].path}: {item.failure}")
             decode_s.append(item.seconds)
+            views += item.clips.shape[0] * crops  # a 2D model's segments are one clip
             yield position, item.clips
 
     stopwatch = Stopwatch(device)
@@ -304,7 +305,6 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
             rss.append({"video": position + 1, "rss_mb": tree_rss_mb()})
     wall = time.perf_counter() - start
     seconds = stopwatch.totals()
-    views = count * clips * crops
     summary = summarise(count, views, sum(decode_s) + seconds["views"], seconds["model"], wall,
                         gflops)
     summary.update({

@@ -171,3 +171,23 @@ def test_bench_transformers_rows_follow_the_main_rows(bench_run):
     table = pd.read_csv(tmp / "results" / "bench-cpu.csv")
     assert sorted(table[table.model == "videomae_base_k400"].pipeline) == ["harness", "reference"]
     assert "videomae_base_k400: card pipeline" in result.stdout
+
+
+@pytest.mark.slow
+def test_bench_row_against_mmaction2_s_own_loop_counts_a_2d_model_s_views(tmp_path):
+    """The row against mmaction2's own test loop (its Compose of the config's test_pipeline with
+    decord, then ``model.test_step``) on TSM, 8 segments x TenCrop (a ResNet-18 backbone for
+    speed): the same top-5 on both sides, and a 2D model's view is one crop's 8 segments, so
+    both sides count 10 views a video (the harness counted clips x crops = 80 before)."""
+    pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction extra)")
+    bench(tmp_path, "model=mm_tsm_r50", "model.weights=random", "bench.videos=1",
+          "+model.builder.overrides={model.backbone.depth:18,model.cls_head.in_channels:512}",
+          "bench.rss_videos=0", "bench.compare_fuse=false", "bench.transformers=[]",
+          "precision=fp32", "device=cpu", "bench.matmul_size=256", base=[])
+    result = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert result["reference"]["pipeline"] == "reference (own loop)"
+    assert result["reference"]["views_per_video"] == result["harness"]["views_per_video"] == 10
+    assert result["agreement"]["top5_same"] == 1.0
+    assert result["agreement"]["max_abs_prob_diff"] < 1e-5
+    rows = pd.read_csv(tmp_path / "results" / "bench-cpu.csv")
+    assert set(rows.pipeline) == {"reference (mmaction2)", "harness"}

@@ -100,10 +100,17 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     assert (other - want).abs().max() > 1e-3  # the combination matters here
     # eval.channels_last (on by default): NDHWC views and 5-D weights, rank-4 buffers left be.
     runner = prepare_model(model.module, torch.device("cpu"), channels_last=True, compile=False)
+    stem = next(m for m in runner.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
+    layouts = []
+    stem.register_forward_hook(lambda m, args, out: layouts.append(args[0].is_contiguous(
+        memory_format=torch.channels_last if p.two_d else torch.channels_last_3d)))
     ((_, fast),) = list(predict(runner, [("v", clips)], model.spec, p.crops, 3,
                                 torch.device("cpu"), "fp32", channels_last=True,
                                 spatial="mmaction2"))
     assert torch.allclose(fast, want, atol=1e-5), (fast - want).abs().max()
+    # the stem sees channels-last input (before: NCDHW views, converted in every convolution);
+    # a 2D model's frames as NHWC images, not copied back to NCHW
+    assert layouts and all(layouts), layouts
 
 
 def test_settings_name_the_key_for_crops_and_segments_the_config_cannot_take(mm, tmp_path):

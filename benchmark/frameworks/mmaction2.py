@@ -738,14 +738,16 @@ def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
     """Pathway tensors (clips * crops, C, T, crop, crop), clip-major, from ``cut_clips``'s
     resized uint8 clips: ``views.crops`` 1, 3 or 10 as CenterCrop, ThreeCrop, TenCrop
     (``crop_boxes``, mmaction2's order), then (x - mean) / std on the 0-255 values, as
-    ActionDataPreprocessor does; SlowFast's pathways for a pytorchvideo SlowFast."""
+    ActionDataPreprocessor does; SlowFast's pathways for a pytorchvideo SlowFast.
+    ``memory_format``: the views' layout (channels_last_3d for a channels-last model)."""
     p = replace(pipeline_of(spec), crop=CROPS[crops])
     n, c, t, h, w = clips.shape
     boxes = crop_boxes(h, w, p)
     if fault == "centre_crop_only":
         boxes = [((h - p.crop_size) // 2, (w - p.crop_size) // 2, False)] * len(boxes)
     s = p.crop_size
-    out = torch.empty((n * len(boxes), c, t, s, s), dtype=torch.float32, device=clips.device)
+    out = torch.empty((n * len(boxes), c, t, s, s), dtype=torch.float32, device=clips.device,
+                      memory_format=memory_format)  # channels_last_3d: a channels-last model's
     for i in range(n):
         for j, (top, left, flip) in enumerate(boxes):
             part = clips[i, :, :, top:top + s, left:left + s]
@@ -776,7 +778,13 @@ def _view_forward(self, *args, **kwargs) -> torch.Tensor:
     if kwargs:
         return type(self).forward(self, *args, **kwargs)
     (views,) = args
-    x = views.transpose(1, 2).contiguous() if self._two_d else views.unsqueeze(1)
+    if self._two_d:  # (B, T, C, H, W), which the recognizer views as B * T images
+        x = views.transpose(1, 2)
+        if not views.is_contiguous(memory_format=torch.channels_last_3d):
+            x = x.contiguous()  # NCDHW views: the recognizer's view() needs a copy
+        # channels-last views stay NHWC images, as mmaction2's own loop gives its backbone
+    else:
+        x = views.unsqueeze(1)
     feats, kwargs = self.extract_feat(x, test_mode=True)
     return self.cls_head(feats, **kwargs)
 

@@ -456,6 +456,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
                                chosen)
         cpu, start = cpu_seconds(), time.perf_counter()
         summary, probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
+        chosen = fuse.applied(runner)  # the rewrites made (none of bn/relu fit some models)
         del runner
         summary["others_cpu"] = others_share(cpu, time.perf_counter() - start)
         log.info("%s (fuse %s): %.3f s per video, %.1f views/s, waited for data %.1f%% of the "
@@ -630,6 +631,7 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
     settings = harness_settings(cfg, device)
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
                            fuse_rewrites(cfg, device))
+    settings["fuse"] = fuse.label(fuse.applied(runner))
     cpu, start = cpu_seconds(), time.perf_counter()
     harness, probs = run_harness(runner, videos, len(videos), spec, cfg, device, gflops)
     harness["others_cpu"] = others_share(cpu, time.perf_counter() - start)

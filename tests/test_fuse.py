@@ -101,6 +101,7 @@ def test_slowfast_r50_fused_predicts_as_plain_in_fp32(slowfast_r50, rewrites):
     runner = prepare_model(module, CPU, True, False, rewrites)
     module.to(memory_format=torch.contiguous_format)
     assert norms(runner) == 0 and norms(module) == 110  # all folded, in a copy
+    assert fuse.applied(runner) == rewrites and fuse.applied(module) == ()
     padded = [m for m in runner.modules() if isinstance(m, fuse.ChannelPaddedConv3d)]
     assert len(padded) == (2 if "stem" in rewrites else 0)  # the slow and the fast stem
     assert all(m.in_channels == 8 and m.real_in_channels == 3 for m in padded)
@@ -130,13 +131,25 @@ def test_x3d_xs_fused_predicts_as_plain_in_fp32(x3d_xs):
     expected = plain(module, batch)  # log-probabilities (the head's softmax, models.adapt_io)
     runner = prepare_model(module, CPU, True, False, ("bn", "stem"))
     module.to(memory_format=torch.contiguous_format)
-    assert norms(runner) == 0 and norms(module) > 0
+    assert norms(runner) == 0 and norms(module) > 0 and fuse.applied(runner) == ("bn", "stem")
     stem = runner.blocks[0].conv.conv_t  # Conv2plus1d's first convolution, over RGB
     assert isinstance(stem, fuse.ChannelPaddedConv3d)
     logits = forward(runner, batch)
     assert logits.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logits.softmax(-1), expected.softmax(-1), atol=1e-4, rtol=0)
+
+
+def test_only_the_rewrites_that_fit_are_recorded():
+    """bn and relu know pytorchvideo's blocks only: on torchvision's R3D-18 (Conv3d, BatchNorm3d
+    and ReLU in its own Sequentials) nothing is folded, so the run records only ``stem`` (its one
+    RGB convolution padded), not the ``bn+relu`` that eval.fuse=auto asks for on a CPU."""
+    from torchvision.models.video import r3d_18
+
+    module = r3d_18().eval()
+    runner = fuse.fused(module, ("bn", "stem", "relu"))
+    assert fuse.applied(runner) == ("stem",) and norms(runner) == norms(module) > 0
+    assert fuse.label(fuse.applied(fuse.fused(module, fuse.resolve("auto", "cpu")))) == "none"
 
 
 def test_the_toy_regression_model_keeps_its_answers(videos):

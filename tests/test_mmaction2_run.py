@@ -153,6 +153,7 @@ def test_cli_evaluates_x3d_as_mmaction2_s_own_pipeline_and_test_step_do(mm, tmp_
         "mm_x3d_m", "mmaction2", "random-init")
     assert (metrics["clips"], metrics["crops"], metrics["videos_evaluated"]) == (1, 3, 1)
     assert metrics["channels_last"] is True and metrics["versions"]["mmaction2"] == "1.2.0"
+    assert metrics["fuse"] == "none"  # eval.fuse=auto's bn+relu: pytorchvideo's blocks only
     row = pd.read_parquet(out / "predictions.parquet").iloc[0]
     ours = torch.tensor(row.probs, dtype=torch.float32)
 

@@ -529,6 +529,10 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     module = model.module
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
                            rewrites)
+    if fuse.applied(runner) != rewrites:
+        log.info("eval.fuse: %s asked, %s fits %s's blocks", fuse.label(rewrites),
+                 fuse.label(fuse.applied(runner)), model.name)
+    rewrites = fuse.applied(runner)  # what the run records: the rewrites made
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
@@ -541,7 +545,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     distributed.from_main(check_room, ranks)
 
     batch_views = batch_views_for(cfg.eval.batch_views, device.type)
-    identity = run_identity(cfg, model, manifest, device, batch_views, tf32)
+    identity = run_identity(cfg, model, manifest, device, batch_views, tf32, rewrites)
     check_ranks_agree(identity, ranks)
     store = RunStore(run_dir, identity,
                      int(cfg.eval.flush_every), float(cfg.eval.flush_seconds), ranks.rank)
@@ -685,10 +689,11 @@ def with_model_class_names(cfg: DictConfig) -> DictConfig:
 
 
 def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torch.device,
-                 batch_views: int, tf32: bool) -> dict:
+                 batch_views: int, tf32: bool, rewrites: tuple[str, ...] | None = None) -> dict:
     """What determines a run's predictions: a run resumes only work with the same identity, and
     the ranks of one run must all have it. Anything here that changes changes the predictions
-    (or may: batch size and layout move the float rounding), so one run never mixes them."""
+    (or may: batch size and layout move the float rounding), so one run never mixes them.
+    ``rewrites``: the ``eval.fuse`` rewrites made (default: those it names)."""
     csv = Path(cfg.data.csv).resolve()
     return {
         "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
@@ -710,7 +715,7 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
         "precision": str(cfg.precision),
         "run": {"batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
                 "compile": bool(cfg.compile), "tf32": tf32,
-                "fuse": fuse.label(fuse_rewrites(cfg, device))},
+                "fuse": fuse.label(fuse_rewrites(cfg, device) if rewrites is None else rewrites)},
         "versions": {k: v for k, v in versions().items() if k != "python"},
     }
 

@@ -26,8 +26,9 @@ that FLOPs and parameters are counted on stays the hub model.
 
 ``eval.fuse``: ``auto`` (the rewrites measured to help on the device, ``DEFAULTS``),
 ``none``/``false``, ``all``/``true`` (every rewrite the device supports), or a list /
-``+``-joined string of names (``bn+stem``). metrics.json and the tables record the resolved
-value (``fuse``: ``bn+stem`` or ``none``).
+``+``-joined string of names (``bn+stem``). metrics.json and the tables record the rewrites
+made (``fuse``: ``bn+stem`` or ``none``): ``bn`` and ``relu`` know pytorchvideo's blocks only,
+so on torchvision's, mmaction2's and transformers' models they change nothing and are left out.
 
 Separately, ``plain_conv_args`` makes convolution strides etc. plain Python ints:
 pytorchvideo's ``create_res_basic_block`` leaves numpy int64 strides on the shortcut
@@ -110,15 +111,20 @@ def label(rewrites: tuple[str, ...]) -> str:
 
 
 def fused(module: nn.Module, rewrites: tuple[str, ...]) -> nn.Module:
-    """A rewritten copy of the eval-mode ``module`` (``module`` itself is left as it was)."""
+    """A rewritten copy of the eval-mode ``module`` (``module`` itself is left as it was). Its
+    ``fuse_applied`` names the rewrites that changed something (``applied``): ``bn`` and
+    ``relu`` know pytorchvideo's blocks only, so an mmaction2 or transformers model is left as
+    it was, and a run must not record them as done."""
     module = plain_conv_args(copy.deepcopy(module))
-    if "bn" in rewrites:
-        fold_batch_norms(module)
-    if "stem" in rewrites:
-        pad_stem_channels(module)
-    if "relu" in rewrites:
-        fuse_relus(module)
+    steps = (("bn", fold_batch_norms), ("stem", pad_stem_channels), ("relu", fuse_relus))
+    module.fuse_applied = tuple(name for name, rewrite in steps
+                                if name in rewrites and rewrite(module) > 0)
     return module
+
+
+def applied(runner: nn.Module) -> tuple[str, ...]:
+    """The rewrites ``fused`` made in ``runner`` (compiled or not; none for a plain module)."""
+    return tuple(getattr(runner, "fuse_applied", ()))
 
 
 def plain_conv_args(module: nn.Module) -> nn.Module:

@@ -142,10 +142,10 @@ BENCH_NOTE = (
     "pipelines; bench.matmul_size). RSS: the main process's high-water mark; first -> last: main "
     "process + loader workers after the first and the last video. speedup = reference / "
     "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
-    "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the harness's "
-    "exact inference rewrites (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py; they find "
-    "nothing to rewrite in the transformers models); with bench.compare_fuse it also runs "
-    "without them (fuse none). reference (mmaction2): "
+    "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the exact "
+    "inference rewrites the harness made (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py; "
+    "bn and relu fit pytorchvideo's blocks only: none in a transformers or mmaction2 model); "
+    "with bench.compare_fuse it also runs without them (fuse none). reference (mmaction2): "
     "mmaction2 1.2.0's own test loop on an mm_* model (its Compose of the config's "
     "test_pipeline with decord, then model.test_step on the video's views as one batch, fp32; "
     "`make bench ARGS=\"model=mm_x3d_m precision=fp32 eval.fuse=none bench.rss_videos=0\"`)."
@@ -447,6 +447,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     count = int(cfg.bench.harness_videos or len(videos))
+    rewrites = fuse.applied(fuse.fused(module, rewrites)) if rewrites else ()  # those that fit
     variants = [("harness", rewrites)]
     if cfg.bench.get("compare_fuse") and rewrites:
         variants.insert(0, ("harness_unfused", ()))
@@ -456,7 +457,6 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
                                chosen)
         cpu, start = cpu_seconds(), time.perf_counter()
         summary, probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
-        chosen = fuse.applied(runner)  # the rewrites made (none of bn/relu fit some models)
         del runner
         summary["others_cpu"] = others_share(cpu, time.perf_counter() - start)
         log.info("%s (fuse %s): %.3f s per video, %.1f views/s, waited for data %.1f%% of the "

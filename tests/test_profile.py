@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.profile import kind_of, main
+from benchmark.profile import main
+from benchmark.run.profile import kind_of
 from benchmark.run.models import build_model, compose_for_model
 
 

@@ -478,7 +478,7 @@ def committed_results(suffix: str) -> list[Path]:
 def test_every_table_for_people_fits_a_screen():
     """At most MAX_SHOWN_COLUMNS columns: the writer's choices, the committed tables, and the
     writer refuses a wider one (the CSV keeps every column)."""
-    from benchmark.bench import BENCH_COLUMNS, BENCH_SHOWN
+    from benchmark.run.bench import BENCH_COLUMNS, BENCH_SHOWN
     from benchmark.results.sweep import SWEEP_COLUMNS, SWEEP_SHOWN
     assert MAX_SHOWN_COLUMNS == 14
     for shown in (EVAL_SHOWN, FLOPS_SHOWN, BENCH_SHOWN, SWEEP_SHOWN):

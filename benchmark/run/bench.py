@@ -67,6 +67,7 @@ from benchmark.run.evaluate import (
     on_device,
     predict,
     resolve_device,
+    settle_channels_last,
     versions,
     video_loader,
 )
@@ -531,9 +532,8 @@ def card_pipeline(cfg: DictConfig):
     (``frameworks/transformers.py``'s ``reference_views``); None for a framework whose own
     test loop is the reference (an adapter's ``reference_video``: mmaction2). Also turns ``eval.channels_last``
     off for a framework without that layout, as ``evaluate`` does."""
+    settle_channels_last(cfg)
     adapter = frameworks.get(str(cfg.model.get("framework", "pytorchvideo")))
-    if not getattr(adapter, "CHANNELS_LAST", True):
-        cfg.eval.channels_last = False
     if getattr(adapter, "reference_video", None) is not None:
         return None  # its own test loop: bench_own_loop
     if getattr(adapter, "reference_views", None) is not None:  # transformers' card pipeline

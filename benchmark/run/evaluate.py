@@ -243,6 +243,16 @@ def decoder_name(cfg: DictConfig) -> str:
     return str(OmegaConf.select(cfg, "decoder.name", default="pyav"))
 
 
+def settle_channels_last(cfg: DictConfig) -> None:
+    """``eval.channels_last`` off (and recorded off) for a framework whose adapter says its
+    models have no NDHWC layout to use (``CHANNELS_LAST = False``: transformers' (B, T, C, H, W)
+    views and 2D patch convolutions)."""
+    framework = str(cfg.model.get("framework", "pytorchvideo"))
+    if cfg.eval.channels_last and not getattr(frameworks.get(framework), "CHANNELS_LAST", True):
+        log.info("eval.channels_last: not for %s's models; off", framework)
+        cfg.eval.channels_last = False
+
+
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
     """The rewrites ``eval.fuse`` names on ``device`` (frameworks/pytorchvideo/fuse.py); a bad value is a
     SettingsError naming the key."""
@@ -497,11 +507,7 @@ def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
 def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
               held: contextlib.ExitStack) -> dict | None:
     device = resolve_device(str(cfg.device.type), ranks.local_rank)
-    if cfg.eval.channels_last and not getattr(frameworks.get(str(cfg.model.framework)),
-                                              "CHANNELS_LAST", True):
-        # (B, T, C, H, W) views and 2D patch convolutions: no NDHWC layout to use (recorded off).
-        log.info("eval.channels_last: not for %s's models; off", cfg.model.framework)
-        cfg.eval.channels_last = False
+    settle_channels_last(cfg)
     problem = precision_problem(str(cfg.precision), device)
     if problem:
         raise SettingsError(problem)

@@ -156,3 +156,29 @@ def test_eval_refuses_a_precision_the_cpu_lacks(tmp_path):
                       f"hydra.run.dir={tmp_path}", check=False)
     assert result.returncode != 0
     assert "error: precision=fp16: this CPU has no float16" in result.stderr
+
+
+@pytest.mark.slow
+def test_compiled_model_predicts_as_eager_and_keeps_a_nan(tiny_model, monkeypatch):
+    """compile=true (inductor as torch sets it): the eager model's outputs, and a NaN in one
+    view stays in that view's output, so the video is a recorded failure as without compile.
+    Inductor's freezing would turn it into a finite, wrong answer (measured on a small
+    Conv3d+ReLU model): a run with it on is refused before any work, naming it."""
+    from benchmark.run.evaluate import SettingsError, check_settings
+    from conftest import compose_eval
+
+    views = [x.contiguous(memory_format=torch.channels_last_3d) for x in tiny_model.spec.example(2)]
+    views[-1][0, :, 1, 5, 5] = float("nan")  # view 0 of the fast pathway
+    try:
+        runner = prepare_model(tiny_model.module, CPU, True, compile=True)
+        with torch.inference_mode():
+            eager, compiled = tiny_model.module(list(views)), runner(list(views))
+    finally:
+        tiny_model.module.to(memory_format=torch.contiguous_format)
+    assert compiled[0].isnan().all() and eager[0].isnan().all()
+    torch.testing.assert_close(compiled[1], eager[1], atol=1e-5, rtol=0)
+    import torch._inductor.config as inductor
+    monkeypatch.setattr(inductor, "freezing", True)
+    with pytest.raises(SettingsError, match=r"^compile=true: inductor's freezing is on"):
+        check_settings(compose_eval("compile=true"))
+    check_settings(compose_eval("compile=false"))  # without compile freezing does not matter

@@ -49,6 +49,21 @@ def precision_problem(precision: str, device: torch.device) -> str | None:
     return None
 
 
+def compile_problem() -> str | None:
+    """Why ``compile=true`` must not run as inductor is set (one line naming the setting), or
+    None. With inductor's freezing (``TORCHINDUCTOR_FREEZING=1``) a CPU convolution and its ReLU
+    become one oneDNN kernel, which turns NaN into 0: measured, a NaN input pixel gave finite,
+    wrong logits where eager and default inductor give NaN. A video whose numbers overflowed
+    would then get probabilities instead of being a recorded failure (on a GPU unmeasured)."""
+    import torch._inductor.config as inductor
+
+    if inductor.freezing:
+        return ("compile=true: inductor's freezing is on (TORCHINDUCTOR_FREEZING=1), which fuses "
+                "convolution+ReLU into kernels that turn NaN into 0 and would hide a broken "
+                "video's NaN; unset it")
+    return None
+
+
 def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: bool,
                   compile: bool, fuse: tuple[str, ...] = ()) -> torch.nn.Module:
     """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:

@@ -37,6 +37,7 @@ from benchmark.run.device import (
     PRECISIONS,
     Stopwatch,
     autocast,
+    compile_problem,
     precision_problem,
     prepare_model,
     reuse_freed_memory,
@@ -206,6 +207,8 @@ def check_settings(cfg: DictConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
+    if cfg.compile and compile_problem():
+        raise SettingsError(compile_problem())
     try:
         decoders.check_available(decoder_name(cfg))
     except decoders.BackendUnavailable as err:

@@ -1,9 +1,10 @@
 """Scan before a long run: ``python -m benchmark.check [data overrides]`` (``make check``).
 
-Decodes every listed video with the harness's own decoder (``decode_video``, the same time
-limit) in supervised loader workers (benchmark/data/loader.py: a file that kills or hangs its decoder
+Decodes every listed video with the run's decoder (``decoder=pyav|torchcodec|decord``, as the
+evaluation will; the same time limit) in supervised loader workers (benchmark/data/loader.py: a file that kills or hangs its decoder
 is a failed row, not the end of the scan), with the progress bar, and writes ``check.csv`` in
-its run dir: one row per listed video. Prints the counts by reason and the data fingerprint
+its run dir: one row per listed video (with what the backend says against itself: ``notes``,
+as a run records them). Prints the counts by reason and the data fingerprint
 (the one metrics.json records). Exit 0; ``strict=true`` exits 1 when a video failed.
 """
 
@@ -23,7 +24,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from benchmark.run.schema import composed, hydra_cli
-from benchmark.data.decode import DecodeError, decode_video, process_cores, time_limit
+from benchmark.data import decoders
+from benchmark.data.decode import DecodeError, process_cores, time_limit
 from benchmark.data.loader import SupervisedLoader, test_hooks
 from benchmark.data.manifest import ManifestError, Video, data_fingerprint, load_dataset
 from benchmark.run.models import offline_class_names
@@ -33,7 +35,7 @@ from benchmark.data.files import atomic_write
 log = logging.getLogger("benchmark")
 
 CHECK_COLUMNS = ["video_id", "path", "status", "reason", "duration_s", "fps", "frames", "width",
-                 "height", "codec", "bytes"]
+                 "height", "codec", "bytes", "notes"]
 
 
 @dataclass
@@ -45,8 +47,8 @@ class Scanned:
 class Scan:
     """Decode one listed video (in a worker) and describe it."""
 
-    def __init__(self, videos: list[Video], timeout_s: float | None):
-        self.videos, self.timeout_s = videos, timeout_s
+    def __init__(self, videos: list[Video], timeout_s: float | None, decoder: str = "pyav"):
+        self.videos, self.timeout_s, self.decoder = videos, timeout_s, decoder
 
     def __call__(self, position: int) -> Scanned:
         video = self.videos[position]
@@ -55,7 +57,7 @@ class Scan:
         test_hooks(video.video_id)
         try:
             with time_limit(self.timeout_s):
-                decoded = decode_video(video.path, threads=1)
+                decoded = decoders.decode(video.path, self.decoder, threads=1)
                 with av.open(str(video.path)) as container:
                     stream = container.streams.video[0]
                     codec, rate = stream.codec_context.name, stream.average_rate
@@ -63,12 +65,12 @@ class Scan:
             return failed_row(video, str(err))
         except Exception as err:  # one odd file must never end the scan
             return failed_row(video, f"unexpected {type(err).__name__}: {err}")
-        first = decoded.frames[0]
+        height, width = decoded.rgb([0]).shape[1:3]
         return Scanned({**base_row(video), "status": "ok", "reason": "",
                         "duration_s": round(float(decoded.duration), 3),
                         "fps": round(float(rate), 3) if rate else None,
-                        "frames": len(decoded.frames), "width": first.width,
-                        "height": first.height, "codec": codec})
+                        "frames": len(decoded.frames), "width": width, "height": height,
+                        "codec": codec, "notes": "; ".join(decoded.notes)})
 
 
 def base_row(video: Video) -> dict:
@@ -81,11 +83,13 @@ def failed_row(video: Video, reason: str) -> Scanned:
 
 
 def scan(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
+    decoder = str(cfg.decoder.name)
+    decoders.check_available(decoder)  # before any work: one line saying what to install
     manifest = load_dataset(cfg.data, offline_names=offline_class_names)
     videos = manifest.videos
     workers = process_cores() if cfg.workers == "auto" else int(cfg.workers)
     loader = SupervisedLoader(
-        Scan(videos, cfg.data.decode_timeout_s), len(videos), workers,
+        Scan(videos, cfg.data.decode_timeout_s, decoder), len(videos), workers,
         lambda position, reason, kind: failed_row(videos[position], reason),
         cfg.data.decode_timeout_s)
     rows = []
@@ -101,7 +105,8 @@ def scan(cfg: DictConfig, run_dir: Path) -> pd.DataFrame:
     reasons = Counter(r.split(":")[0] for r in table.reason[table.status == "failed"])
     print(f"{manifest.name}: {len(videos)} listed, {found} found, "
           f"{int((table.status == 'ok').sum())} decoded, {len(table) - int((table.status == 'ok').sum())} failed "
-          f"in {seconds:.1f} s ({len(videos) / seconds:.3g} videos/s, {workers} workers)")
+          f"in {seconds:.1f} s ({len(videos) / seconds:.3g} videos/s, {workers} workers, "
+          f"decoder {decoder}), {int((table.notes.fillna('') != '').sum())} with decoder notes")
     for reason, count in reasons.most_common():
         print(f"  {count:6d}  {reason}")
     print(f"data fingerprint: {fingerprint}\ncheck table: {run_dir / 'check.csv'}")
@@ -113,7 +118,7 @@ def main(cfg: DictConfig) -> None:
     composed()
     try:
         table = scan(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except (ManifestError, OSError) as err:
+    except (ManifestError, decoders.BackendUnavailable, OSError) as err:
         sys.exit(f"error: {err}")
     failed = int((table.status == "failed").sum())
     if cfg.strict and failed:

@@ -25,7 +25,7 @@ from benchmark.results.tables import EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, eval_ro
 from benchmark.frameworks import views
 from benchmark.frameworks.views import decode_clips, sample_clips
 
-from conftest import REPO, TINY_SPEC
+from conftest import REPO, SHARED_VIDEOS, TINY_SPEC
 from test_report import PUBLISHED, metrics_json
 
 
@@ -218,7 +218,7 @@ def test_check_decodes_every_listed_video_and_strict_fails_on_any(action_set, tm
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "a" / "check.csv")
     assert list(table.columns) == ["video_id", "path", "status", "reason", "duration_s", "fps",
-                                   "frames", "width", "height", "codec", "bytes"]
+                                   "frames", "width", "height", "codec", "bytes", "notes"]
     assert table.video_id.tolist() == ids + ["notthere_000000_000010", "broken_000000_000010"]
     reasons = dict(zip(table.video_id, table.reason.fillna("")))
     assert reasons[ids[2]] == "decoder process died: signal 11 (SIGSEGV)"
@@ -231,6 +231,33 @@ def test_check_decodes_every_listed_video_and_strict_fails_on_any(action_set, tm
     assert f"data fingerprint: {fingerprint}" in result.stdout
     assert "      1  decoder process died" in result.stdout
     assert strict.returncode == 1 and "2 of" in strict.stderr.strip().splitlines()[-1]
+
+
+def test_check_decodes_with_the_run_s_decoder_and_keeps_its_notes(tmp_path):
+    """``decoder=decord``: the scan decodes as a decord run would, so the packed-B-frame AVI
+    (HMDB51's layout and split file) has decord's note that it gives no timestamps, which PyAV
+    does not need."""
+    avi = SHARED_VIDEOS / "xvid_packed_bframes.avi"
+    if not avi.is_file():
+        pytest.skip(f"the shared videos are not here ({SHARED_VIDEOS})")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "wave_test_split1.txt").write_text("xvid.avi 2\n")
+    (tmp_path / "root" / "wave").mkdir(parents=True)
+    (tmp_path / "root" / "wave" / "xvid.avi").symlink_to(avi)
+    tables = {}
+    for decoder in ("pyav", "decord"):
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmark.check", "data=hmdb51",
+             f"data.csv={tmp_path / 'splits'}", f"data.root={tmp_path / 'root'}", "workers=1",
+             f"decoder={decoder}", f"hydra.run.dir={tmp_path / decoder}"],
+            cwd=REPO, text=True, capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"decoder {decoder}), {int(decoder == 'decord')} with decoder notes" in result.stdout
+        tables[decoder] = pd.read_csv(tmp_path / decoder / "check.csv").iloc[0]
+    assert pd.isna(tables["pyav"].notes) and tables["decord"].notes.startswith(
+        "decord gives no timestamps for this file")
+    assert (tables["pyav"].frames, tables["decord"].frames) == (164, 164)
+    assert (tables["decord"].width, tables["decord"].height) == (320, 240)
 
 
 # ---- memory: only the frames a clip may use are held while decoding ----------------------------

@@ -82,17 +82,17 @@ def from_main(work, ranks: Ranks):
     "connection closed by peer" traceback."""
     if ranks.world == 1:
         return work()
-    result, error = None, None
+    result, error, sent = None, None, None
     if ranks.is_main:
         try:
             result = work()
         except Exception as err:  # noqa: BLE001 - every rank raises it below
-            error = err
+            error = sent = err
             try:
                 pickle.dumps(err)
             except Exception:  # noqa: BLE001 - an exception that cannot travel: its words do
-                error = RuntimeError(f"{type(err).__name__}: {err}")
-    result, shared = broadcast((result, error), ranks)
+                sent = RuntimeError(f"{type(err).__name__}: {err}")
+    result, shared = broadcast((result, sent), ranks)
     if error is not None:
         raise error  # rank 0: the original, with its traceback
     if shared is not None:

@@ -28,7 +28,8 @@ that FLOPs and parameters are counted on stays the hub model.
 ``none``/``false``, ``all``/``true`` (every rewrite the device supports), or a list /
 ``+``-joined string of names (``bn+stem``). metrics.json and the tables record the rewrites
 made (``fuse``: ``bn+stem`` or ``none``): ``bn`` and ``relu`` know pytorchvideo's blocks only,
-so on torchvision's, mmaction2's and transformers' models they change nothing and are left out.
+so on torchvision's, mmaction2's and transformers' models they change nothing and are left out
+(``stem`` too on mmaction2's, whose convolutions are mmcv's own Conv3d class).
 
 Separately, ``plain_conv_args`` makes convolution strides etc. plain Python ints:
 pytorchvideo's ``create_res_basic_block`` leaves numpy int64 strides on the shortcut
@@ -112,9 +113,9 @@ def label(rewrites: tuple[str, ...]) -> str:
 
 def fused(module: nn.Module, rewrites: tuple[str, ...]) -> nn.Module:
     """A rewritten copy of the eval-mode ``module`` (``module`` itself is left as it was). Its
-    ``fuse_applied`` names the rewrites that changed something (``applied``): ``bn`` and
-    ``relu`` know pytorchvideo's blocks only, so an mmaction2 or transformers model is left as
-    it was, and a run must not record them as done."""
+    ``fuse_applied`` names the rewrites that changed something (``applied``), which is what a
+    run records: ``bn`` and ``relu`` know pytorchvideo's blocks only, and ``stem`` pads plain
+    ``nn.Conv3d`` only, so a torchvision, mmaction2 or transformers model gets less or nothing."""
     module = plain_conv_args(copy.deepcopy(module))
     steps = (("bn", fold_batch_norms), ("stem", pad_stem_channels), ("relu", fuse_relus))
     module.fuse_applied = tuple(name for name, rewrite in steps

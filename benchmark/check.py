@@ -1,11 +1,12 @@
 """Scan before a long run: ``python -m benchmark.check [data overrides]`` (``make check``).
 
 Decodes every listed video with the run's decoder (``decoder=pyav|torchcodec|decord``, as the
-evaluation will; the same time limit) in supervised loader workers (benchmark/data/loader.py: a file that kills or hangs its decoder
-is a failed row, not the end of the scan), with the progress bar, and writes ``check.csv`` in
-its run dir: one row per listed video (with what the backend says against itself: ``notes``,
-as a run records them). Prints the counts by reason and the data fingerprint
-(the one metrics.json records). Exit 0; ``strict=true`` exits 1 when a video failed.
+evaluation will; the same time limit) in supervised loader workers (benchmark/data/loader.py:
+a file that kills or hangs its decoder is a failed row, not the end of the scan), with the
+progress bar, and writes ``check.csv`` in its run dir: one row per listed video (with what the
+backend says against itself: ``notes``, as a run records them). Prints the counts by reason
+and the data fingerprint (the one metrics.json records). Exit 0; ``strict=true`` exits 1 when a
+video failed.
 """
 
 from __future__ import annotations

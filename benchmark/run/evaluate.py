@@ -520,6 +520,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     results_dir = tables_dir(cfg)
+
     def claim_run_dir() -> None:
         held.enter_context(run_lock(run_dir))  # a live run there: refused at once
         check_eval_table(results_dir)  # before any work, not after the whole run
@@ -546,6 +547,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
+
     def check_room() -> None:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
         check_writable(run_dir, needed_bytes=len(manifest.videos) * model.num_classes * 8 * 3)

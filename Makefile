@@ -59,8 +59,8 @@ test: install
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
-# The tests marked slow: full-size models (slowfast_r50/r101, the nine mmaction2 configs built,
-# their FLOPs), mmaction2's own pipeline for the five configs make test proves on fewer videos,
+# The tests marked slow: full-size models (slowfast_r50/r101, the ten mmaction2 configs built,
+# their FLOPs), mmaction2's own pipeline for the six configs make test proves on fewer videos,
 # the regression check with its cost part. CI runs both (.ci/run).
 .PHONY: test-slow
 test-slow: install

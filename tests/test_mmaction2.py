@@ -36,12 +36,16 @@ CONFIGS = {  # conf/model/<name>.yaml -> builder.config
                             "u8_kinetics400-rgb.py",
     "mm_tsn_r50": R + "tsn/tsn_imagenet-pretrained-r50_8xb32-1x1x8-100e_kinetics400-rgb.py",
     "mm_tsm_r50": R + "tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_kinetics400-rgb.py",
+    "mm_tsm_r50_ssv2": R + "tsm/tsm_imagenet-pretrained-r50_8xb16-1x1x8-50e_sthv2-rgb.py",
 }
+NUM_CLASSES = {"mm_tsm_r50_ssv2": 174}  # Something-Something v2; the others Kinetics-400
+METAFILE_DATASET = {"ssv2": "SthV2"}  # published.dataset -> the metafile's Dataset
 # One config per distinct test pipeline (I3D's equals SlowFast's); the fast proof takes three
 # (SampleFrames 3D with rounding, UniformSample, 2D segments; CenterCrop, ThreeCrop, TenCrop), the
-# slow one the other five (X3D's target_fps floor among them).
+# slow one the other six (X3D's target_fps floor and TSM-SSv2's twice_sample among them).
 FAST_PROOF = ("mm_mvit_v2_s", "mm_uniformerv2_b", "mm_tsn_r50")
-SLOW_PROOF = ("mm_slowfast_r50_4x16", "mm_x3d_m", "mm_swin_t", "mm_videomae_b", "mm_tsm_r50")
+SLOW_PROOF = ("mm_slowfast_r50_4x16", "mm_x3d_m", "mm_swin_t", "mm_videomae_b", "mm_tsm_r50",
+              "mm_tsm_r50_ssv2")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +58,7 @@ def mm():
 
 def model_cfg(name: str, **extra) -> dict:
     return {"name": name, "framework": "mmaction2", "builder": {"config": CONFIGS[name]},
-            "num_classes": 400, "weights": "random", **extra}
+            "num_classes": NUM_CLASSES.get(name, 400), "weights": "random", **extra}
 
 
 # ---- 1. the three import problems --------------------------------------------------------------
@@ -121,8 +125,11 @@ def test_model_configs_compose_and_name_the_wheels_configs(mm):
         source = mm.configs_root() / pub.source
         entry = [m for m in yaml.safe_load(source.read_text())["Models"]
                  if m["Name"] == path.rsplit("/", 1)[1][:-3]][0]  # the trained row, not _infer
-        metrics = [r for r in entry["Results"] if r["Dataset"] == "Kinetics-400"][0]["Metrics"]
+        dataset = METAFILE_DATASET.get(pub.get("dataset"), "Kinetics-400")
+        metrics = [r for r in entry["Results"] if r["Dataset"] == dataset][0]["Metrics"]
         assert pub.top1 == metrics["Top 1 Accuracy"], name
+        assert pub.top5 == metrics.get("Top 5 Accuracy", pub.top5), name
+        assert cfg.model.checkpoint_url == entry["Weights"], name
         assert pub.views == mm.pipeline(cfg.model).label, name
 
 
@@ -137,6 +144,30 @@ def test_pipelines_read_from_the_configs(mm):
     tsn = p["mm_tsn_r50"]
     assert tsn.two_d and tsn.label == "25x10" and tsn.frames_per_view == 25 and tsn.crops == 10
     assert p["mm_tsm_r50"].frames_per_view == 8 and p["mm_tsm_r50"].clips_per_video == 1
+    ssv2 = p["mm_tsm_r50_ssv2"]  # SampleFrames(twice_sample=True): 2 views of 8 per crop
+    assert (ssv2.twice_sample, ssv2.frames_per_view, ssv2.clips_per_video, ssv2.label,
+            ssv2.crop, ssv2.crop_size, ssv2.views_mean) == (True, 8, 2, "8x3", "ThreeCrop", 256,
+                                                            "softmax")
+    assert not any(q.twice_sample for n, q in p.items() if n != "mm_tsm_r50_ssv2")
+
+
+@pytest.mark.parametrize("frames", [1, 5, 7, 8, 9, 15, 16, 17, 31, 47, 100, 301])
+def test_twice_sample_indices_equal_mmaction2_s_sample_frames(mm, frames):
+    """TSM-SSv2's SampleFrames(clip_len=1, num_clips=8, test_mode, twice_sample) run by
+    mmaction2 itself: the segments' centres, then their starts (float offsets, truncated), for
+    videos shorter and longer than 16 frames; the adapter's two windows are those 8 + 8."""
+    from mmaction.registry import TRANSFORMS
+
+    p = mm.pipeline(model_cfg("mm_tsm_r50_ssv2"))
+    step = [dict(s) for s in mm.load_config(model_cfg("mm_tsm_r50_ssv2")).test_pipeline
+            if s["type"] == "SampleFrames"][0]
+    theirs = TRANSFORMS.build(step).transform(dict(total_frames=frames, start_index=0))
+    assert theirs["frame_inds"].tolist() == mm.frame_indices(frames, 12.0, p).reshape(-1).tolist()
+    video = SimpleNamespace(pts=list(range(frames)), decoded_pts=list(range(frames)),
+                            average_fps=12.0)
+    windows = mm.clip_windows(video, p)
+    assert [len(w) for w in windows] == [8, 8]
+    assert windows[0] + windows[1] == theirs["frame_inds"].tolist()
 
 
 def test_tsn_and_x3d_params_equal_the_metafile_and_tsm_s_listed_figure_is_a_174_class_head(mm):
@@ -272,8 +303,10 @@ def reference(mm, cfg, path):
 
 def in_harness_order(inputs, p):
     """mmaction2's inputs are crop-major; the adapter's views are clip-major (view = clip x crop)."""
-    if p.two_d:  # (crops * frames, C, H, W) -> (crops, C, frames, H, W)
-        return inputs.view(p.crops, -1, *inputs.shape[1:]).permute(0, 2, 1, 3, 4)
+    if p.two_d:  # (crops * clips * frames, C, H, W) -> (clips * crops, C, frames, H, W)
+        n = p.clips_per_video  # twice_sample: each crop's 16 frames are 2 views of 8
+        return inputs.view(p.crops, n, -1, *inputs.shape[1:]).permute(1, 0, 3, 2, 4, 5).reshape(
+            n * p.crops, inputs.shape[1], -1, *inputs.shape[2:])
     return inputs.view(p.crops, p.num_clips, *inputs.shape[1:]).transpose(0, 1).reshape(
         -1, *inputs.shape[1:])
 
@@ -329,6 +362,7 @@ def test_frames_are_indexed_in_the_decoder_s_order_as_mmaction2_does(mm):
 SMALL_PIPELINE = {  # shrunken spatial steps, so that a forward pass takes a fraction of a second
     "mm_tsn_r50": ((-1, 64), "TenCrop", 56),
     "mm_tsm_r50": ((-1, 64), "TenCrop", 56),
+    "mm_tsm_r50_ssv2": ((-1, 64), "ThreeCrop", 64),
     "mm_x3d_m": ((-1, 64), "ThreeCrop", 64),
 }
 
@@ -351,12 +385,13 @@ def small_cfg(mm, name):
     return cfg
 
 
-@pytest.mark.parametrize("name", ["mm_tsn_r50", "mm_tsm_r50", "mm_x3d_m"])
+@pytest.mark.parametrize("name", ["mm_tsn_r50", "mm_tsm_r50", "mm_tsm_r50_ssv2", "mm_x3d_m"])
 def test_adapter_probabilities_equal_mmaction2_s_test_step(mm, videos, name):
     """Build + views + forward through the adapter give each video's probabilities as mmaction2's
     own pipeline + ``model.test_step`` do (TSN: one consensus over 25 x 10 frames; TSM: groups of
-    8 segments, mean of softmax over 10 crops; X3D: mean of softmax over 10 x 3 views), on a
-    generated portrait video (ThreeCrop's vertical case)."""
+    8 segments, mean of softmax over 10 crops; TSM-SSv2: twice_sample's 2 groups of 8 x 3 crops;
+    X3D: mean of softmax over 10 x 3 views), on a generated portrait video (ThreeCrop's
+    vertical case)."""
     from mmengine.dataset import pseudo_collate
 
     torch.manual_seed(0)
@@ -372,6 +407,7 @@ def test_adapter_probabilities_equal_mmaction2_s_test_step(mm, videos, name):
     with torch.no_grad():
         out = model.test_step(pseudo_collate([data]))
     theirs = out[0].pred_score
-    assert probs.shape == (1, 400)
+    assert probs.shape == (1, NUM_CLASSES.get(name, 400))
+    print(name, "max |adapter - test_step|:", float((probs[0] - theirs).abs().max()))
     assert torch.allclose(probs[0], theirs, atol=1e-6), (probs[0] - theirs).abs().max()
     assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)

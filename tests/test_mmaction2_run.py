@@ -23,7 +23,8 @@ from benchmark.run.evaluate import SettingsError, check_settings, predict  # noq
 from benchmark.run.models import build_model  # noqa: E402
 
 MM_MODELS = ("mm_slowfast_r50_4x16", "mm_i3d_r50", "mm_x3d_m", "mm_swin_t", "mm_mvit_v2_s",
-             "mm_videomae_b", "mm_uniformerv2_b", "mm_tsn_r50", "mm_tsm_r50")
+             "mm_videomae_b", "mm_uniformerv2_b", "mm_tsn_r50", "mm_tsm_r50", "mm_tsm_r50_ssv2")
+TWO_D = ("mm_tsn_r50", "mm_tsm_r50", "mm_tsm_r50_ssv2")  # ResNet-50 2D: views.clips = segments
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def small(mm, name: str, side: int = 64, crop: int = 56, clips: int | None = Non
         if s["type"] == "SampleFrames" and clips is not None:
             s["num_clips"] = clips
     overrides = {"test_pipeline": pipe}
-    if name in ("mm_tsn_r50", "mm_tsm_r50"):
+    if name in TWO_D:
         overrides.update({"model.backbone.depth": 18, "model.cls_head.in_channels": 512})
     builder["overrides"] = overrides
     cfg.model.builder = builder
@@ -57,20 +58,24 @@ def small(mm, name: str, side: int = 64, crop: int = 56, clips: int | None = Non
     return cfg
 
 
-@pytest.mark.parametrize("name", ["mm_tsn_r50", "mm_tsm_r50", "mm_x3d_m"])
+@pytest.mark.parametrize("name", ["mm_tsn_r50", "mm_tsm_r50", "mm_tsm_r50_ssv2", "mm_x3d_m"])
 def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     """predict() (views built from resized uint8 clips, batches of 3 views that split a video's
     views, the combination the spec says) = the adapter's ``probabilities`` on all the video's
     views at once: TSN's consensus over every frame of every crop (the softmax of the views'
-    mean logits), TSM's groups of 8 segments, X3D's clips x crops."""
+    mean logits), TSM's groups of 8 segments, TSM-SSv2's 2 samplings x 3 crops, X3D's clips x
+    crops."""
     torch.manual_seed(0)
     x3d = name == "mm_x3d_m"
-    cfg = small(mm, name, side=64, crop=64 if x3d else 56, clips=2 if x3d else None)
+    three = x3d or name == "mm_tsm_r50_ssv2"  # ThreeCrop: the crop spans the short side
+    cfg = small(mm, name, side=64, crop=64 if three else 56, clips=2 if x3d else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-weights warning
         model = build_model(cfg.model, "pooled_logits")
     p = model.spec.pipeline
     assert p.two_d is (not x3d) and model.spec.num_frames == p.frames_per_view
+    assert p.clips_per_video * p.crops == {"mm_tsn_r50": 10, "mm_tsm_r50": 10,
+                                           "mm_tsm_r50_ssv2": 6, "mm_x3d_m": 6}[name]
     clips = torch.randint(0, 256, (p.clips_per_video, 3, p.frames_per_view, 64, 85),
                           dtype=torch.uint8)  # the loader's resized frames (views, C, T, H, W)
     views = mm.views(clips, model.spec, p.crops)[0]
@@ -148,6 +153,9 @@ def test_settings_name_the_key_for_crops_and_segments_the_config_cannot_take(mm,
     video = type("V", (), {})()  # cut_clips refuses before it reads a frame
     with pytest.raises(ValueError, match="views.clips=3: this 2D model's view is its 8 segments"):
         mm.cut_clips(video, spec, 3, "mmaction2")
+    cfg = compose_eval("model=mm_tsm_r50_ssv2")  # 8x3: 8 segments x ThreeCrop, sampled twice
+    check_settings(cfg)
+    assert (cfg.protocol.name, cfg.views.clips, cfg.views.crops) == ("mmaction2", 8, 3)
 
 
 def test_a_config_that_disagrees_with_model_input_is_refused_in_one_line(mm):
@@ -192,12 +200,44 @@ def test_cli_evaluates_x3d_as_mmaction2_s_own_pipeline_and_test_step_do(mm, tmp_
 
 
 @pytest.mark.slow
+def test_cli_evaluates_tsm_ssv2_as_mmaction2_s_own_pipeline_and_test_step_do(mm, tmp_path):
+    """Full-size TSM-SSv2 (174 classes) through ``python -m benchmark.eval`` offline on one
+    sample video at its own 8x3 views: twice_sample's 2 x 3 = 6 views, each video's
+    probabilities those of mmaction2's own Compose of the config's test_pipeline +
+    ``model.test_step`` on the same random weights (seed 0)."""
+    from mmengine.dataset import pseudo_collate
+
+    out = tmp_path / "run"
+    result = run_eval("model=mm_tsm_r50_ssv2", "data=sample", "data.limit=1", "device=cpu",
+                      "cost.throughput_iters=0", "cost.flops=false", f"hydra.run.dir={out}",
+                      f"results_dir={tmp_path / 'results'}")
+    assert "RANDOM WEIGHTS: no checkpoint for mm_tsm_r50_ssv2" in result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["clips"], metrics["crops"], metrics["protocol"]) == (8, 3, "mmaction2")
+    row = pd.read_parquet(out / "predictions.parquet").iloc[0]
+    ours = torch.tensor(row.probs, dtype=torch.float32)
+    assert ours.shape == (174,)
+
+    torch.manual_seed(0)  # the run's seed: the same random weights
+    cfg = compose_eval("model=mm_tsm_r50_ssv2", "model.weights=random")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = mm.build(cfg.model)
+    data = mm.reference_pipeline(cfg.model)(mm.reference_input(row.path))
+    assert data["inputs"].shape == (3 * 16, 3, 256, 256)  # ThreeCrop x (8 centres + 8 starts)
+    with torch.no_grad():
+        theirs = model.test_step(pseudo_collate([data]))[0].pred_score
+    print("max |CLI - test_step|:", float((ours - theirs).abs().max()))
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours - theirs).abs().max()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MM_MODELS)
 def test_every_full_size_model_evaluates_a_sample_video(name, tmp_path):
     """Each of the nine configs through the CLI on one sample video, one clip (a 2D model: its
     segments) and one crop: it builds offline, runs under protocol mmaction2 and predicts."""
     cfg = compose_eval(f"model={name}")
-    clips = cfg.views.clips if cfg.views.crops == 10 else 1  # 2D: all its segments
+    clips = cfg.views.clips if name in TWO_D else 1  # 2D: all its segments
     out = tmp_path / "run"
     run_eval(f"model={name}", "data=sample", "data.limit=1", f"views.clips={clips}",
              "views.crops=1", "device=cpu", "cost.throughput_iters=0", "cost.flops=false",

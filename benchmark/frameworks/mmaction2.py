@@ -21,7 +21,11 @@ The only code that imports mmaction, mmengine, mmcv (and OpenCV for mmcv's resiz
 
 A view is one clip of ``clip_len`` frames and one crop, (C, T, H, W); for the 2D models (TSN,
 TSM: ``FormatShape('NCHW')``) a view is every sampled frame of the video under one crop: the
-``num_clips`` segments are its T axis (mmaction2's FLOPs and heads count them that way).
+``num_clips`` segments are its T axis (mmaction2's FLOPs and heads count them that way). Under
+``SampleFrames(twice_sample=True)`` (TSM on SSv2) the segments are sampled twice, at their
+centres and at their starts: two views per crop (8 segments x 2 x ThreeCrop = 6 views), which
+is how TSM's head groups the 16 frames (``num_segments`` = 8) before ``average_clip`` takes the
+mean of the 6 groups' softmax.
 """
 
 from __future__ import annotations
@@ -359,6 +363,9 @@ class Pipeline:
     # the features of all frames of all crops before its linear classifier, which is the mean
     # of each view's logits; average_clips='score' ranks as that does).
     views_mean: str = "softmax"
+    # SampleFrames(twice_sample=True), 2D only (TSM on SSv2): the segments' centres, then their
+    # starts; each set of num_clips segments is one temporal view (the head's groups).
+    twice_sample: bool = False
 
     @property
     def two_d(self) -> bool:
@@ -375,8 +382,11 @@ class Pipeline:
 
     @property
     def clips_per_video(self) -> int:
-        """Temporal views: num_clips (3D), one (2D: the segments form one view)."""
-        return 1 if self.two_d else self.num_clips
+        """Temporal views: num_clips (3D), one (2D: the segments form one view), two for a 2D
+        model under twice_sample (the centres' view and the starts' view)."""
+        if self.two_d:
+            return 2 if self.twice_sample else 1
+        return self.num_clips
 
     @property
     def label(self) -> str:
@@ -401,10 +411,14 @@ def pipeline(model_cfg=None, cfg=None) -> Pipeline:
         if kind in ("SampleFrames", "UniformSample"):
             if not step.get("test_mode", False):
                 raise ValueError(f"{where}: test_pipeline {kind} without test_mode=True")
-            if step.get("twice_sample") or step.get("temporal_jitter"):
-                raise ValueError(f"{where}: test_pipeline {kind}: twice_sample/temporal_jitter "
-                                 "are not supported")
+            if step.get("temporal_jitter"):
+                raise ValueError(f"{where}: test_pipeline {kind}: temporal_jitter is not "
+                                 "supported")
+            if step.get("twice_sample") and (kind != "SampleFrames" or int(step["clip_len"]) != 1):
+                raise ValueError(f"{where}: test_pipeline {kind}: twice_sample is supported for "
+                                 "2D models only (SampleFrames clip_len=1)")
             values.update(sampler=kind, clip_len=int(step["clip_len"]),
+                          twice_sample=bool(step.get("twice_sample", False)),
                           num_clips=int(step.get("num_clips", 1)),
                           frame_interval=int(step.get("frame_interval", 1)),
                           target_fps=step.get("target_fps"),
@@ -449,7 +463,8 @@ def pipeline(model_cfg=None, cfg=None) -> Pipeline:
 def frame_indices(total_frames: int, avg_fps: float | None, p: Pipeline) -> np.ndarray:
     """(num_clips, clip_len) int indices into the video's frames, as mmaction2 1.2.0's
     ``SampleFrames.transform`` (test mode) or ``UniformSample._get_sample_clips`` (test mode)
-    compute them, the float arithmetic included (datasets/transforms/loading.py)."""
+    compute them, the float arithmetic included (datasets/transforms/loading.py); under
+    ``twice_sample`` (2D) 2 x num_clips rows: the segments' centres, then their starts."""
     if total_frames <= 0:
         raise ValueError("the video has no frames")
     if p.sampler == "UniformSample":
@@ -465,7 +480,10 @@ def frame_indices(total_frames: int, avg_fps: float | None, p: Pipeline) -> np.n
         ori_clip_len = (p.clip_len - 1) * p.frame_interval + 1
     if p.clip_len == 1:  # 2D: one frame at the middle of each of num_clips segments
         avg_interval = total_frames / float(p.num_clips)
-        offsets = np.arange(p.num_clips) * avg_interval + avg_interval / 2.0
+        starts = np.arange(p.num_clips) * avg_interval
+        offsets = starts + avg_interval / 2.0
+        if p.twice_sample:  # then one at the start of each (float offsets, truncated below)
+            offsets = np.concatenate([offsets, starts])
     else:
         max_offset = max(total_frames - ori_clip_len, 0)
         if p.num_clips > 1:
@@ -496,7 +514,8 @@ def _fps(video) -> float | None:
 def clip_windows(video, spec, clips: int | None = None, timing: str = "mmaction2",
                  frame_rate=None, clip_len=None) -> list[list[int]]:
     """Each view's frame indices into ``video.frames``: ``num_clips`` clips of ``clip_len``
-    (3D), or one window of all ``num_clips`` segment frames (2D). ``spec``: a ``Pipeline`` or
+    (3D), or one window of all ``num_clips`` segment frames (2D; two under ``twice_sample``:
+    the centres', then the starts', as mmaction2 orders them). ``spec``: a ``Pipeline`` or
     a model's ``Spec`` (``pipeline_of``). ``clips``: another clip count than the config's
     (None: the config's). Frames are counted and indexed in the decoder's order
     (``decoder_order``), as mmaction2's decord and PyAV backends index them. (The registry's
@@ -511,13 +530,15 @@ def clip_windows(video, spec, clips: int | None = None, timing: str = "mmaction2
     if clips is not None and clips != spec.clips_per_video:
         if spec.two_d:
             raise ValueError(f"views.clips={clips}: a 2D mmaction2 model's view holds all "
-                             f"{spec.num_clips} segments; clips must be 1")
+                             f"{spec.num_clips} segments; clips must be {spec.clips_per_video}")
         spec = replace(spec, num_clips=int(clips))
     order = decoder_order(video)
     inds = frame_indices(len(order), _fps(video), spec)
     windows = [[order[i] for i in row] for row in inds.tolist()]
-    if spec.two_d:
-        return [[i for row in windows for i in row]]
+    if spec.two_d:  # each view: num_clips consecutive segment frames (the head's groups)
+        flat = [i for row in windows for i in row]
+        n = len(flat) // spec.clips_per_video
+        return [flat[k * n:(k + 1) * n] for k in range(spec.clips_per_video)]
     return windows
 
 
@@ -630,7 +651,7 @@ def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int,
     ``extract_feat(test_mode=True)``, the head, then the head's ``average_clip`` (the config's
     ``average_clips``, 'prob' = mean of softmax over views). TSN's ``AvgConsensus`` averages the
     features of all 25 x 10 frames before its classifier; TSM's head averages each view's 8
-    segments' scores; both as mmaction2 does."""
+    segments' scores (twice_sample: 2 views per crop); all as mmaction2 does."""
     videos = views.shape[0] // views_per_video
     with torch.no_grad():
         feats, kwargs = module.extract_feat(_inputs(views, videos, p), test_mode=True)

@@ -603,8 +603,9 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
     model = build_model(cfg.model, str(cfg.protocol.head))
     module, spec = model.module.to(device), model.spec
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
-    two_d = getattr(getattr(spec, "pipeline", None), "two_d", False)  # clips: its segments
-    views = crops * (1 if two_d else clips)
+    pipe = getattr(spec, "pipeline", None)
+    two_d = getattr(pipe, "two_d", False)  # clips: its segments
+    views = crops * (pipe.clips_per_video if two_d else clips)  # twice_sample: 2 per crop
     gflops = cost.adapter_flop_counts(frameworks.get(str(cfg.model.framework)), module, spec,
                                       device)["gflops"]
     log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "

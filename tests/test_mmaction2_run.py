@@ -18,6 +18,7 @@ from conftest import REPO, compose_eval, run_eval  # noqa: F401
 
 pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction extra)")
 
+from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
 from benchmark.run.device import prepare_model  # noqa: E402
 from benchmark.run.evaluate import SettingsError, check_settings, predict  # noqa: E402
 from benchmark.run.models import build_model  # noqa: E402
@@ -104,7 +105,12 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
              else per_view.mean(0).softmax(-1))
     assert (other - want).abs().max() > 1e-3  # the combination matters here
     # eval.channels_last (on by default): NDHWC views and 5-D weights, rank-4 buffers left be.
-    runner = prepare_model(model.module, torch.device("cpu"), channels_last=True, compile=False)
+    # eval.fuse=all: bn and relu know pytorchvideo's blocks only and stem pads plain nn.Conv3d
+    # only (mmcv's ConvModule holds its own Conv3d class): nothing is rewritten, the run
+    # records fuse none, and the probabilities stay the plain model's.
+    runner = prepare_model(model.module, torch.device("cpu"), channels_last=True, compile=False,
+                           fuse=("bn", "stem", "relu"))
+    assert fuse.applied(runner) == ()
     stem = next(m for m in runner.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
     layouts = []
     stem.register_forward_hook(lambda m, args, out: layouts.append(args[0].is_contiguous(
@@ -116,29 +122,6 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     # the stem sees channels-last input (before: NCDHW views, converted in every convolution);
     # a 2D model's frames as NHWC images, not copied back to NCHW
     assert layouts and all(layouts), layouts
-
-
-def test_eval_fuse_finds_nothing_to_rewrite_in_a_recognizer_and_records_none(mm):
-    """eval.fuse=all on mmaction2's X3D: bn and relu know pytorchvideo's blocks only, and stem
-    pads plain nn.Conv3d only (mmcv's ConvModule holds its own Conv3d subclass), so nothing is
-    rewritten, the run records fuse none, and the probabilities are the plain model's."""
-    from benchmark.frameworks.pytorchvideo import fuse
-
-    torch.manual_seed(0)
-    cfg = small(mm, "mm_x3d_m", side=64, crop=64, clips=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the random-weights warning
-        model = build_model(cfg.model, "pooled_logits")
-    p = model.spec.pipeline
-    clips = torch.randint(0, 256, (1, 3, 16, 64, 85), dtype=torch.uint8)
-    want = mm.probabilities(model.module, mm.views(clips, model.spec, p.crops)[0], 3, p)[0]
-    runner = prepare_model(model.module, torch.device("cpu"), True, False,
-                           ("bn", "stem", "relu"))
-    assert fuse.applied(runner) == () and fuse.label(fuse.applied(runner)) == "none"
-    ((_, got),) = list(predict(runner, [("v", clips)], model.spec, p.crops, 3,
-                               torch.device("cpu"), "fp32", channels_last=True,
-                               spatial="mmaction2"))
-    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
 
 
 def test_settings_name_the_key_for_crops_and_segments_the_config_cannot_take(mm, tmp_path):

@@ -207,8 +207,9 @@ def check_settings(cfg: DictConfig) -> None:
     for ok, key, message in checks:
         if not ok:
             raise SettingsError(f"{key}: {message}")
-    if cfg.compile and compile_problem():
-        raise SettingsError(compile_problem())
+    problem = compile_problem() if cfg.compile else None
+    if problem:
+        raise SettingsError(problem)
     try:
         decoders.check_available(decoder_name(cfg))
     except decoders.BackendUnavailable as err:
@@ -539,10 +540,11 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     module = model.module
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
                            rewrites)
-    if fuse.applied(runner) != rewrites:
+    made = fuse.applied(runner)
+    if made != rewrites:
         log.info("eval.fuse: %s asked, %s fits %s's blocks", fuse.label(rewrites),
-                 fuse.label(fuse.applied(runner)), model.name)
-    rewrites = fuse.applied(runner)  # what the run records: the rewrites made
+                 fuse.label(made), model.name)
+    rewrites = made  # what the run records: the rewrites made
     spec, clips, crops = model.spec, int(cfg.views.clips), int(cfg.views.crops)
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,

@@ -79,7 +79,7 @@ def main(cfg: DictConfig) -> None:
     print(pd.DataFrame([shown]).to_markdown(index=False, floatfmt=".4g"))
     tables = tables_dir(cfg)
     print(f"run files: {run_dir}\ntable: {tables / 'evaluations.md'}")
-    if str(cfg.results_dir) == AUTO and cfg.data.get("synthetic") is not None:
+    if str(cfg.results_dir) == AUTO and cfg.data.synthetic is not None:
         print(f"  (a generated data set, {cfg.data.name}: its rows go under {GENERATED_RESULTS}/, "
               "never into results/; results_dir=DIR puts them elsewhere)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def plain(value):
     """An OmegaConf node (or anything) as plain Python containers."""
@@ -24,3 +26,11 @@ def state_dict_of(loaded):
     if isinstance(loaded, dict) and "model_state" in loaded:
         return loaded["model_state"]
     return loaded
+
+
+def hub_cache_path(url: str) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` (and mmengine's ``load_from_http``) keep
+    ``url``: the official checkpoints' one cache."""
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name

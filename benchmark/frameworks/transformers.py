@@ -30,10 +30,12 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
+from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.common import plain
 
 NAME = "transformers"
@@ -837,3 +839,39 @@ def example_views(spec, batch: int = 1) -> list[torch.Tensor]:
     """A random batch in the models' (B, T, C, H, W) layout, one pathway (FLOPs, throughput)."""
     return [torch.randn(batch, spec.num_frames, 3, spec.crop_size, spec.crop_size)]
 
+
+
+class TransformersAdapter(Adapter):
+    """The transformers adapter (frameworks/api.py types each member): the functions above."""
+
+    NAME, CHECK_HASH, HEADS = NAME, CHECK_HASH, HEADS
+    TIMINGS = tuple(TIMINGS)
+    SPATIALS = tuple(SPATIALS)
+    MAX_CLIPS = MappingProxyType(MAX_CLIPS)
+    FLOP_CONVENTIONS = MappingProxyType(FLOP_CONVENTIONS)
+    CHANNELS_LAST = CHANNELS_LAST
+    OWN_PROTOCOLS_ONLY = OWN_PROTOCOLS_ONLY
+    LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the directory strictly
+    version = staticmethod(version)
+    build = staticmethod(build)
+    checkpoint_state = staticmethod(checkpoint_state)
+    official_url = staticmethod(official_url)
+    class_names = staticmethod(class_names)
+    clip_windows = staticmethod(clip_windows)
+    pts_windows = staticmethod(pts_windows)
+    views = staticmethod(views)
+    setting_problems = staticmethod(setting_problems)
+    apply_head = staticmethod(apply_head)
+    resolve_weights = staticmethod(resolve_weights)
+    example_views = staticmethod(example_views)
+
+    def counted_as(self, module, convention):
+        return counted_as(module, convention)
+
+    def reference_problem(self, protocol) -> None:
+        """None: every protocol of its has the card pipeline (``reference_views``)."""
+        return None
+
+    def reference_views(self, path, spec, clips, crops, *, model_cfg, protocol):
+        return reference_views(path, spec, clips, crops, model_cfg=model_cfg,
+                               timing=protocol.clips, spatial=protocol.spatial)

@@ -28,11 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import frameworks
 from benchmark.results import cost
 from benchmark.run import distributed
-from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.frameworks import fuse
 from benchmark.data.decode import DecodeError, DecodeTimeout, decode_threads, process_cores, time_limit
 from benchmark.data import decoders
 from benchmark.data.loader import SupervisedLoader, test_hooks
-from benchmark.data.manifest import Manifest, Video, data_fingerprint, load_dataset
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import Manifest, Video, data_fingerprint
 from benchmark.run.device import (
     PRECISIONS,
     Stopwatch,
@@ -47,11 +48,12 @@ from benchmark.results.metrics import accuracy, top_k
 from benchmark.run.models import (OUTPUTS, Model, build_model, class_names_file, offline_class_names,
                                   resolve_weights)
 from benchmark.run.progress import Progress
-from benchmark.frameworks.clips import protocol_from_config
+from benchmark.frameworks import protocol_from_config
+from benchmark.frameworks.clips import Timing
 from benchmark.results.tables import check_eval_table, report_run, tables_dir
 from benchmark.run.store import RunStore, check_writable, fingerprint, run_lock
-from benchmark.frameworks.views import (CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views,
-                                       sample_clips)
+from benchmark.frameworks.views import (CROP_INDICES, FAULTS, InputSpec, Spatial, decode_clips,
+                                       make_views, sample_clips)
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ class VideoClipsDataset:
     """Decodes one video per item and cuts its clips; failures come back as values."""
 
     def __init__(self, videos: list[Video], indices: list[int], spec: InputSpec, clips: int,
-                 timing: str, decode_threads: int, decode_timeout_s: float | None,
+                 timing: Timing, decode_threads: int, decode_timeout_s: float | None,
                  fault: str | None = None, decoder: str = "pyav"):
         self.videos, self.indices, self.spec, self.clips = videos, indices, spec, clips
         self.timing, self.decode_threads, self.fault = timing, decode_threads, fault
@@ -178,12 +180,11 @@ def check_settings(cfg: DictConfig) -> None:
     """Reject impossible settings before any work, naming the key: ranges and rules between
     keys (the types were checked as the config was composed, benchmark/run/schema.py)."""
     spec = cfg.model.input
-    iters = OmegaConf.select(cfg, "cost.throughput_iters", default=0)  # bench.yaml has no cost
-    min_coverage = OmegaConf.select(cfg, "report.min_coverage", default=0)  # nor report
+    iters, min_coverage = cfg.cost.throughput_iters, cfg.report.min_coverage
     checks = [
         (cfg.views.clips >= 1, "views.clips", f"must be >= 1, got {cfg.views.clips}"),
-        (cfg.views.get("fault") in (None, *FAULTS), "views.fault",
-         f"must be null or one of {', '.join(FAULTS)}, got {cfg.views.get('fault')}"),
+        (cfg.views.fault in (None, *FAULTS), "views.fault",
+         f"must be null or one of {', '.join(FAULTS)}, got {cfg.views.fault}"),
         (spec.crop_size <= spec.side_size, "model.input.crop_size",
          f"{spec.crop_size} is larger than the scaled short side {spec.side_size}"),
         (cfg.data.limit is None or cfg.data.limit >= 0, "data.limit",
@@ -201,8 +202,8 @@ def check_settings(cfg: DictConfig) -> None:
          f"must be a share of the listed videos, 0 to 1, got {min_coverage}"),
         (cfg.precision in PRECISIONS, "precision",
          f"must be one of {', '.join(PRECISIONS)}, got {cfg.precision}"),
-        (cfg.model.get("output", "logits") in OUTPUTS, "model.output",
-         f"must be one of {', '.join(OUTPUTS)}, got {cfg.model.get('output')}"),
+        (cfg.model.output in OUTPUTS, "model.output",
+         f"must be one of {', '.join(OUTPUTS)}, got {cfg.model.output}"),
     ]
     for ok, key, message in checks:
         if not ok:
@@ -218,24 +219,23 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
-    if not hasattr(frameworks.get(protocol.framework), "CROPS") and \
-            cfg.views.crops not in CROP_INDICES:  # a framework with CROPS checks its own
+    adapter = frameworks.get(protocol.framework)
+    if not adapter.CHECKS_CROPS and cfg.views.crops not in CROP_INDICES:
         raise SettingsError(f"views.crops: must be 1, 2 or 3 (UniformCropVideo's aug_index), "
                             f"got {cfg.views.crops}")
-    for key, message in frameworks.get(protocol.framework).setting_problems(
-            protocol, cfg.views.crops, spec):
+    for key, message in adapter.setting_problems(protocol, cfg.views.crops, spec):
         raise SettingsError(f"{key}: {message}")
-    most = getattr(frameworks.get(protocol.framework), "MAX_CLIPS", {}).get(protocol.clips)
+    most = adapter.MAX_CLIPS.get(protocol.clips)
     if most is not None and cfg.views.clips > most:
         raise SettingsError(f"views.clips: the {protocol.name} protocol takes at most {most} "
                             f"clips, got {cfg.views.clips}")
-    model_framework = str(cfg.model.get("framework", protocol.framework))
+    model_framework = str(cfg.model.framework)
     try:
         adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
     except ValueError as err:  # an unknown model.framework: the registry's one line
         raise SettingsError(f"model.{err}") from None
     if protocol.framework != model_framework and any(
-            getattr(adapter, "OWN_PROTOCOLS_ONLY", False) for adapter in adapters):
+            adapter.OWN_PROTOCOLS_ONLY for adapter in adapters):
         # A framework whose models take their own layout and heads (transformers: (B, T, C, H,
         # W) views) runs only under its own protocols, and its protocols only its models.
         raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
@@ -244,24 +244,24 @@ def check_settings(cfg: DictConfig) -> None:
 
 def decoder_name(cfg: DictConfig) -> str:
     """``decoder.name`` (pyav where a program's config has no decoder group)."""
-    return str(OmegaConf.select(cfg, "decoder.name", default="pyav"))
+    return str(cfg.decoder.name)
 
 
 def settle_channels_last(cfg: DictConfig) -> None:
     """``eval.channels_last`` off (and recorded off) for a framework whose adapter says its
     models have no NDHWC layout to use (``CHANNELS_LAST = False``: transformers' (B, T, C, H, W)
     views and 2D patch convolutions)."""
-    framework = str(cfg.model.get("framework", "pytorchvideo"))
-    if cfg.eval.channels_last and not getattr(frameworks.get(framework), "CHANNELS_LAST", True):
+    framework = str(cfg.model.framework)
+    if cfg.eval.channels_last and not frameworks.get(framework).CHANNELS_LAST:
         log.info("eval.channels_last: not for %s's models; off", framework)
         cfg.eval.channels_last = False
 
 
 def fuse_rewrites(cfg: DictConfig, device: torch.device) -> tuple[str, ...]:
-    """The rewrites ``eval.fuse`` names on ``device`` (frameworks/pytorchvideo/fuse.py); a bad value is a
+    """The rewrites ``eval.fuse`` names on ``device`` (frameworks/fuse.py); a bad value is a
     SettingsError naming the key."""
     try:
-        return fuse.resolve(cfg.eval.get("fuse", "none"), device.type)
+        return fuse.resolve(cfg.eval.fuse, device.type)
     except fuse.FuseError as err:
         raise SettingsError(str(err)) from None
 
@@ -287,7 +287,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
             channels_last: bool = False, fault: str | None = None,
             stopwatch: Stopwatch | None = None,
-            spatial: str = "uniform_crop",
+            spatial: Spatial | None = None,
             finished: list | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views (the softmax of their mean logits
     where ``spec.views_mean`` says so: mmaction2's TSN), in the order the videos come.
@@ -298,7 +298,7 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     and a batch may hold the last views of one video and the first of the next, so the device
     always gets full batches. A video comes out (float32, on the CPU) once its last view has
     run. ``stopwatch``: times ``views`` (building them) and ``model`` (the forward passes).
-    ``spatial``: the protocol's spatial step (views.make_views). ``finished``: the caller's
+    ``spatial``: the protocol's spatial step (views.make_views; default ``uniform_crop``). ``finished``: the caller's
     list to hold the videos whose mean is computed but not yet handed over (key, mean, copy
     event), so that a caller stopped mid-way (a signal) can still store them
     (``finished_means``); a video stays in it until the caller asks for the next one.
@@ -421,16 +421,17 @@ def ready(item: LoadedVideo, copied: torch.cuda.Event) -> LoadedVideo:
 
 
 def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: DictConfig,
-                 device: torch.device) -> SupervisedLoader:
-    """Loader workers decode the videos at ``indices`` and cut their clips (uint8), in order,
+                 device: torch.device, timing: Timing) -> SupervisedLoader:
+    """Loader workers decode the videos at ``indices`` and cut their clips (uint8) as
+    ``timing`` (the protocol's, resolved: ``frameworks.timing``) picks them, in order,
     supervised by this process (benchmark/data/loader.py: a worker that dies or hangs costs one
     video, not the run); on CUDA the clips come pinned, so their copy to the GPU can run
     asynchronously."""
     workers = loader_workers(cfg.data.workers, device.type)
     dataset = VideoClipsDataset(
-        videos, indices, spec, int(cfg.views.clips), str(cfg.protocol.clips),
+        videos, indices, spec, int(cfg.views.clips), timing,
         decode_threads(cfg.data.decode_threads, workers, device.type), cfg.data.decode_timeout_s,
-        cfg.views.get("fault"), decoder_name(cfg))
+        cfg.views.fault, decoder_name(cfg))
 
     def failed(position: int, reason: str, kind: str | None) -> LoadedVideo:
         """A video whose worker died (kind crash: never retried) or hung (transient: a resumed
@@ -439,7 +440,7 @@ def video_loader(videos: list[Video], indices: list[int], spec: InputSpec, cfg: 
 
     return SupervisedLoader(dataset.__getitem__, len(dataset), workers, failed,
                             cfg.data.decode_timeout_s, pin_memory=device.type == "cuda",
-                            memory_bytes=int(cfg.data.get("loader_memory_mb", 4096)) << 20)
+                            memory_bytes=int(cfg.data.loader_memory_mb) << 20)
 
 
 def loader_workers(setting: int | str, device_type: str) -> int:
@@ -517,7 +518,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         raise SettingsError(problem)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # device=cuda:1: streams and events default to the run's
-    tf32 = set_tf32(device, bool(cfg.eval.get("tf32", False)))
+    tf32 = set_tf32(device, bool(cfg.eval.tf32))
     rewrites = fuse_rewrites(cfg, device)
     run_dir = Path(distributed.broadcast(str(run_dir), ranks))  # rank 0's dir for all
     results_dir = tables_dir(cfg)
@@ -534,12 +535,14 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     resolved = distributed.from_main(lambda: resolve_weights(cfg.model), ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
+    # The protocol's steps, resolved to their adapters' once and handed down.
+    timing, spatial = frameworks.timing(protocol.clips), frameworks.spatial(protocol.spatial)
     model = build_model(cfg.model, protocol.head, resolved, manifest.class_names)
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module
     runner = prepare_model(module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
-                           rewrites)
+                           rewrites, frameworks.get(str(cfg.model.framework)))
     made = fuse.applied(runner)
     if made != rewrites:
         log.info("eval.fuse: %s asked, %s fits %s's blocks", fuse.label(rewrites),
@@ -574,7 +577,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         log.info("resuming %s: %d of %d videos already done, %d to go", store.resumed_from,
                  len(manifest.videos) - len(todo), len(manifest.videos), len(todo))
     todo = distributed.shard(todo, ranks)
-    loader = video_loader(manifest.videos, todo, spec, cfg, device)
+    loader = video_loader(manifest.videos, todo, spec, cfg, device, timing)
     start, evaluated_now = time.perf_counter(), 0
 
     def loaded(progress: Progress) -> Iterator[tuple[int, torch.Tensor]]:
@@ -613,7 +616,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     with store.timed_flushes(), Progress(len(todo), model.name) as progress:
         for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
                                     device, str(cfg.precision), bool(cfg.eval.channels_last),
-                                    cfg.views.get("fault"), spatial=protocol.spatial,
+                                    cfg.views.fault, spatial=spatial,
                                     finished=finished):
             video = manifest.videos[index]
             if record_prediction(store, video, probs, bool(cfg.strict), notes.pop(index, None)):
@@ -644,7 +647,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         "precision": str(cfg.precision), "tf32": tf32,
         "batch_views": batch_views, "channels_last": bool(cfg.eval.channels_last),
         "compile": bool(cfg.compile), "fuse": fuse.label(rewrites),
-        "clips": clips, "crops": crops, "fault": cfg.views.get("fault"),
+        "clips": clips, "crops": crops, "fault": cfg.views.fault,
         "processes": ranks.world,
         "videos_listed": len(manifest.videos), "videos_found": found,
         "videos_decodable": decodable(store), **copy_fields(manifest),
@@ -660,7 +663,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     store.finish(metrics, order=order)
-    published = OmegaConf.to_container(cfg.model.published, resolve=True) if "published" in cfg.model else {}
+    published = OmegaConf.to_container(cfg.model.published, resolve=True)
     # Per-run report files and plots; the run's row in results/evaluations and the results plots.
     report_run(run_dir, published, results_dir, manifest.class_names,
                float(cfg.report.min_coverage))
@@ -695,7 +698,7 @@ def preempted(store: RunStore, signum: int, listed: int) -> Preempted:
 def with_model_class_names(cfg: DictConfig) -> DictConfig:
     """``cfg.data``, with a torchvision model's own class names (its weights' categories) in
     place of ``data.class_names=auto`` on a real data set (generated sets have their own)."""
-    if cfg.data.get("class_names") != "auto" or cfg.data.get("synthetic"):
+    if cfg.data.class_names != "auto" or cfg.data.synthetic:
         return cfg.data
     path = class_names_file(cfg.model, Path(cfg.cache_dir))
     return cfg.data if path is None else OmegaConf.merge(cfg.data, {"class_names": str(path)})
@@ -711,9 +714,9 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
     return {
         "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
                   "input": model.spec, "num_classes": model.num_classes,
-                  "output": str(cfg.model.get("output", "logits"))},
+                  "output": str(cfg.model.output)},
         "weights": {"label": model.weights, "sha256": model.checkpoint_sha256,
-                    "url": cfg.model.get("checkpoint_url")},
+                    "url": cfg.model.checkpoint_url},
         "seed": int(cfg.seed),
         # A format that reads several files (a UCF101 split folder) hashes them all.
         "data": {"csv": str(csv), "subset_sha256": manifest.subset_sha256,

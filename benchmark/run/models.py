@@ -24,6 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
+from benchmark.frameworks.api import Adapter
+from benchmark.frameworks.common import hub_cache_path
 from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,7 @@ class Model:
     checkpoint_sha256: str | None = None  # of the loaded file (weights=auto too); None: random
 
 
-def framework_of(cfg: DictConfig):
+def framework_of(cfg: DictConfig) -> Adapter:
     """The adapter of the framework a model config names (``model.framework``)."""
     try:
         return frameworks.get(str(cfg.framework))
@@ -72,7 +74,7 @@ def framework_of(cfg: DictConfig):
 def offline_class_names() -> tuple[list[str], str]:
     """Kinetics-400's class names as torchvision ships them (no network), for the manifest."""
     torchvision = frameworks.get("torchvision")
-    return torchvision.kinetics400_names(), torchvision.TORCHVISION_NAMES
+    return torchvision.kinetics400_names(), torchvision.KINETICS400_LABEL
 
 
 def _asked(question, cfg: DictConfig):
@@ -82,16 +84,6 @@ def _asked(question, cfg: DictConfig):
         return question(cfg)
     except ValueError as err:
         raise WeightsError(str(err)) from None
-
-
-def input_spec(cfg: DictConfig) -> InputSpec:
-    values = OmegaConf.to_container(cfg.input, resolve=True)
-    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def hub_cache_path(url: str) -> Path:
-    """Where ``torch.hub.load_state_dict_from_url`` keeps ``url`` (pytorchvideo's hub uses it)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
@@ -255,14 +247,13 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     official checkpoint if needed. Under torchrun only rank 0 calls this; the other ranks load
     the file it resolved, so no rank falls back to random weights on its own."""
     weights = str(cfg.weights)
-    own = getattr(framework_of(cfg), "resolve_weights", None)
-    if own is not None:  # checkpoint directories its adapter loads (transformers)
-        path = _asked(own, cfg)  # its CheckpointError (a ValueError) names the key
+    adapter = framework_of(cfg)
+    if adapter.LOADS_OWN_WEIGHTS:  # checkpoints its adapter finds and loads (transformers)
+        path = _asked(adapter.resolve_weights, cfg)  # its CheckpointError names the key
         if path is None:
             return None, RANDOM_INIT
         return str(path), "official" if weights in ("auto", "pretrained") else Path(path).name
     if weights in ("auto", "pretrained"):
-        adapter = framework_of(cfg)
         path = _fetch_official(_asked(adapter.official_url, cfg), required=weights == "pretrained",
                                check_hash=adapter.CHECK_HASH)
         return (None, RANDOM_INIT) if path is None else (str(path), "official")
@@ -310,8 +301,8 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
     data set's, for a model that classifies by their text (X-CLIP)."""
     adapter = framework_of(cfg)
     # A framework whose configs carry their own test pipeline gives a spec holding it.
-    spec = _asked(getattr(adapter, "input_spec", input_spec), cfg)
-    if hasattr(adapter, "resolve_weights"):
+    spec = _asked(adapter.input_spec, cfg)
+    if adapter.LOADS_OWN_WEIGHTS:
         path, label = resolved if resolved is not None else resolve_weights(cfg)
         module, label, digest = _build_own(adapter, cfg, path, label, class_names)
         adapter.apply_head(module, head)
@@ -321,7 +312,7 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
                      len(class_names) if getattr(module, "class_names", None) else
                      int(cfg.num_classes), digest)
     module = adapter.build(cfg)
-    output = "probs" if adapter.apply_head(module, head) else str(cfg.get("output", "logits"))
+    output = "probs" if adapter.apply_head(module, head) else str(cfg.output)
     module = adapt_io(module, spec.alpha is None, output)
     path, label = resolved if resolved is not None else resolve_weights(cfg)
     digest = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.frameworks.clips import protocol_from_config
+from benchmark.frameworks import protocol_from_config
 
 
 def compare(overrides: list[str], run_root, protocols: list[str], default: str = "zoo"):

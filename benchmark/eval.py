@@ -20,8 +20,10 @@ from omegaconf import DictConfig  # noqa: E402
 
 from benchmark.data.decode import DecodeError  # noqa: E402
 from benchmark.run.distributed import rank_from_env  # noqa: E402
-from benchmark.run.evaluate import (  # noqa: E402
-    DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
+from benchmark.run.evaluate import evaluate  # noqa: E402
+from benchmark.run.record import NothingEvaluated, StrictFailure  # noqa: E402
+from benchmark.run.settings import DeviceUnavailable, SettingsError  # noqa: E402
+from benchmark.run.signals import Preempted  # noqa: E402
 from benchmark.data.manifest import ManifestError  # noqa: E402
 from benchmark.run.models import WeightsError  # noqa: E402
 from benchmark.results.tables import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402

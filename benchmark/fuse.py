@@ -14,7 +14,7 @@ import torch
 from benchmark import frameworks
 from benchmark.frameworks import fuse
 from benchmark.run.device import precision_problem
-from benchmark.run.evaluate import resolve_device
+from benchmark.run.settings import resolve_device
 from benchmark.run.models import build_model, compose_for_model
 from benchmark.run.timing import time_variants
 

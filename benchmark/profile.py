@@ -25,7 +25,7 @@ from benchmark import frameworks  # noqa: E402
 from benchmark.frameworks import fuse  # noqa: E402
 from benchmark.run.device import (PRECISIONS, device_name, precision_problem,  # noqa: E402
                                   prepare_model)
-from benchmark.run.evaluate import resolve_device  # noqa: E402
+from benchmark.run.settings import resolve_device  # noqa: E402
 from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 from benchmark.run.profile import profile_model, summary  # noqa: E402
 

@@ -22,7 +22,8 @@ from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
 from benchmark.frameworks import timing
 from benchmark.frameworks.views import sample_clips
 from benchmark.run.decoder_compare import compare_frames, frame_rows
-from benchmark.run.evaluate import VideoClipsDataset, predict
+from benchmark.run.batches import predict
+from benchmark.run.clip_loader import VideoClipsDataset
 
 from conftest import REAL_NAMES, REPO, SHARED_VIDEOS, TINY_SPEC, compose_eval, real_video_missing
 from test_reliability import eval_process, loader_overrides, video_ids

@@ -19,7 +19,8 @@ from benchmark import frameworks
 from benchmark.frameworks import fuse
 from benchmark.data.decode import decode_video
 from benchmark.run.device import precision_problem, prepare_model
-from benchmark.run.evaluate import SettingsError, fuse_rewrites, predict
+from benchmark.run.batches import predict
+from benchmark.run.settings import SettingsError, fuse_rewrites
 from benchmark.run.models import build_model, compose_for_model
 from benchmark.frameworks.views import sample_clips
 

@@ -21,7 +21,8 @@ pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction
 from benchmark import frameworks  # noqa: E402
 from benchmark.frameworks import fuse  # noqa: E402
 from benchmark.run.device import prepare_model  # noqa: E402
-from benchmark.run.evaluate import SettingsError, check_settings, predict  # noqa: E402
+from benchmark.run.batches import predict  # noqa: E402
+from benchmark.run.settings import SettingsError, check_settings  # noqa: E402
 from benchmark.run.models import build_model  # noqa: E402
 
 MM_MODELS = ("mm_slowfast_r50_4x16", "mm_i3d_r50", "mm_x3d_m", "mm_swin_t", "mm_mvit_v2_s",

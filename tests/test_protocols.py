@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from benchmark.data.decode import decode_video
 from benchmark.data.decoders import decode
-from benchmark.run.evaluate import predict
+from benchmark.run.batches import predict
 from benchmark.run.models import build_model
 from benchmark.frameworks import timing as resolved
 from benchmark.run.protocol_compare import protocol_table

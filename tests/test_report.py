@@ -15,7 +15,7 @@ import torch
 
 from benchmark import flops
 from benchmark.data.decode import decode_video
-from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.settings import SettingsError, check_settings
 from benchmark.run.models import build_model
 from benchmark.report import main
 from benchmark.results.tables import (EVAL_COLUMNS, EVAL_KEY, EVAL_NOTE, EVAL_SHOWN, FLOPS_SHOWN,

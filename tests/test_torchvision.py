@@ -25,7 +25,8 @@ from torchvision.datasets.samplers import UniformClipSampler
 from torchvision.datasets.video_utils import VideoClips
 
 from benchmark.data.decode import decode_video
-from benchmark.run.evaluate import VideoClipsDataset, predict
+from benchmark.run.batches import predict
+from benchmark.run.clip_loader import VideoClipsDataset
 from benchmark.data.manifest import Video
 from benchmark.run.models import build_model
 from benchmark import frameworks
@@ -239,7 +240,7 @@ def test_a_sweep_puts_each_model_under_its_own_protocol(tmp_path, action_set):
 
 
 def test_torchvision_protocol_needs_one_crop_and_a_torchvision_resize(action_set, tmp_path):
-    from benchmark.run.evaluate import SettingsError, check_settings
+    from benchmark.run.settings import SettingsError, check_settings
 
     with pytest.raises(SettingsError, match=r"views.crops: the torchvision protocol takes one "
                                             r"centre crop \(views.crops=1\), got 3"):

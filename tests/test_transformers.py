@@ -355,7 +355,7 @@ def test_videomae_ssv2_sampler_follows_the_authors_code(n, fps):
 
 
 def test_more_than_two_videomae_ssv2_clips_stop_the_run_before_any_work():
-    from benchmark.run.evaluate import SettingsError, check_settings
+    from benchmark.run.settings import SettingsError, check_settings
     from conftest import compose_eval
 
     check_settings(compose_eval("model=videomae_base_ssv2", "data=ssv2"))  # 2x3: fine

@@ -59,18 +59,17 @@ from benchmark.run.device import (
     precision_problem,
     reuse_freed_memory,
 )
-from benchmark.run.evaluate import (
+from benchmark.run.batches import on_device, predict
+from benchmark.run.clip_loader import video_loader
+from benchmark.run.record import versions
+from benchmark.run.settings import (
     SettingsError,
     batch_views_for,
     check_settings,
     fuse_rewrites,
     loader_workers,
-    on_device,
-    predict,
     resolve_device,
     settle_channels_last,
-    versions,
-    video_loader,
 )
 from benchmark.data.load import load_dataset
 from benchmark.data.manifest import Video

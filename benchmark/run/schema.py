@@ -6,7 +6,7 @@ are presets validated against these types and OmegaConf rejects a value of the w
 (``strict=maybe``, ``views.clips=2.5``, ``device.type=mps``), naming the key, while the config is
 composed: before any import of the heavy modules, before any work. What a type cannot say
 (ranges, rules between keys, ``auto``-or-a-number) is checked once after composition, in
-``benchmark.run.evaluate.check_settings``.
+``benchmark.run.settings.check_settings``.
 
 ``config_error_line`` turns OmegaConf's and Hydra's multi-line errors into the one line the
 command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.

@@ -1,6 +1,6 @@
 """``python -m benchmark.fuse``: model-only time of each ``eval.fuse`` rewrite set (what
-.ci/gpu-check's model stage runs). The rewrites: benchmark/frameworks/fuse.py (each adapter's ``rewrites``); the
-timing: benchmark/run/timing.py."""
+.ci/gpu-check's model stage runs). The rewrites: benchmark/frameworks/fuse.py (which fit a
+model: its adapter's ``rewrites``); the timing: benchmark/run/timing.py."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ In one process, on the same generated videos (``conf/data/bench.yaml``: 10 s, 30
 and the same weights (one module for both):
 
 1. ``reference``: pytorchvideo 0.1.5's own 10x3 pipeline as a pytorchvideo user writes it
-   (its adapter's ``reference_views``: frameworks/pytorchvideo/reference.py's ``LabeledVideoDataset``, decoding each clip anew, the card's
+   (its adapter's ``reference_views``: frameworks/pytorchvideo/reference.py's
+   ``LabeledVideoDataset``, decoding each clip anew, the card's
    transforms, ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW,
    ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``). For a
    transformers model (``model=videomae_base_k400``, or each of ``bench.transformers`` after

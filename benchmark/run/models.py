@@ -199,7 +199,7 @@ def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytor
         raise WeightsError(f"{path}: does not fit this model: missing keys [{show(missing)}], "
                            f"unexpected keys [{show(unexpected)}], wrong shapes [{show(wrong)}]")
     # NaN or inf weights make every answer NaN, or, where a fused kernel hides them
-    # (benchmark/frameworks/pytorchvideo/fuse.py), finite and wrong: refused here, before any work.
+    # (benchmark/frameworks/fuse.py), finite and wrong: refused here, before any work.
     nonfinite = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
                  and not bool(torch.isfinite(v).all())]
     if nonfinite:

@@ -142,6 +142,11 @@ class Adapter(abc.ABC):
         return InputSpec(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in values.items()})
 
+    def checkpoint_class_names(self, module: nn.Module) -> list[str] | None:
+        """The class names the loaded checkpoint carries, in output order (matched to the data
+        set's by name, run/labels.py), or None where it carries none."""
+        return None
+
     def resolve_weights(self, model_cfg) -> Path | None:
         """(``LOADS_OWN_WEIGHTS``) the checkpoint ``model.weights`` names, None for random
         init; never downloads."""

@@ -262,6 +262,13 @@ def official_url(model_cfg) -> str | None:
     return model_cfg.get("checkpoint_url") or None
 
 
+def checkpoint_class_names(module: nn.Module) -> list[str] | None:
+    """The ``classes`` of the checkpoint's ``meta["dataset_meta"]`` where it has them (mmengine
+    saves the data set's meta there), in output order; else None."""
+    classes = (getattr(module, "dataset_meta", None) or {}).get("classes")
+    return [str(c) for c in classes] if classes else None
+
+
 def class_names(model_cfg) -> None:
     """mmaction2's Kinetics-400 ids are the alphabetical order of the class names (the
     harness's class-name file maps them); no names of its own."""
@@ -313,6 +320,10 @@ def load_checkpoint(module: nn.Module, path) -> None:
     state = checkpoint_state(loaded)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected {{'state_dict': ...}}, got {type(state).__name__}")
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    if isinstance(meta, dict) and isinstance(meta.get("dataset_meta"), dict):
+        # mmengine's runner keeps it on the model the same way (``model.dataset_meta``).
+        module.dataset_meta = meta["dataset_meta"]
     # mmengine saves DataParallel/DDP-wrapped models' keys with a 'module.' prefix; its
     # load_checkpoint strips it, so does this.
     if state and all(k.startswith("module.") for k in state):
@@ -928,6 +939,7 @@ class Mmaction2Adapter(Adapter):
     cut_clips = staticmethod(cut_clips)
     framework_gflops = staticmethod(framework_gflops)
     reference_video = staticmethod(reference_video)
+    checkpoint_class_names = staticmethod(checkpoint_class_names)
 
     def clip_windows(self, video, clip_duration, clips, timing, frame_rate=None, clip_len=None):
         """Refused: a clip duration says nothing of a config's sampler, so the run cuts

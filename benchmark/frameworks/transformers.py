@@ -767,6 +767,19 @@ def class_names(model_cfg) -> None:
     return None
 
 
+def checkpoint_class_names(module: nn.Module) -> list[str] | None:
+    """The checkpoint's ``id2label`` in id order; None for transformers' placeholders
+    (``LABEL_0``...: a config that names no classes) and for X-CLIP (it classifies by the data
+    set's own names)."""
+    if isinstance(module, XCLIPClassifier):
+        return None
+    id2label = getattr(getattr(module, "config", None), "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label, key=int)]
+    if not names or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
 def preprocess_of(spec) -> Preprocess:
     """The preprocessing an ``InputSpec`` says: short side ``side_size``, a square
     ``crop_size`` crop, /255 and the mean/std (ViViT's x / 127.5 - 1 then 0.5/0.5 is the same
@@ -864,6 +877,7 @@ class TransformersAdapter(Adapter):
     apply_head = staticmethod(apply_head)
     resolve_weights = staticmethod(resolve_weights)
     example_views = staticmethod(example_views)
+    checkpoint_class_names = staticmethod(checkpoint_class_names)
 
     def counted_as(self, module, convention):
         return counted_as(module, convention)

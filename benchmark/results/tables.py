@@ -7,7 +7,9 @@
   row and a run that differs in any of them is a row of its own. Every row shows its coverage
   (videos evaluated / listed). Measured top-1/top-5 carry a seeded 95% bootstrap interval
   (``+-`` in the Markdown); the published numbers (pytorchvideo model zoo) sit in their own
-  columns beside the measured ones, never in their place, with the measured minus published
+  columns beside the measured ones, never in their place, and only beside the checkpoint they
+  were measured with (``official``; each row names its checkpoint: hub id @ revision or file @
+  SHA-256 prefix, in the key), with the measured minus published
   delta only where the run is comparable (official weights, the published views and protocol,
   the full list, and at least ``report.min_coverage`` of it evaluated).
   Where the tables go: ``results_dir`` (``tables_dir``).
@@ -46,9 +48,9 @@ log = logging.getLogger(__name__)
 
 # One row, one measurement: everything that changes the result (the data copy too: the same CSV
 # over another root is another measurement) or the speed (how the model ran).
-EVAL_KEY = ["model", "weights", "dataset", "split", "data", "subset", "root", "data_fingerprint",
-            "limit", "protocol", "decoder", "device", "precision", "tf32", "fuse", "compile",
-            "batch_views", "channels_last", "views"]
+EVAL_KEY = ["model", "weights", "checkpoint", "dataset", "split", "data", "subset", "root",
+            "data_fingerprint", "limit", "protocol", "decoder", "device", "precision", "tf32",
+            "fuse", "compile", "batch_views", "channels_last", "views"]
 # The views and protocol the zoo's numbers were measured with, unless a model's
 # ``published.views`` / ``published.protocol`` say otherwise.
 PUBLISHED_VIEWS = "10x3"
@@ -56,7 +58,7 @@ PUBLISHED_PROTOCOL = "zoo"
 EVAL_COLUMNS = EVAL_KEY + [
     "videos", "coverage", "found", "decodable", "found_fraction", "min_found_fraction",
     "found_below_threshold", "leakage", "subset_sha256",
-    "top1", "top1_ci95", "published_top1", "top1_delta",
+    "label_map", "top1", "top1_ci95", "published_top1", "top1_delta",
     "top5", "top5_ci95", "published_top5", "top5_delta", "no_delta_because",
     "mean_class_accuracy",
     "gflops", "published_gflops", "gflops_delta",
@@ -67,7 +69,8 @@ EVAL_COLUMNS = EVAL_KEY + [
 ]
 EVAL_NOTE = (
     "Rows: one per finished `python -m benchmark.eval` run (`make eval-r50`, a sweep's jobs) or "
-    "`make report RUNS=...`, one per measurement: keyed by model, weights, dataset, data (CSV, "
+    "`make report RUNS=...`, one per measurement: keyed by model, weights, checkpoint (hub id @ "
+    "revision or file @ SHA-256 prefix), dataset, data (CSV, "
     "root, data fingerprint), limit, protocol, decoder (shown when not PyAV), views, device, "
     "precision, tf32 and how the model ran (eval.fuse, compile, batch_views, channels_last); "
     "evaluations.csv holds every column "
@@ -78,7 +81,8 @@ EVAL_NOTE = (
     "leakage: test videos also in the split's training list; decodable: found videos that "
     "decoded. top-1/top-5 in %: measured `+-` half the width of the seeded 95% bootstrap "
     "interval over videos, then in brackets the pytorchvideo model zoo's published number "
-    "(Kinetics-400; torchvision's models: their weights' meta) and measured - published, the "
+    "(Kinetics-400; torchvision's models: their weights' meta; shown only beside the official "
+    "checkpoint, the one it was measured with) and measured - published, the "
     "delta only for runs comparable with the zoo's (official weights, the published views and "
     f"protocol, the full list with at least report.min_coverage, {MIN_COVERAGE:g} by default, of "
     "its videos evaluated). data: dataset, CSV@sha256 prefix, data root, data.limit, listed "
@@ -154,7 +158,8 @@ def _coverage_cell(row: dict) -> str:
 # The evaluations table for people (evaluations.md); evaluations.csv keeps EVAL_COLUMNS.
 EVAL_SHOWN = [
     ("model", "model"),
-    ("weights", "weights"),
+    ("weights", cell("{weights}", lambda r: "" if r.get("checkpoint") in ("", r.get("weights"))
+                     else r["checkpoint"])),
     ("data: CSV, root, found/listed, fingerprint",
      cell(lambda r: too_few(r), "{dataset}", "split {split}", "{data}", "subset {subset}", "{root}",
           "limit {limit}", "found {found}", "decodable {decodable}", "leakage {leakage}",
@@ -234,7 +239,8 @@ def no_delta_because(metrics: dict, published: dict,
     reasons = [
         (metrics["dataset"] != published_on,
          f"dataset {metrics['dataset']}, published on {published_on}"),
-        (metrics["weights"] != "official", f"weights {metrics['weights']}"),
+        (metrics["weights"] != "official",
+         f"weights {metrics['weights']}: not the checkpoint the published numbers are of"),
         (views != str(published.get("views", PUBLISHED_VIEWS)),
          f"views {views}, published {published.get('views', PUBLISHED_VIEWS)}"),
         (bool(metrics.get("fault")), f"views.fault={metrics.get('fault')}"),
@@ -267,8 +273,10 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
     ``ci``: ``bootstrap_ci``'s intervals, shown as their half width; accuracy deltas only for a
     comparable run (``no_delta_because``)."""
     ci = ci or {}
-    if metrics["dataset"] != published.get("dataset", "kinetics400"):
-        # A published accuracy is its data set's (the zoo's: Kinetics-400), nothing else's.
+    if (metrics["dataset"] != published.get("dataset", "kinetics400")
+            or metrics["weights"] != "official"):
+        # A published accuracy is its data set's (the zoo's: Kinetics-400) and its checkpoint's
+        # (``official``: the one the model config names), nothing else's.
         published = {k: v for k, v in published.items() if k not in ("top1", "top5")}
     because = no_delta_because(metrics, published, min_coverage)
     accuracy_delta = not because
@@ -281,7 +289,10 @@ def eval_row(metrics: dict, published: dict, ci: dict | None = None,
     top1, top5 = _pct(metrics["top1"]), _pct(metrics["top5"])
     gflops, params = _round(metrics.get("gflops")), _round(metrics.get("params_m"))
     return {
-        "model": metrics["model"], "weights": metrics["weights"], "dataset": metrics["dataset"],
+        "model": metrics["model"], "weights": metrics["weights"],
+        # Runs from before the identity was recorded: their weights label.
+        "checkpoint": metrics.get("checkpoint", metrics["weights"]),
+        "label_map": metrics.get("label_map"), "dataset": metrics["dataset"],
         "data": data_label(metrics), "root": metrics.get("root"), "limit": metrics.get("limit"),
         "split": metrics.get("split"), "subset": subset_label(metrics),
         "device": metrics["device"], "precision": metrics["precision"],

@@ -22,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import CONF_DIR, frameworks
+from benchmark.run import labels
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
 from benchmark.frameworks.api import Adapter
@@ -57,10 +58,13 @@ def compose_for_model(name: str) -> DictConfig:
 class Model:
     name: str
     module: torch.nn.Module
-    weights: str  # "official", "random-init", or "<file name>@<sha256 prefix>"
+    weights: str  # "official", "random-init", or the checkpoint's identity (below)
     spec: InputSpec
     num_classes: int
     checkpoint_sha256: str | None = None  # of the loaded file (weights=auto too); None: random
+    # hub id @ resolved revision, or "<file name>@<sha256 prefix>"; "random-init"
+    checkpoint: str = RANDOM_INIT
+    label_map: str = labels.NO_NAMES  # how its outputs became the data set's ids (labels.py)
 
 
 def framework_of(cfg: DictConfig) -> Adapter:
@@ -242,6 +246,36 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
     return module
 
 
+def published_checkpoint(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` names the checkpoint its config's published numbers were measured with:
+    the ``checkpoint_url``, ``builder.hub_id`` and revision that conf/model/<name>.yaml holds as
+    written (an override of any of them, or a ``model.source``, is another checkpoint)."""
+    path = CONF_DIR / "model" / f"{cfg.name}.yaml"
+    if not path.is_file() or cfg.get("source"):
+        return False
+    written = OmegaConf.load(path)
+    builder, run_builder = written.get("builder") or {}, cfg.get("builder") or {}
+    return (written.get("checkpoint_url") == cfg.get("checkpoint_url")
+            and builder.get("hub_id") == run_builder.get("hub_id")
+            and cfg.get("revision") in (None, written.get("revision")))
+
+
+def _official_or(cfg: DictConfig, path) -> str:
+    """The label of a checkpoint ``weights=auto|pretrained`` found: ``official`` when it is the
+    published one, else its identity (filled in when it is loaded: ``checkpoint_identity``)."""
+    return "official" if published_checkpoint(cfg) else Path(path).name
+
+
+def checkpoint_identity(path: Path, digest: str) -> str:
+    """What names a checkpoint in a row: ``<hub id>@<revision>`` for a Hugging Face hub cache
+    snapshot (``models--org--name/snapshots/<commit>``), else ``<file or folder
+    name>@<SHA-256 prefix>``."""
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        repo = path.parent.parent.name[len("models--"):].replace("--", "/")
+        return f"{repo}@{path.name[:12]}"
+    return f"{path.name}@{digest[:8]}"
+
+
 def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     """(checkpoint file or None for random init, label) for ``cfg.weights``, downloading the
     official checkpoint if needed. Under torchrun only rank 0 calls this; the other ranks load
@@ -252,11 +286,12 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
         path = _asked(adapter.resolve_weights, cfg)  # its CheckpointError names the key
         if path is None:
             return None, RANDOM_INIT
-        return str(path), "official" if weights in ("auto", "pretrained") else Path(path).name
+        return str(path), (_official_or(cfg, path) if weights in ("auto", "pretrained")
+                           else Path(path).name)
     if weights in ("auto", "pretrained"):
         path = _fetch_official(_asked(adapter.official_url, cfg), required=weights == "pretrained",
                                check_hash=adapter.CHECK_HASH)
-        return (None, RANDOM_INIT) if path is None else (str(path), "official")
+        return (None, RANDOM_INIT) if path is None else (str(path), _official_or(cfg, path))
     if weights == "random":
         return None, RANDOM_INIT
     path = Path(weights).expanduser()
@@ -277,19 +312,39 @@ def _dir_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _build_own(adapter, cfg: DictConfig, path: str | None, label: str,
-               class_names: list[str] | None) -> tuple[torch.nn.Module, str, str | None]:
-    """(module, label, digest) from an adapter that loads its checkpoint directory itself
-    (strictly: transformers' ``load_checkpoint``); ``path`` None: random init, its warning."""
+def _build_own(adapter, cfg: DictConfig, path: str | None,
+               class_names: list[str] | None) -> tuple[torch.nn.Module, str | None]:
+    """(module, digest) from an adapter that loads its checkpoint directory itself (strictly:
+    transformers' ``load_checkpoint``); ``path`` None: random init, its warning."""
     local = OmegaConf.merge(cfg, {"weights": path if path is not None else "random"})
     try:
         module = adapter.build(local, class_names=class_names)
     except (ValueError, OSError) as err:
         raise WeightsError(str(err)) from None
-    if path is None:
-        return module, label, None
-    digest = _dir_sha256(Path(path))
-    return module, label if label == "official" else f"{Path(path).name}@{digest[:8]}", digest
+    return module, None if path is None else _dir_sha256(Path(path))
+
+
+def _data_order(adapter: Adapter, cfg: DictConfig, module: torch.nn.Module,
+                class_names: list[str] | None) -> str:
+    """Match the model's class names (``model.class_names``, else the checkpoint's own) to the
+    data set's ``class_names`` and reorder its outputs to the data set's ids (labels.py);
+    returns the mapping used. Without the data set's names (FLOPs, timings): nothing."""
+    if class_names is None:
+        return labels.NO_NAMES
+    if cfg.get("class_names"):
+        names, source = labels.names_file(str(cfg.class_names)), f"model.class_names={cfg.class_names}"
+    else:
+        names, source = adapter.checkpoint_class_names(module), "the checkpoint's"
+    try:
+        order, how = labels.output_order(names, list(class_names), str(cfg.get("label_map", "name")),
+                                         source)
+    except labels.LabelMapError as err:
+        raise WeightsError(str(err)) from None
+    labels.map_outputs(module, order)
+    if how == labels.BY_NAME and order != sorted(order):
+        log.info("model.label_map=name: %s's outputs reordered to the data set's class ids (%d "
+                 "of %d moved)", cfg.name, sum(i != j for i, j in enumerate(order)), len(order))
+    return how
 
 
 def build_model(cfg: DictConfig, head: str = "pooled_logits",
@@ -302,28 +357,28 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
     adapter = framework_of(cfg)
     # A framework whose configs carry their own test pipeline gives a spec holding it.
     spec = _asked(adapter.input_spec, cfg)
+    path, label = resolved if resolved is not None else resolve_weights(cfg)
     if adapter.LOADS_OWN_WEIGHTS:
-        path, label = resolved if resolved is not None else resolve_weights(cfg)
-        module, label, digest = _build_own(adapter, cfg, path, label, class_names)
+        module, digest = _build_own(adapter, cfg, path, class_names)
         adapter.apply_head(module, head)
         module = adapt_io(module, True, "logits")
-        module.eval()
-        return Model(str(cfg.name), module, label, spec,
-                     len(class_names) if getattr(module, "class_names", None) else
-                     int(cfg.num_classes), digest)
-    module = adapter.build(cfg)
-    output = "probs" if adapter.apply_head(module, head) else str(cfg.output)
-    module = adapt_io(module, spec.alpha is None, output)
-    path, label = resolved if resolved is not None else resolve_weights(cfg)
-    digest = None
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise WeightsError(f"model.weights: {path}: no such file (resolved by rank 0; every "
-                               "rank must see it at the same path)")
-        digest = _sha256(path)
-        if label != "official":
-            label = f"{path.name}@{digest[:8]}"
-        load_checkpoint(module, path, adapter.NAME)
+        num_classes = (len(class_names) if getattr(module, "class_names", None) else
+                       int(cfg.num_classes))
+    else:
+        module = adapter.build(cfg)
+        output = "probs" if adapter.apply_head(module, head) else str(cfg.output)
+        module = adapt_io(module, spec.alpha is None, output)
+        digest = None
+        if path is not None:
+            if not Path(path).is_file():
+                raise WeightsError(f"model.weights: {path}: no such file (resolved by rank 0; "
+                                   "every rank must see it at the same path)")
+            digest = _sha256(Path(path))
+            load_checkpoint(module, Path(path), adapter.NAME)
+        num_classes = int(cfg.num_classes)
+    checkpoint = RANDOM_INIT if path is None else checkpoint_identity(Path(path), digest)
+    if label not in ("official", RANDOM_INIT):
+        label = checkpoint
+    label_map = _data_order(adapter, cfg, module, class_names)
     module.eval()
-    return Model(str(cfg.name), module, label, spec, int(cfg.num_classes), digest)
+    return Model(str(cfg.name), module, label, spec, num_classes, digest, checkpoint, label_map)

@@ -55,8 +55,9 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
     return {
         "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
                   "input": model.spec, "num_classes": model.num_classes,
-                  "output": str(cfg.model.output)},
-        "weights": {"label": model.weights, "sha256": model.checkpoint_sha256,
+                  "output": str(cfg.model.output), "label_map": model.label_map},
+        "weights": {"label": model.weights, "checkpoint": model.checkpoint,
+                    "sha256": model.checkpoint_sha256,
                     "url": cfg.model.checkpoint_url},
         "seed": int(cfg.seed),
         # A format that reads several files (a UCF101 split folder) hashes them all.
@@ -210,7 +211,9 @@ def metrics_record(cfg: DictConfig, identity: dict, model: Model, manifest: Mani
     settings = identity["run"]
     probs, labels = store.probs_and_labels()
     return {
-        "model": model.name, "weights": model.weights, "dataset": manifest.name,
+        "model": model.name, "weights": model.weights, "checkpoint": model.checkpoint,
+        "checkpoint_sha256": model.checkpoint_sha256, "label_map": model.label_map,
+        "dataset": manifest.name,
         **data_identity(cfg, identity), "protocol": protocol,
         "device": identity["device"], "decoder": identity["decoder"]["name"],
         "decoder_version": identity["decoder"]["version"],

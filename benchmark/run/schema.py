@@ -71,6 +71,15 @@ class DataFormat(Choice):
     hmdb51 = "hmdb51"
 
 
+class LabelMap(Choice):
+    """``model.label_map``: how the model's outputs become the data set's class ids
+    (benchmark/run/labels.py): by matching class names (where the model has them), or by
+    position (trusting the order)."""
+
+    name = "name"
+    position = "position"
+
+
 class LiveRun(Choice):
     """``live_run``: what a run does with a live run of the same config it would resume (its
     run.lock held, benchmark/run/store.py): refuse (stop, naming it) or skip (leave it alone)."""
@@ -108,6 +117,10 @@ class ModelSchema:
     num_classes: int = MISSING
     output: str = "logits"  # logits | probs (benchmark.run.models.OUTPUTS)
     torchvision_weights: Optional[str] = None  # torchvision's weights enum member
+    # The model's class names in output order (a {name: id} JSON or a .txt of one a line),
+    # matched to the data set's by name (benchmark/run/labels.py); null: the checkpoint's own.
+    class_names: Optional[str] = None
+    label_map: LabelMap = LabelMap.name  # name | position
     input: InputSchema = field(default_factory=InputSchema)
     published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
 

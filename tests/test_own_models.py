@@ -1,0 +1,185 @@
+"""Your model, not only ours: a fine-tuned checkpoint with its own class count, its class names
+matched to the data set's by name, and every row naming its checkpoint. The checkpoints are
+built here: a 101-class SlowFast, tiny save_pretrained VideoMAEs whose id2label is in another
+order than the data set's, a Hugging Face hub cache written in its own folder layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from benchmark.run.labels import BY_NAME, BY_POSITION, LabelMapError, normalised, output_order
+from benchmark.run.models import WeightsError, build_model
+
+from conftest import compose_eval, run_eval
+from test_datasets import UCF_CLASSES, crlf, render
+
+# A 101-class UCF101 classInd.txt: the pairs sorted() orders otherwise, then fillers.
+UCF101 = UCF_CLASSES + [f"Sport{i:03d}" for i in range(len(UCF_CLASSES), 101)]
+
+
+def one_hot_head(weight: torch.Tensor, bias: torch.Tensor, index: int) -> None:
+    """A head that answers class ``index`` whatever it sees (so the mapping decides the id)."""
+    with torch.no_grad():
+        weight.zero_()
+        bias.zero_()
+        bias[index] = 10.0
+
+
+def test_a_101_class_slowfast_checkpoint_on_a_ucf101_layout(tmp_path):
+    """model=slowfast_r50 model.num_classes=101 model.weights=PATH builds the 101-class head
+    from that one key; the checkpoint's classes are in sorted folder order (torchvision's
+    UCF101), named by model.class_names: its outputs are moved to classInd.txt's ids."""
+    from pytorchvideo.models.hub import slowfast_r50
+
+    torch.manual_seed(0)
+    module = slowfast_r50(pretrained=False, model_num_class=101)
+    by_folder = sorted(UCF101)  # HammerThrow before Hammering, JumpRope before JumpingJack
+    one_hot_head(module.blocks[6].proj.weight, module.blocks[6].proj.bias,
+                 by_folder.index("JumpRope"))
+    checkpoint = tmp_path / "slowfast_ucf101.pyth"
+    torch.save({"model_state": module.state_dict()}, checkpoint)
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(by_folder) + "\n")
+    splits = tmp_path / "ucfTrainTestlist"
+    splits.mkdir()
+    (splits / "classInd.txt").write_bytes(crlf([f"{i} {c}" for i, c in enumerate(UCF101, 1)]))
+    test = ["JumpRope/v_JumpRope_g01_c01.avi", "Hammering/v_Hammering_g01_c01.avi"]
+    (splits / "testlist01.txt").write_bytes(crlf(test))
+    (splits / "trainlist01.txt").write_bytes(crlf([]))
+    for n, line in enumerate(test):
+        render(tmp_path / "UCF-101" / line, "moving up", n, 25, codec="mpeg4", pix_fmt="yuv420p")
+    out = tmp_path / "out"
+    run_eval("model=slowfast_r50", "model.num_classes=101", f"model.weights={checkpoint}",
+             f"model.class_names={names}", "data=ucf101", f"data.csv={splits}",
+             f"data.root={tmp_path / 'UCF-101'}", "views=1x1", "device=cpu", "cost.flops=false",
+             "cost.throughput_iters=0", f"results_dir={tmp_path / 'results'}",
+             f"hydra.run.dir={out}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    probs = torch.tensor([list(p) for p in predictions.probs])
+    assert probs.shape == (2, 101)
+    # classInd's JumpRope is id 5; by position the head's answer would be sorted()'s id.
+    assert probs.argmax(1).tolist() == [UCF101.index("JumpRope")] * 2
+    assert metrics["label_map"] == BY_NAME and metrics["top1"] == 0.5
+    assert metrics["weights"] == metrics["checkpoint"]
+    assert metrics["checkpoint"].startswith("slowfast_ucf101.pyth@")
+    row = pd.read_csv(tmp_path / "results" / "evaluations.csv", dtype=str).iloc[0]
+    assert row.checkpoint == metrics["checkpoint"] and pd.isna(row.published_top1)
+    assert row.no_delta_because.startswith("dataset ucf101, published on kinetics400")
+
+
+# ---- names matched by name ---------------------------------------------------------------------
+
+def test_names_match_across_case_underscores_spaces_and_quotes():
+    assert normalised('"passing_American_football_(in_game)"') == \
+        normalised("passing american  football (in game)")
+    assert normalised("massaging person's head") == normalised("massaging persons head")
+    assert output_order(["B", "a_x", "C"], ["A X", "b", "c"], "name", "x") == ([1, 0, 2], BY_NAME)
+    assert output_order(["b", "a"], ["a", "b"], "position", "x") == (None, BY_POSITION)
+
+
+def test_names_that_do_not_match_stop_the_run_naming_them():
+    with pytest.raises(LabelMapError) as err:
+        output_order(["moving left", "jumping", "x1", "x2", "x3", "x4", "x5"],
+                     ["moving left", "moving up", "x1", "x2", "x3", "x4", "x6"], "name", "id2label")
+    assert str(err.value) == (
+        "model.label_map=name: the model's 7 class names (id2label) do not match the data "
+        "set's 7: model only: jumping, x5; data set only: moving up, x6 "
+        "(model.label_map=position trusts the order)")
+    with pytest.raises(LabelMapError, match="name 'a b' twice"):
+        output_order(["a_b", "A B"], ["a b", "c"], "name", "x")
+
+
+@pytest.fixture(scope="module")
+def tiny_videomae_named(tmp_path_factory):
+    """save_pretrained VideoMAEs with id2label in another order than the action set's
+    (moving left/right/up/down), spelt another way, answering "Moving Up" whatever they see;
+    and one naming a class the data set lacks."""
+    transformers = pytest.importorskip("transformers")
+
+    def save(name: str, labels: list[str]) -> Path:
+        torch.manual_seed(0)
+        config = transformers.VideoMAEConfig(
+            image_size=32, patch_size=16, num_frames=4, tubelet_size=2, hidden_size=32,
+            num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+            num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)})
+        model = transformers.VideoMAEForVideoClassification(config)
+        one_hot_head(model.classifier.weight, model.classifier.bias, labels.index("Moving Up"))
+        path = tmp_path_factory.mktemp("hf") / name
+        model.save_pretrained(path)
+        return path
+
+    return {"reordered": save("reordered", ["moving_down", "Moving Up", "moving right",
+                                            "moving left"]),
+            "other": save("other", ["moving_down", "Moving Up", "moving right", "jumping"])}
+
+
+def videomae_overrides(path: Path) -> list[str]:
+    return ["model=videomae_base_k400", f"model.weights={path}", "model.num_classes=4",
+            "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
+            "model.builder.preprocessor.shortest_edge=32",
+            "model.builder.preprocessor.crop_size=[32,32]"]
+
+
+def test_an_hf_checkpoints_id2label_is_matched_to_the_data_set(tiny_videomae_named, action_set,
+                                                               tmp_path):
+    """id2label [down, up, right, left] against the data set's [left, right, up, down]: the
+    run answers the data set's "moving up" for every video (by position it would be "moving
+    right"), and records the mapping."""
+    data = ["data=kinetics400", f"data.csv={action_set / 'validate.csv'}",
+            f"data.root={action_set}", f"data.class_names={action_set / 'kinetics_classnames.json'}"]
+    common = [*data, "views=1x1", "device=cpu", "cost.flops=false", "cost.throughput_iters=0",
+              "data.workers=0", f"results_dir={tmp_path / 'results'}"]
+    names = json.loads((action_set / "kinetics_classnames.json").read_text())
+    up = {n.strip('"'): i for n, i in names.items()}["moving up"]
+    for mapping, answer in (("name", up), ("position", 1)):
+        out = tmp_path / mapping
+        run_eval(*videomae_overrides(tiny_videomae_named["reordered"]), *common,
+                 f"model.label_map={mapping}", f"hydra.run.dir={out}")
+        predictions = pd.read_parquet(out / "predictions.parquet")
+        probs = torch.tensor([list(p) for p in predictions.probs])
+        assert probs.argmax(1).tolist() == [answer] * len(predictions), mapping
+        assert json.loads((out / "metrics.json").read_text())["label_map"] == mapping
+    cfg = compose_eval(*videomae_overrides(tiny_videomae_named["other"]))
+    with pytest.raises(WeightsError, match="model only: jumping; data set only: moving left "):
+        build_model(cfg.model, "model", class_names=list(up_names(names)))
+
+
+def up_names(names: dict) -> list[str]:
+    return [n.strip('"') for n, _ in sorted(names.items(), key=lambda item: item[1])]
+
+
+# ---- the checkpoint's identity -----------------------------------------------------------------
+
+def hub_cache(root: Path, repo: str, snapshot: Path, revision: str) -> None:
+    """``repo`` in a Hugging Face hub cache laid out as huggingface_hub writes it
+    (models--org--name/refs/main, snapshots/<commit>/)."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(revision)
+    shutil.copytree(snapshot, folder / "snapshots" / revision)
+
+
+def test_only_the_published_checkpoint_is_official(tiny_videomae_named, tmp_path, monkeypatch):
+    """model=videomae_base_k400 reads its hub id from the hub cache, offline: official, named
+    by hub id @ revision. The same config with another hub id is that checkpoint, not
+    official, and sits beside no published number."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    base, large = "MCG-NJU/videomae-base-finetuned-kinetics", "MCG-NJU/videomae-large-finetuned-kinetics"
+    hub_cache(tmp_path / "hub", base, tiny_videomae_named["reordered"], "a" * 40)
+    hub_cache(tmp_path / "hub", large, tiny_videomae_named["reordered"], "b" * 40)
+    official = build_model(compose_eval("model=videomae_base_k400").model, "model")
+    assert (official.weights, official.checkpoint) == ("official", f"{base}@{'a' * 12}")
+    other = build_model(compose_eval("model=videomae_base_k400",
+                                     f"model.builder.hub_id={large}").model, "model")
+    assert other.weights == other.checkpoint == f"{large}@{'b' * 12}"

@@ -45,6 +45,12 @@ $(STAMP): pyproject.toml
 		|| echo "pytorchvideo 0.1.0 not downloaded: the zoo protocol's tests will skip"
 	touch $(STAMP)
 
+# What there is to name: make list [WHAT=models|data|protocols|decoders] (benchmark/list.py).
+WHAT ?=
+.PHONY: list
+list: install
+	@$(PY) -m benchmark.list $(WHAT)
+
 eval-r50: install
 	@echo "data: $(DATA)"
 	$(PY) -m benchmark.eval model=slowfast_r50 $(DATA) $(ARGS)

@@ -44,7 +44,8 @@ HEADER = "label,youtube_id,time_start,time_end,split\n"
     ("data.decode_timeout_s=abc", "data.decode_timeout_s: expected a number or null, got 'abc'"),
     ("cost.throughput_iters=abc", "cost.throughput_iters: expected an integer, got 'abc'"),
     ("model.num_classes=many", "model.num_classes: expected an integer, got 'many'"),
-    ("data.lmit=3", "data.lmit: no such setting in data"),
+    ("data.lmit=3", "data.lmit: no such setting in data; did you mean data.limit?"),
+    ("data.xyz=3", "data.xyz: no such setting in data"),
     ("device=mps", "device=mps: no conf/device/mps.yaml; one of auto, cpu, cuda"),
 ])
 def test_schema_rejects_a_wrong_type_naming_the_key(override, line):

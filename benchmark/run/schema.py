@@ -15,6 +15,7 @@ command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import enum
 import os
 import sys
@@ -294,6 +295,12 @@ def accepted(kind: Any) -> str:
             str: "a string"}.get(kind, str(kind))
 
 
+def nearest(name: str, names) -> str | None:
+    """The known name closest to a mistyped one (difflib's ratio, at least 0.6), or None."""
+    found = difflib.get_close_matches(name, [str(n) for n in names], n=1)
+    return found[0] if found else None
+
+
 def config_error_line(err: BaseException) -> str | None:
     """One line for a config that cannot be composed (a bad value, an unknown key or group
     option, an unparsable override), naming the key; None for any other error."""
@@ -305,15 +312,22 @@ def config_error_line(err: BaseException) -> str | None:
             option = (e.missing_cfg_file or "").split("/")
             options = [o for o in e.options or [] if not o.endswith("_schema")]
             if len(option) == 2 and options:
-                return (f"{option[0]}={option[1]}: no conf/{option[0]}/{option[1]}.yaml; "
-                        f"one of {', '.join(options)}")
+                near = nearest(option[1], options)
+                kind = _LISTS.get(option[0])
+                listed = (f"did you mean {near}?" + (f" (python -m benchmark.list {kind})"
+                                                     if kind else "") if near
+                          else f"one of {', '.join(options)}")
+                return f"{option[0]}={option[1]}: no conf/{option[0]}/{option[1]}.yaml; {listed}"
             return str(e).strip().splitlines()[0]
         if isinstance(e, OverrideParseException):
             return f"cannot parse the override {e.override!r}: {e.message.splitlines()[0]}"
     for e in chain:
         if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and getattr(e, "full_key", None):
             parent = e.full_key.rpartition(".")[0]
-            return f"{e.full_key}: no such setting{f' in {parent}' if parent else ''}"
+            keys = e.parent_node.keys() if getattr(e, "parent_node", None) is not None else ()
+            near = nearest(str(e.key), keys)
+            guess = f"; did you mean {parent + '.' if parent else ''}{near}?" if near else ""
+            return f"{e.full_key}: no such setting{f' in {parent}' if parent else ''}{guess}"
         if isinstance(e, ValidationError) and getattr(e, "full_key", None):
             kind = None  # the key's type in its schema (e.ref_type is its parent's)
             if e.object_type is not None and dataclasses.is_dataclass(e.object_type):
@@ -325,6 +339,10 @@ def config_error_line(err: BaseException) -> str | None:
             message = str(e.msg if getattr(e, "msg", None) else e).strip().splitlines()[0]
             return f"{where}: {message}" if where else message
     return None
+
+
+# A config group -> the ``python -m benchmark.list`` kind that lists its options.
+_LISTS = {"model": "models", "data": "data", "protocol": "protocols", "decoder": "decoders"}
 
 
 def hydra_cli(main: Callable[[], Any]) -> None:

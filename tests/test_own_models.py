@@ -183,3 +183,146 @@ def test_only_the_published_checkpoint_is_official(tiny_videomae_named, tmp_path
     other = build_model(compose_eval("model=videomae_base_k400",
                                      f"model.builder.hub_id={large}").model, "model")
     assert other.weights == other.checkpoint == f"{large}@{'b' * 12}"
+
+
+# ---- a transformers hub id or directory ---------------------------------------------------------
+
+def with_preprocessor(path: Path, side: int = 32) -> Path:
+    """The checkpoint's preprocessor_config.json, as the hub's VideoMAE checkpoints carry one."""
+    import transformers
+
+    transformers.VideoMAEImageProcessor(
+        size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]).save_pretrained(path)
+    return path
+
+
+def test_model_hf_reads_the_checkpoint_and_picks_its_family_s_protocol(tiny_videomae_named,
+                                                                       action_set, tmp_path):
+    """model=hf model.source=DIR: architecture, frames, size, classes and normalisation from
+    the checkpoint's own files; VideoMAE on a Kinetics-layout set runs under the videomae
+    protocol in its 5x3 views, printed at the start; its id2label matched by name."""
+    source = with_preprocessor(tmp_path / "ckpt")
+    shutil.copytree(tiny_videomae_named["reordered"], source, dirs_exist_ok=True)
+    out = tmp_path / "out"
+    result = run_eval("model=hf", f"model.source={source}", "data=kinetics400",
+                      f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+                      f"data.class_names={action_set / 'kinetics_classnames.json'}", "device=cpu",
+                      "cost.throughput_iters=0", "data.workers=0",
+                      f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={out}")
+    assert (f"model {source}: videomae (videomae on kinetics is tested as videomae_base_k400 "
+            "is), 4 classes, 4 frames at 32 px; protocol videomae, views 5x3") in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["protocol"], metrics["clips"], metrics["crops"]) == (
+        "ckpt", "videomae", 5, 3)
+    assert metrics["label_map"] == BY_NAME and metrics["weights"].startswith("ckpt@")
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    names = json.loads((action_set / "kinetics_classnames.json").read_text())
+    up = {n.strip('"'): i for n, i in names.items()}["moving up"]
+    assert {int(torch.tensor(list(p)).argmax()) for p in predictions.probs} == {up}
+
+
+def test_model_hf_on_ssv2_a_hub_id_offline_and_what_it_cannot_run(tiny_videomae_named, tmp_path,
+                                                                   monkeypatch):
+    """A hub id from the hub cache (offline): its revision names the row; VideoMAE on SSv2
+    takes videomae_ssv2 (2x3); protocol= on the command line wins; an architecture without its
+    authors' protocol here is refused in one line."""
+    from huggingface_hub import constants
+
+    from benchmark.run.sources import from_source
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    snapshot = with_preprocessor(tmp_path / "snap")
+    shutil.copytree(tiny_videomae_named["reordered"], snapshot, dirs_exist_ok=True)
+    hub_cache(tmp_path / "hub", "someone/videomae-ssv2-tuned", snapshot, "c" * 40)
+    overrides = ["model=hf", "model.source=someone/videomae-ssv2-tuned", "data=ssv2"]
+    cfg = from_source(compose_eval(*overrides), overrides)
+    assert (cfg.protocol.name, cfg.views.clips, cfg.views.crops) == ("videomae_ssv2", 2, 3)
+    assert (cfg.model.num_classes, cfg.model.input.num_frames, cfg.model.input.crop_size) == (4, 4, 32)
+    model = build_model(cfg.model, "model")
+    assert model.weights == model.checkpoint == f"someone/videomae-ssv2-tuned@{'c' * 12}"
+    chosen = [*overrides, "protocol=videomae", "views=1x1"]
+    cfg = from_source(compose_eval(*chosen), chosen)
+    assert (cfg.protocol.name, cfg.views.clips, cfg.views.crops) == ("videomae", 1, 1)
+    other = tmp_path / "vjepa"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"model_type": "vjepa2",
+                                                   "architectures": ["VJEPA2ForVideoClassification"]}))
+    with pytest.raises(WeightsError) as err:
+        from_source(compose_eval("model=hf", f"model.source={other}"), [])
+    assert str(err.value) == (f"model.source={other}: model_type 'vjepa2' "
+                              "(VJEPA2ForVideoClassification) has no authors' test protocol here; "
+                              "the harness evaluates videomae, timesformer, vivit, xclip")
+
+
+# ---- an mmaction2 config file and checkpoint ----------------------------------------------------
+
+TSN_BASE = """model = dict(
+    type='Recognizer2D',
+    backbone=dict(type='ResNet', depth=18, pretrained=None, norm_eval=False),
+    cls_head=dict(type='TSNHead', num_classes=400, in_channels=512, spatial_type='avg',
+                  consensus=dict(type='AvgConsensus', dim=1), dropout_ratio=0.0,
+                  average_clips='prob'),
+    data_preprocessor=dict(type='ActionDataPreprocessor', mean=[123.675, 116.28, 103.53],
+                           std=[58.395, 57.12, 57.375], format_shape='NCHW'))
+"""
+TSN_TEST = """_base_ = ['./base_tsn.py']
+model = dict(cls_head=dict(num_classes=4))
+test_pipeline = [
+    dict(type='DecordInit'),
+    dict(type='SampleFrames', clip_len=1, frame_interval=1, num_clips=3, test_mode=True),
+    dict(type='DecordDecode'),
+    dict(type='Resize', scale=(-1, 40)),
+    dict(type='%s', crop_size=32),
+    dict(type='FormatShape', input_format='NCHW'),
+    dict(type='PackActionInputs')]
+"""
+
+
+def test_model_mmaction2_takes_a_config_file_and_a_checkpoint_url(action_set, tmp_path,
+                                                                  monkeypatch):
+    """model=mmaction2 model.config=FILE model.weights=URL, as tools/test.py takes them: the
+    config written here with its own _base_, its test_pipeline read into the views (3 segments,
+    one crop); the checkpoint fetched from its URL into the torch hub cache; its dataset_meta's
+    classes (another order) matched by name. A transform the harness cannot reproduce is
+    refused, naming it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    configs = tmp_path / "my_configs"
+    configs.mkdir()
+    (configs / "base_tsn.py").write_text(TSN_BASE)
+    (configs / "tsn_tiny.py").write_text(TSN_TEST % "CenterCrop")
+    cfg = compose_eval("model=mmaction2", f"model.config={configs / 'tsn_tiny.py'}",
+                       "model.weights=random")
+    from benchmark.run.sources import from_source
+
+    cfg = from_source(cfg, [])
+    assert (cfg.model.num_classes, cfg.views.clips, cfg.views.crops) == (4, 3, 1)
+    torch.manual_seed(0)
+    module = build_model(cfg.model, "pooled_logits").module
+    names = up_names(json.loads((action_set / "kinetics_classnames.json").read_text()))
+    theirs = list(reversed(names))
+    one_hot_head(module.cls_head.fc_cls.weight, module.cls_head.fc_cls.bias,
+                 theirs.index("moving up"))
+    checkpoint = tmp_path / "served" / "tsn_tiny_ckpt.pth"
+    checkpoint.parent.mkdir()
+    torch.save({"meta": {"dataset_meta": {"classes": theirs}}, "state_dict": module.state_dict()},
+               checkpoint)
+    out = tmp_path / "out"
+    run_eval("model=mmaction2", f"model.config={configs / 'tsn_tiny.py'}",
+             f"model.weights={checkpoint.as_uri()}", "data=kinetics400",
+             f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+             f"data.class_names={action_set / 'kinetics_classnames.json'}", "device=cpu",
+             "cost.throughput_iters=0", "data.workers=0", f"results_dir={tmp_path / 'results'}",
+             f"hydra.run.dir={out}")
+    assert (tmp_path / "torch" / "hub" / "checkpoints" / checkpoint.name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["model"], metrics["protocol"], metrics["label_map"]) == (
+        "tsn_tiny", "mmaction2", BY_NAME)
+    assert metrics["checkpoint"].startswith("tsn_tiny_ckpt.pth@")
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    assert {int(torch.tensor(list(p)).argmax()) for p in predictions.probs} == {
+        names.index("moving up")}
+    (configs / "tsn_flip.py").write_text(TSN_TEST % "CenterCrop" + "test_pipeline.insert(4, dict(type='Flip', flip_ratio=1.0))\n")
+    with pytest.raises(WeightsError, match="tsn_flip.py: test_pipeline step Flip: not supported"):
+        from_source(compose_eval("model=mmaction2", f"model.config={configs / 'tsn_flip.py'}"), [])

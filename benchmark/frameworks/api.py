@@ -147,6 +147,12 @@ class Adapter(abc.ABC):
         set's by name, run/labels.py), or None where it carries none."""
         return None
 
+    def source_values(self, model_cfg) -> dict:
+        """What ``model.source`` (or ``model.config``) says of the model, as model config values
+        (``architecture``, ``num_classes``, ``input``, ``preprocessor``, ``views``...;
+        run/sources.py merges them); refused where the framework takes no sources."""
+        raise ValueError(f"model.source: {self.NAME}'s models are named by their configs only")
+
     def resolve_weights(self, model_cfg) -> Path | None:
         """(``LOADS_OWN_WEIGHTS``) the checkpoint ``model.weights`` names, None for random
         init; never downloads."""

@@ -171,7 +171,12 @@ def _builder(model_cfg) -> dict:
 
 
 def config_path(model_cfg) -> Path:
+    """The config file: a path inside the wheel's configs/, or a .py file of one's own (as
+    tools/test.py takes its CONFIG; its ``_base_`` chain is read relative to it)."""
     rel = str(_builder(model_cfg)["config"])
+    own = Path(rel).expanduser()
+    if own.suffix == ".py" and own.is_file():
+        return own.resolve()
     path = configs_root() / rel
     if not path.is_file():
         raise FileNotFoundError(f"model.builder.config: {rel}: not in mmaction2's configs "
@@ -260,6 +265,22 @@ def build(model_cfg, class_names=None) -> nn.Module:
 def official_url(model_cfg) -> str | None:
     """The metafile's ``Weights`` URL (kept as ``checkpoint_url`` in the model config)."""
     return model_cfg.get("checkpoint_url") or None
+
+
+def source_values(model_cfg) -> dict:
+    """What ``model.config`` (an mmaction2 config file and its ``_base_`` chain) says of the
+    model as model config values: classes (cls_head.num_classes), the test input and views
+    from its test_pipeline (a step the harness cannot reproduce is refused, naming it)."""
+    cfg = load_config(model_cfg)
+    p = pipeline(model_cfg, cfg)
+    head = cfg.model.get("cls_head") or {}
+    if "num_classes" not in head:
+        raise ValueError(f"model.config={config_path(model_cfg)}: no model.cls_head.num_classes")
+    return {"num_classes": int(head["num_classes"]),
+            "views": {"clips": p.num_clips, "crops": p.crops},
+            "input": {"num_frames": p.frames_per_view, "sampling_rate": p.frame_interval,
+                      "side_size": p.short_side, "crop_size": p.crop_size,
+                      "mean": [m / 255 for m in p.mean], "std": [s / 255 for s in p.std]}}
 
 
 def checkpoint_class_names(module: nn.Module) -> list[str] | None:
@@ -940,6 +961,7 @@ class Mmaction2Adapter(Adapter):
     framework_gflops = staticmethod(framework_gflops)
     reference_video = staticmethod(reference_video)
     checkpoint_class_names = staticmethod(checkpoint_class_names)
+    source_values = staticmethod(source_values)
 
     def clip_windows(self, video, clip_duration, clips, timing, frame_rate=None, clip_len=None):
         """Refused: a clip duration says nothing of a config's sampler, so the run cuts

@@ -118,13 +118,35 @@ def attention(model_cls) -> str:
     return "sdpa" if getattr(model_cls, "_supports_sdpa", False) else "eager"
 
 
+def source_dir(source: str, revision: str | None) -> Path:
+    """``model.source``'s checkpoint directory: a ``save_pretrained`` directory as it is, or
+    the hub's snapshot of a hub id at ``revision`` (downloaded where there is a network,
+    else the hub cache's copy: huggingface_hub's own fallback, and ``HF_HUB_OFFLINE``)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"model.source={source}: not a save_pretrained directory (no "
+                                  "config.json there)")
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, revision=revision))
+    except Exception as err:  # no network and not cached, no such repo, a gated one
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"model.source={source}: neither a directory nor a hub id this "
+                              f"machine can get ({type(err).__name__}: {first})") from None
+
+
 def resolve_weights(model_cfg) -> Path | None:
     """The checkpoint directory ``model.weights`` names: a ``save_pretrained`` directory (PATH),
-    or the hub cache's snapshot of ``builder.hub_id`` (auto, pretrained), offline; None for random
-    init (``random``, or ``auto`` with nothing cached)."""
+    ``model.source``'s, or the hub cache's snapshot of ``builder.hub_id`` (auto, pretrained),
+    offline; None for random init (``random``, or ``auto`` with nothing cached)."""
     weights = str(model_cfg.get("weights", "auto"))
     if weights == "random":
         return None
+    if model_cfg.get("source") and weights in ("auto", "pretrained"):
+        return source_dir(str(model_cfg["source"]), model_cfg.get("revision"))
     if weights not in ("auto", "pretrained"):
         path = Path(weights).expanduser()
         if not (path / "config.json").is_file():
@@ -767,6 +789,41 @@ def class_names(model_cfg) -> None:
     return None
 
 
+def source_values(model_cfg) -> dict:
+    """What ``model.source``'s checkpoint says of itself (config.json: architecture, frame
+    count, classes; preprocessor_config.json: resize, crop, normalisation), as model config
+    values; a checkpoint this adapter cannot evaluate is refused saying what is missing."""
+    source = str(model_cfg["source"])
+    path = source_dir(source, model_cfg.get("revision"))
+    config = json.loads((path / "config.json").read_text())
+    kind = config.get("model_type")
+    if kind not in ARCHITECTURES:
+        raise CheckpointError(
+            f"model.source={source}: model_type {kind!r} ({', '.join(config.get('architectures') or [])}) "
+            f"has no authors' test protocol here; the harness evaluates {', '.join(ARCHITECTURES)}")
+    file = path / "preprocessor_config.json"
+    if not file.is_file():
+        raise CheckpointError(f"model.source={source}: no preprocessor_config.json: the views' "
+                              "size and normalisation are unknown")
+    pre = _file_preprocessor(json.loads(file.read_text()))
+    if pre["image_mean"] is None or pre["image_std"] is None:
+        raise CheckpointError(f"{file}: no image_mean/image_std")
+    frames = config.get("num_frames") or (config.get("vision_config") or {}).get("num_frames")
+    if not frames:
+        raise CheckpointError(f"{path / 'config.json'}: no num_frames")
+    # model.input's /255 then (x - mean) / std that equals rescale (and offset) then normalise.
+    offset = 1.0 if pre["offset"] else 0.0
+    std = [s / (255 * pre["rescale_factor"]) for s in pre["image_std"]]
+    mean = [(m + offset) / pre["rescale_factor"] / 255 for m in pre["image_mean"]]
+    id2label = config.get("id2label") or {}
+    values = {"architecture": kind, "preprocessor": pre,
+              "input": {"num_frames": int(frames), "side_size": int(pre["shortest_edge"]),
+                        "crop_size": int(pre["crop_size"][0]), "mean": mean, "std": std}}
+    if kind != "xclip":  # X-CLIP classifies by the data set's names
+        values["num_classes"] = len(id2label)
+    return values
+
+
 def checkpoint_class_names(module: nn.Module) -> list[str] | None:
     """The checkpoint's ``id2label`` in id order; None for transformers' placeholders
     (``LABEL_0``...: a config that names no classes) and for X-CLIP (it classifies by the data
@@ -878,6 +935,7 @@ class TransformersAdapter(Adapter):
     resolve_weights = staticmethod(resolve_weights)
     example_views = staticmethod(example_views)
     checkpoint_class_names = staticmethod(checkpoint_class_names)
+    source_values = staticmethod(source_values)
 
     def counted_as(self, module, convention):
         return counted_as(module, convention)

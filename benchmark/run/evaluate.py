@@ -38,17 +38,21 @@ from benchmark.run.record import (StrictFailure, check_ranks_agree, check_some_e
 from benchmark.run.settings import (SettingsError, batch_views_for, check_settings, fuse_rewrites,
                                     resolve_device, settle_channels_last)
 from benchmark.run.signals import saved_on_signal, stop_on_signals
+from benchmark.run.sources import from_source
 from benchmark.run.store import RunStore, check_writable, run_lock
 
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig, run_dir: Path) -> dict | None:
+def evaluate(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict | None:
     """Run one evaluation; write the run's files into ``run_dir`` and its row into the tables.
+    ``overrides``: the command line's (default: the Hydra run's), which win over what a
+    ``model.source`` says of itself (sources.py).
 
     Under torchrun every rank evaluates its share of the videos; rank 0 returns the metrics,
     the other ranks None.
     """
+    cfg = from_source(cfg, overrides)
     check_settings(cfg)
     ranks = distributed.init(str(cfg.device.type))
     try:

@@ -282,7 +282,13 @@ def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
     the file it resolved, so no rank falls back to random weights on its own."""
     weights = str(cfg.weights)
     adapter = framework_of(cfg)
+    if "://" in weights:  # a checkpoint's URL: into the torch hub cache, then a PATH
+        weights = str(_fetch_official(weights, required=True, check_hash=adapter.CHECK_HASH))
+        cfg = OmegaConf.merge(cfg, {"weights": weights})
     if adapter.LOADS_OWN_WEIGHTS:  # checkpoints its adapter finds and loads (transformers)
+        url = _asked(adapter.official_url, cfg) if weights in ("auto", "pretrained") else None
+        if url:  # mmaction2's metafile URL: downloaded where there is a network, as the zoo's
+            _fetch_official(url, required=weights == "pretrained", check_hash=adapter.CHECK_HASH)
         path = _asked(adapter.resolve_weights, cfg)  # its CheckpointError names the key
         if path is None:
             return None, RANDOM_INIT

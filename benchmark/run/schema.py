@@ -122,6 +122,11 @@ class ModelSchema:
     # matched to the data set's by name (benchmark/run/labels.py); null: the checkpoint's own.
     class_names: Optional[str] = None
     label_map: LabelMap = LabelMap.name  # name | position
+    # A model from anywhere (benchmark/run/sources.py): a transformers hub id or save_pretrained
+    # directory (model=hf) at a revision, or an mmaction2 config file (model=mmaction2).
+    source: Optional[str] = None
+    revision: Optional[str] = None
+    config: Optional[str] = None
     input: InputSchema = field(default_factory=InputSchema)
     published: Dict[str, Any] = field(default_factory=dict)  # free-form: the zoo's numbers
 

@@ -6,7 +6,10 @@ order than the data set's, a Hugging Face hub cache written in its own folder la
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +19,7 @@ import torch
 from benchmark.run.labels import BY_NAME, BY_POSITION, LabelMapError, normalised, output_order
 from benchmark.run.models import WeightsError, build_model
 
-from conftest import compose_eval, run_eval
+from conftest import REPO, compose_eval, run_eval
 from test_datasets import UCF_CLASSES, crlf, render
 
 # A 101-class UCF101 classInd.txt: the pairs sorted() orders otherwise, then fillers.
@@ -326,3 +329,61 @@ def test_model_mmaction2_takes_a_config_file_and_a_checkpoint_url(action_set, tm
     (configs / "tsn_flip.py").write_text(TSN_TEST % "CenterCrop" + "test_pipeline.insert(4, dict(type='Flip', flip_ratio=1.0))\n")
     with pytest.raises(WeightsError, match="tsn_flip.py: test_pipeline step Flip: not supported"):
         from_source(compose_eval("model=mmaction2", f"model.config={configs / 'tsn_flip.py'}"), [])
+
+
+# ---- the Python API -----------------------------------------------------------------------------
+
+def readme_example() -> str:
+    """The README's Python example, as printed there."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("```python\n", text.index("## Models: ours and yours")) + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readme_s_python_example_runs_and_writes_only_its_run_dir(tmp_path):
+    code = readme_example()
+    assert len(code.strip().splitlines()) <= 10
+    (tmp_path / "example.py").write_text(code)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "example.py"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "random-init" in result.stdout and "video_id" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["example.py", "runs"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["try"]
+    metrics = json.loads((tmp_path / "runs" / "try" / "metrics.json").read_text())
+    assert metrics["model"] == "slowfast_tiny" and metrics["videos_evaluated"] == 3
+    assert (tmp_path / "runs" / "try" / "results" / "evaluations.csv").is_file()
+
+
+class MeanColour(torch.nn.Module):
+    """A model of one's own: each class is a channel's mean brightness (one pathway)."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(3, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=(2, 3, 4)))
+
+
+def test_the_api_evaluates_a_module_with_an_explicit_protocol_and_input(action_set, tmp_path):
+    from benchmark.api import evaluate
+
+    torch.manual_seed(0)
+    module = MeanColour(4)
+    one_hot_head(module.head.weight, module.head.bias, 2)
+    spec = {"num_frames": 4, "sampling_rate": 2, "frames_per_second": 30, "side_size": 32,
+            "crop_size": 32, "alpha": None, "mean": [0.45] * 3, "std": [0.225] * 3}
+    result = evaluate("data=kinetics400", f"data.csv={action_set / 'validate.csv'}",
+                      f"data.root={action_set}",
+                      f"data.class_names={action_set / 'kinetics_classnames.json'}",
+                      "views=1x1", "views.clips=2", "device=cpu", "data.workers=0", run_dir=tmp_path / "run", module=module,
+                      protocol="pytorchvideo", input=spec, num_classes=4)
+    assert result.metrics["protocol"] == "pytorchvideo" and result.metrics["clips"] == 2
+    assert result.metrics["weights"].startswith("MeanColour@")
+    assert len(result.predictions) == result.metrics["videos_evaluated"] == 4
+    assert {int(torch.tensor(list(p)).argmax()) for p in result.predictions.probs} == {2}
+    with pytest.raises(ValueError, match="did you mean pytorchvideo"):
+        evaluate(run_dir=tmp_path / "bad", module=module, protocol="pytorchvideos", input=spec,
+                 num_classes=4)

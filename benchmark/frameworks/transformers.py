@@ -140,8 +140,9 @@ def source_dir(source: str, revision: str | None) -> Path:
 
 def resolve_weights(model_cfg) -> Path | None:
     """The checkpoint directory ``model.weights`` names: a ``save_pretrained`` directory (PATH),
-    ``model.source``'s, or the hub cache's snapshot of ``builder.hub_id`` (auto, pretrained),
-    offline; None for random init (``random``, or ``auto`` with nothing cached)."""
+    ``model.source``'s, or ``builder.hub_id``'s snapshot (auto, pretrained: downloaded where there
+    is a network, else the hub cache's); None for random init (``random``, or ``auto`` with
+    nothing to be had)."""
     weights = str(model_cfg.get("weights", "auto"))
     if weights == "random":
         return None
@@ -157,11 +158,14 @@ def resolve_weights(model_cfg) -> Path | None:
 
     hub_id = _builder(model_cfg)["hub_id"]
     try:
-        return Path(snapshot_download(hub_id, local_files_only=True))
-    except Exception as err:  # LocalEntryNotFoundError, offline mode: not in the cache
+        # Downloaded where there is a network; else (or under HF_HUB_OFFLINE) the hub cache's
+        # snapshot, huggingface_hub's own fallback.
+        return Path(snapshot_download(hub_id, revision=model_cfg.get("revision")))
+    except Exception as err:  # LocalEntryNotFoundError: no network and not in the cache
         if weights == "pretrained":
-            raise CheckpointError(f"model.weights=pretrained: {hub_id} is not in the Hugging Face "
-                                  f"hub cache ({type(err).__name__})") from None
+            raise CheckpointError(f"model.weights=pretrained: cannot get {hub_id} (no network "
+                                  f"and not in the Hugging Face hub cache: {type(err).__name__})"
+                                  ) from None
         return None
 
 

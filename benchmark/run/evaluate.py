@@ -31,7 +31,8 @@ from benchmark.run import distributed
 from benchmark.run.batches import ViewBatcher, finished_means, on_device
 from benchmark.run.clip_loader import video_loader
 from benchmark.run.device import precision_problem, prepare_model, reuse_freed_memory, set_tf32
-from benchmark.run.models import build_model, class_names_file, offline_class_names, resolve_weights
+from benchmark.run.models import (build_model, class_names_file, given_model, offline_class_names,
+                                  resolve_weights)
 from benchmark.run.progress import Progress
 from benchmark.run.record import (StrictFailure, check_ranks_agree, check_some_evaluated,
                                   measure_cost, metrics_record, record_prediction, run_identity)
@@ -44,10 +45,12 @@ from benchmark.run.store import RunStore, check_writable, run_lock
 log = logging.getLogger(__name__)
 
 
-def evaluate(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict | None:
+def evaluate(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None,
+             module: torch.nn.Module | None = None) -> dict | None:
     """Run one evaluation; write the run's files into ``run_dir`` and its row into the tables.
     ``overrides``: the command line's (default: the Hydra run's), which win over what a
-    ``model.source`` says of itself (sources.py).
+    ``model.source`` says of itself (sources.py); ``module``: a model handed to the Python API
+    (benchmark/api.py), evaluated as given instead of built from ``cfg.model``.
 
     Under torchrun every rank evaluates its share of the videos; rank 0 returns the metrics,
     the other ranks None.
@@ -59,13 +62,13 @@ def evaluate(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None)
         # ``held``: the run dir's lock and the signal handlers, released as the run ends, an
         # error or a signal included
         with contextlib.ExitStack() as held:
-            return _evaluate(cfg, run_dir, ranks, held)
+            return _evaluate(cfg, run_dir, ranks, held, module)
     finally:
         distributed.close(ranks)
 
 
 def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
-              held: contextlib.ExitStack) -> dict | None:
+              held: contextlib.ExitStack, given: torch.nn.Module | None) -> dict | None:
     device = resolve_device(str(cfg.device.type), ranks.local_rank)
     settle_channels_last(cfg)
     problem = precision_problem(str(cfg.precision), device)
@@ -87,12 +90,14 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
                             offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
-    resolved = distributed.from_main(lambda: resolve_weights(cfg.model), ranks)
+    resolved = None if given is not None else distributed.from_main(
+        lambda: resolve_weights(cfg.model), ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
     # The protocol's steps, resolved to their adapters' once and handed down.
     timing, spatial = frameworks.timing(protocol.clips), frameworks.spatial(protocol.spatial)
-    model = build_model(cfg.model, protocol.head, resolved, manifest.class_names)
+    model = (given_model(cfg.model, given) if given is not None else
+             build_model(cfg.model, protocol.head, resolved, manifest.class_names))
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     module = model.module

@@ -353,6 +353,21 @@ def _data_order(adapter: Adapter, cfg: DictConfig, module: torch.nn.Module,
     return how
 
 
+def given_model(cfg: DictConfig, module: torch.nn.Module) -> Model:
+    """An ``nn.Module`` handed to the Python API, used as given: it takes the protocol
+    framework's views and returns logits (``model.output``) in the data set's class order.
+    Its identity: its class name @ the SHA-256 prefix of its state dict's tensors."""
+    adapter = framework_of(cfg)
+    spec = _asked(adapter.input_spec, cfg)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode() + b"\0" + tensor.detach().cpu().contiguous().numpy().tobytes())
+    identity = f"{type(module).__name__}@{digest.hexdigest()[:8]}"
+    module = adapt_io(module, spec.alpha is None, str(cfg.output)).eval()
+    return Model(str(cfg.name), module, identity, spec, int(cfg.num_classes), digest.hexdigest(),
+                 identity, labels.BY_POSITION)
+
+
 def build_model(cfg: DictConfig, head: str = "pooled_logits",
                 resolved: tuple[str | None, str] | None = None,
                 class_names: list[str] | None = None) -> Model:

@@ -1,7 +1,10 @@
 """Models: built by name from their config, with their weights resolved and loaded.
 
 A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
-URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
+URL, the test input spec and the published numbers. A loaded checkpoint is named by its identity
+(hub id @ revision, or file @ SHA-256 prefix); it is ``official`` only when it is the one the
+config's published numbers were measured with (``published_checkpoint``); its class names are
+matched to the data set's (run/labels.py). Weights are ``auto`` (torch hub cache, else
 the URL, else random init with a loud warning; a torchvision model's URL is its weights enum's
 and the download checks the hash in the file name, as torchvision's own does), ``pretrained`` (the same, but failing instead of
 falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
@@ -251,7 +254,7 @@ def published_checkpoint(cfg: DictConfig) -> bool:
     the ``checkpoint_url``, ``builder.hub_id`` and revision that conf/model/<name>.yaml holds as
     written (an override of any of them, or a ``model.source``, is another checkpoint)."""
     path = CONF_DIR / "model" / f"{cfg.name}.yaml"
-    if not path.is_file() or cfg.get("source"):
+    if not path.is_file() or cfg.get("source") or cfg.get("config"):
         return False
     written = OmegaConf.load(path)
     builder, run_builder = written.get("builder") or {}, cfg.get("builder") or {}
@@ -338,12 +341,13 @@ def _data_order(adapter: Adapter, cfg: DictConfig, module: torch.nn.Module,
     if class_names is None:
         return labels.NO_NAMES
     if cfg.get("class_names"):
-        names, source = labels.names_file(str(cfg.class_names)), f"model.class_names={cfg.class_names}"
+        names = labels.names_file(str(cfg.class_names))
+        source = f"model.class_names={cfg.class_names}"
     else:
         names, source = adapter.checkpoint_class_names(module), "the checkpoint's"
     try:
-        order, how = labels.output_order(names, list(class_names), str(cfg.get("label_map", "name")),
-                                         source)
+        order, how = labels.output_order(names, list(class_names),
+                                         str(cfg.get("label_map", "name")), source)
     except labels.LabelMapError as err:
         raise WeightsError(str(err)) from None
     labels.map_outputs(module, order)
@@ -361,7 +365,8 @@ def given_model(cfg: DictConfig, module: torch.nn.Module) -> Model:
     spec = _asked(adapter.input_spec, cfg)
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode() + b"\0" + tensor.detach().cpu().contiguous().numpy().tobytes())
+        raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)  # any dtype
+        digest.update(name.encode() + b"\0" + raw.numpy().tobytes())
     identity = f"{type(module).__name__}@{digest.hexdigest()[:8]}"
     module = adapt_io(module, spec.alpha is None, str(cfg.output)).eval()
     return Model(str(cfg.name), module, identity, spec, int(cfg.num_classes), digest.hexdigest(),

@@ -55,7 +55,8 @@ def run_identity(cfg: DictConfig, model: Model, manifest: Manifest, device: torc
     return {
         "model": {"name": model.name, "builder": OmegaConf.to_container(cfg.model.builder),
                   "input": model.spec, "num_classes": model.num_classes,
-                  "output": str(cfg.model.output), "label_map": model.label_map},
+                  "output": str(cfg.model.output), "label_map": model.label_map,
+                  "class_names": cfg.model.get("class_names")},
         "weights": {"label": model.weights, "checkpoint": model.checkpoint,
                     "sha256": model.checkpoint_sha256,
                     "url": cfg.model.checkpoint_url},

@@ -110,3 +110,24 @@ def test_the_reference_pipeline_is_found_through_the_protocols_adapter():
     assert transformers.reference_problem(
         Protocol("videomae", "videomae", "model", "softmax_mean", "videomae",
                  "transformers")) is None
+
+
+def test_the_shared_view_code_never_asks_the_registry():
+    """Dispatch once: views.py, clips.py, fuse.py and common.py import neither the registry
+    nor the adapters' base class nor an adapter; the run hands them resolved steps."""
+    import ast
+    from pathlib import Path
+
+    import benchmark.frameworks as package
+
+    above = {"benchmark.frameworks", "benchmark.frameworks.api",
+             *(f"benchmark.frameworks.{name}" for name in frameworks.KNOWN)}
+    for name in ("views", "clips", "fuse", "common"):
+        tree = ast.parse((Path(package.__file__).parent / f"{name}.py").read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert not imported & above, (name, imported & above)

@@ -15,6 +15,8 @@ import functools
 import importlib
 from typing import TYPE_CHECKING
 
+import torch
+
 from benchmark.frameworks.clips import COMBINES, Protocol, Timing
 from benchmark.frameworks.views import Spatial
 
@@ -55,17 +57,29 @@ def owner(kind: str, value: str) -> Adapter:
 
 
 def timing(name: str) -> Timing:
-    """The clip timing ``name`` (a ``protocol.clips``) as its adapter's steps."""
+    """The clip timing ``name`` (a ``protocol.clips``) as its adapter's steps, ``name`` bound."""
     adapter = owner("TIMINGS", name)
-    return Timing(name, functools.partial(adapter.clip_windows, timing=name),
-                  functools.partial(adapter.pts_windows, timing=name),
-                  functools.partial(adapter.cut_clips, timing=name) if adapter.CUTS_CLIPS
-                  else None)
+
+    def clip_windows(video, clip_duration, clips, frame_rate=None, clip_len=None):
+        return adapter.clip_windows(video, clip_duration, clips, name, frame_rate, clip_len)
+
+    def pts_windows(time_base, start_pts, end_pts, clip_duration, clips):
+        return adapter.pts_windows(time_base, start_pts, end_pts, clip_duration, clips, name)
+
+    def cut_clips(video, spec, clips, fault=None):
+        return adapter.cut_clips(video, spec, clips, name, fault)
+
+    return Timing(name, clip_windows, pts_windows, cut_clips if adapter.CUTS_CLIPS else None)
 
 
 def spatial(name: str) -> Spatial:
     """The spatial step ``name`` (a ``protocol.spatial``) as its adapter's ``views``."""
-    return Spatial(name, functools.partial(owner("SPATIALS", name).views, spatial=name))
+    adapter = owner("SPATIALS", name)
+
+    def views(clips, spec, crops, fault=None, memory_format=torch.contiguous_format):
+        return adapter.views(clips, spec, crops, fault, memory_format, name)
+
+    return Spatial(name, views)
 
 
 def protocol_from_config(cfg) -> Protocol:

@@ -55,7 +55,7 @@ def official_url(model_cfg) -> str | None:
     return model_cfg.checkpoint_url or None
 
 
-def class_names(model_cfg) -> list[str] | None:
+def class_names(model_cfg) -> None:
     """The zoo's models have no class names of their own (kinetics_classnames.json maps them)."""
     return None
 

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from benchmark import CONF_DIR
 from benchmark.data import decoders
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
+from benchmark.run.sources import TAKES
 
 KINDS = ("models", "data", "protocols", "decoders")
 # A kind -> its config group (conf/<group>/).
@@ -31,6 +32,14 @@ def model_lines() -> list[tuple[str, ...]]:
             cfg = compose("eval", overrides=[f"model={name}"])
             published = OmegaConf.to_container(cfg.model.published, resolve=False)
             top1 = published.get("top1")
+            if name in TAKES:  # model=hf model.source=..., model=mmaction2 model.config=...
+                rows.append((name, str(cfg.model.framework), f"model.{TAKES[name][0]}=",
+                             "protocol and views from it", "", "no published top-1"))
+                continue
+            if name == "module":  # benchmark/api.py's nn.Module
+                rows.append((name, "-", "benchmark.api.evaluate(module=...)",
+                             "the protocol and input given", "", "no published top-1"))
+                continue
             rows.append((name, str(cfg.model.framework),
                          str(published.get("dataset", "kinetics400")) if top1 is not None else "-",
                          str(cfg.protocol.name), f"{cfg.views.clips}x{cfg.views.crops}",

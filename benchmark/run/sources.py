@@ -36,6 +36,9 @@ FAMILIES = {
     ("transformers", "vivit"): {"kinetics": "vivit_b_16x2_k400"},
     ("transformers", "xclip"): {"kinetics": "xclip_base_p32_k400"},
 }
+# The model configs that name no model themselves -> the key that does, and what it takes.
+TAKES = {"hf": ("source", "a hub id or save_pretrained directory"),
+         "mmaction2": ("config", "an mmaction2 config file")}
 # An mmaction2 config is tested under its own test_pipeline: this protocol reads it.
 MMACTION2_PROTOCOL = "mmaction2"
 
@@ -58,11 +61,10 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     """``cfg`` with a ``model.source`` / ``model.config`` read into its model, protocol and
     views (``cfg`` itself for a named model); ``overrides``: the command line's, which win."""
     model = cfg.model
-    for key, what in (("source", "a hub id or save_pretrained directory"),
-                      ("config", "an mmaction2 config file")):
-        if OmegaConf.is_missing(model, key):
-            raise WeightsError(f"model.{key}: missing: model={model.name} takes {what} "
-                               f"(model.{key}=...)")
+    needs = TAKES.get(str(model.name))
+    if needs is not None and not model.get(needs[0]):
+        raise WeightsError(f"model.{needs[0]}: missing: model={model.name} takes {needs[1]} "
+                           f"(model.{needs[0]}=...)")
     if not model.get("source") and not model.get("config"):
         return cfg
     overrides = command_line() if overrides is None else overrides

@@ -122,6 +122,6 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
              source, found.get("architecture", "mmaction2 config"), why, int(cfg.model.num_classes),
              int(cfg.model.input.num_frames), int(cfg.model.input.crop_size), cfg.protocol.name,
              cfg.views.clips, cfg.views.crops,
-             " (protocol= and views= override)" if not (chose("protocol") or chose("views"))
+             "; protocol= and views= override them" if not (chose("protocol") or chose("views"))
              else " (as the command line says)")
     return cfg

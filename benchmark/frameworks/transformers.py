@@ -34,9 +34,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import plain
+from benchmark.frameworks.common import Extra, installed_version, plain
 
 NAME = "transformers"
+# The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
+EXTRA = Extra(NAME, ("transformers",), "pip install -e '.[hf]'")
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
 MIN_VERSION = (5, 23)
 
@@ -56,7 +58,7 @@ class CheckpointError(ValueError):
 
 
 def _transformers():
-    import transformers
+    transformers = EXTRA.load("transformers")
 
     have = tuple(int(p) for p in transformers.__version__.split(".")[:2])
     if have < MIN_VERSION:
@@ -67,10 +69,9 @@ def _transformers():
 
 
 def version() -> dict:
-    """The framework's version, for a run's metrics."""
-    return {"transformers": _transformers().__version__}
-
-
+    """The framework's version, for a run's metrics (from its metadata: every run records every
+    framework's), or "not installed"."""
+    return {"transformers": installed_version("transformers")}
 
 
 def _builder(model_cfg) -> dict:
@@ -129,8 +130,7 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
                                   "(no config.json there)")
         return path
-    from huggingface_hub import snapshot_download
-
+    snapshot_download = EXTRA.load("huggingface_hub").snapshot_download  # transformers' own
     hub_id = _builder(model_cfg)["hub_id"]
     try:
         return Path(snapshot_download(hub_id, local_files_only=True))
@@ -139,6 +139,15 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights=pretrained: {hub_id} is not in the Hugging Face "
                                   f"hub cache ({type(err).__name__})") from None
         return None
+
+
+def where_weights_go(model_cfg) -> str:
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
+    never downloads one), for the line that refuses random weights on a real data set."""
+    hub_id = _builder(model_cfg)["hub_id"]
+    cache = EXTRA.load("huggingface_hub").constants.HF_HUB_CACHE
+    return (f"it is read, offline, from the Hugging Face hub cache ({cache}) as {hub_id}: "
+            f"download it there with `hf download {hub_id}`")
 
 
 def _expected(patterns, keys) -> list:

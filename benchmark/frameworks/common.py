@@ -5,7 +5,12 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import pickle
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
+
+import torch
 
 
 def plain(value):
@@ -62,13 +67,6 @@ class Extra:
         if missing:
             raise FrameworkMissing(self.line(missing))
 
-    def load(self, module: str):
-        """``import module``; FrameworkMissing (the line) where it cannot be imported."""
-        try:
-            return importlib.import_module(module)
-        except ImportError:
-            raise FrameworkMissing(self.line([module])) from None
-
 
 def findable(module: str) -> bool:
     """Whether ``module`` can be found for import (an import hook that refuses it: not)."""
@@ -88,3 +86,49 @@ def installed_version(module: str, *dists: str) -> str:
             except importlib.metadata.PackageNotFoundError:
                 continue
     return "not installed"
+
+
+# torch.save's two formats: a zip archive holding <name>/data.pkl, or (before torch 1.6, and
+# with _use_new_zipfile_serialization=False) a pickle stream that starts with this number.
+_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
+
+
+def is_torch_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is in one of torch.save's formats (read before unpickling anything:
+    a JSON, CSV, image, video or text file is then "not a PyTorch checkpoint")."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return any(name.endswith("/data.pkl") or name == "data.pkl"
+                           for name in archive.namelist())
+        with open(path, "rb") as f:
+            head = f.read(14)
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
+
+
+def _unsafe_reason(err: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL x.Foo"),
+    without its advice to load the file with weights_only=False, which would run its code."""
+    for line in str(err).splitlines():
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" was not an allowed")[0].strip()
+    return "objects other than tensors and plain containers"
+
+
+def load_torch_file(path: Path):
+    """What a torch.save file holds, loaded safely (``weights_only``: tensors and plain
+    containers only); ValueError, one line naming the file, for a file that is not a
+    checkpoint, a damaged one, or one that holds objects that need code to load."""
+    if not is_torch_checkpoint(path):
+        raise ValueError(f"{path}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: refused: the checkpoint holds objects that need code to "
+                         f"load ({_unsafe_reason(err)}); only tensors and plain containers are "
+                         "loaded (weights_only=True)") from None
+    except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None

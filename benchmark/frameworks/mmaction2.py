@@ -41,7 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import Extra, installed_version, plain
+from benchmark.frameworks.common import Extra, installed_version, load_torch_file, plain
+from benchmark.data.files import file_problem
 from benchmark.frameworks.views import InputSpec, pack_pathways
 
 NAME = "mmaction2"
@@ -278,8 +279,9 @@ def resolve_weights(model_cfg) -> Path | None:
         return None
     if weights not in ("auto", "pretrained"):
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"model.weights={weights}: no such file")
+        problem = file_problem(path)
+        if problem:
+            raise CheckpointError(f"model.weights={weights}: {problem}")
         return path
     url = official_url(model_cfg)
     cached = hub_cache_path(url) if url else None
@@ -316,11 +318,9 @@ def load_checkpoint(module: nn.Module, path) -> None:
     object that needs code to unpickle (``weights_only``)."""
     path = Path(path)
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(f"{path}: not a loadable mmaction2 checkpoint "
-                              f"({type(err).__name__}: {first})") from None
+        loaded = load_torch_file(path)
+    except ValueError as err:  # not a checkpoint, damaged, or holding code: the file's one line
+        raise CheckpointError(str(err)) from None
     state = checkpoint_state(loaded)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected {{'state_dict': ...}}, got {type(state).__name__}")

@@ -58,7 +58,8 @@ class CheckpointError(ValueError):
 
 
 def _transformers():
-    transformers = EXTRA.load("transformers")
+    EXTRA.require()  # not installed: one line naming the extra
+    import transformers
 
     have = tuple(int(p) for p in transformers.__version__.split(".")[:2])
     if have < MIN_VERSION:
@@ -130,7 +131,9 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
                                   "(no config.json there)")
         return path
-    snapshot_download = EXTRA.load("huggingface_hub").snapshot_download  # transformers' own
+    EXTRA.require()
+    from huggingface_hub import snapshot_download  # transformers' own dependency
+
     hub_id = _builder(model_cfg)["hub_id"]
     try:
         return Path(snapshot_download(hub_id, local_files_only=True))
@@ -144,9 +147,11 @@ def resolve_weights(model_cfg) -> Path | None:
 def where_weights_go(model_cfg) -> str:
     """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
     never downloads one), for the line that refuses random weights on a real data set."""
+    EXTRA.require()
+    from huggingface_hub.constants import HF_HUB_CACHE
+
     hub_id = _builder(model_cfg)["hub_id"]
-    cache = EXTRA.load("huggingface_hub").constants.HF_HUB_CACHE
-    return (f"it is read, offline, from the Hugging Face hub cache ({cache}) as {hub_id}: "
+    return (f"it is read, offline, from the Hugging Face hub cache ({HF_HUB_CACHE}) as {hub_id}: "
             f"download it there with `hf download {hub_id}`")
 
 
@@ -162,11 +167,23 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
     path = Path(path)
     builder = _builder(model_cfg)
     cls = _model_cls(model_cfg)
-    # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one line)
-    # instead of transformers' multi-line RuntimeError.
-    model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
-                                      ignore_mismatched_sizes=True,
-                                      attn_implementation=attention(cls))
+    want = getattr(_transformers(), ARCHITECTURES[builder["architecture"]][0]).model_type
+    have = _json_object(path / "config.json").get("model_type")
+    if have != want:  # another architecture's checkpoint: its keys would all be "missing"
+        raise CheckpointError(f"{path / 'config.json'}: model_type {have!r}, but "
+                              f"model.builder.architecture {builder['architecture']} loads "
+                              f"{want!r} checkpoints")
+    try:
+        # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one
+        # line) instead of transformers' multi-line RuntimeError.
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                          ignore_mismatched_sizes=True,
+                                          attn_implementation=attention(cls))
+    except Exception as err:  # no weights file, a damaged one, a config it cannot take ...
+        text = str(err).strip()
+        raise CheckpointError(f"{path}: not a loadable {builder['architecture']} checkpoint "
+                              f"directory: {type(err).__name__}: "
+                              f"{text.splitlines()[0] if text else ''}") from None
     patterns = builder.get("expected_keys") or []
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
@@ -182,6 +199,18 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
                               "accepted ones")
     check_preprocessor(path, model_cfg)
     return model
+
+
+def _json_object(file: Path) -> dict:
+    """A checkpoint directory's JSON file as a dict; CheckpointError naming the file where it
+    is not readable JSON or not an object."""
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, got a JSON {type(raw).__name__}")
+    return raw
 
 
 # preprocessor_config.json key -> how builder.preprocessor holds it.
@@ -203,7 +232,7 @@ def check_preprocessor(path, model_cfg) -> None:
     file = Path(path) / "preprocessor_config.json"
     if not file.is_file():
         return
-    have = _file_preprocessor(json.loads(file.read_text()))
+    have = _file_preprocessor(_json_object(file))
     want = Preprocess.from_model(model_cfg)
     for key, value in have.items():
         mine = getattr(want, key)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
+from benchmark.frameworks.common import load_torch_file
 from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -179,50 +178,14 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
-# torch.save's two formats: a zip archive holding <name>/data.pkl, or (before torch 1.6, and
-# with _use_new_zipfile_serialization=False) a pickle stream that starts with this number.
-_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
-
-
-def is_torch_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is in one of torch.save's formats (read before unpickling anything:
-    a JSON, CSV, image, video or text file is then "not a PyTorch checkpoint")."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                return any(name.endswith("/data.pkl") or name == "data.pkl"
-                           for name in archive.namelist())
-        with open(path, "rb") as f:
-            head = f.read(14)
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
-
-
-def _unsafe_reason(err: pickle.UnpicklingError) -> str:
-    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL x.Foo"),
-    without its advice to load the file with weights_only=False, which would run its code."""
-    for line in str(err).splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].split(" was not an allowed")[0].strip()
-    return "objects other than tensors and plain containers"
-
-
 def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytorchvideo") -> None:
     """Load a state dict safely and strictly (a missing, unexpected or misshapen key is an
     error); where the state dict lies in the file is the framework's (``checkpoint_state``:
     pytorchvideo's .pyth hold ``{"model_state": ...}``)."""
-    if not is_torch_checkpoint(path):
-        raise WeightsError(f"{path}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise WeightsError(f"{path}: refused: the checkpoint holds objects that need code to "
-                           f"load ({_unsafe_reason(err)}); only tensors and plain containers are "
-                           "loaded (weights_only=True)") from None
-    except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
-                           f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        state = load_torch_file(path)
+    except ValueError as err:  # not a checkpoint, damaged, or holding code: the file's one line
+        raise WeightsError(str(err)) from None
     state = frameworks.get(framework).checkpoint_state(state)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict or {{'model_state': ...}}, "

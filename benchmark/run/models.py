@@ -2,7 +2,8 @@
 
 A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
 URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
-the URL, else random init with a loud warning; a torchvision model's URL is its weights enum's
+the URL, else random init with a loud warning, on a generated data set only: a real one is never
+scored with random weights, ``random_refused``; a torchvision model's URL is its weights enum's
 and the download checks the hash in the file name, as torchvision's own does), ``pretrained`` (the same, but failing instead of
 falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
 ``adapt_io``): it takes a list of pathway tensors and returns logits.

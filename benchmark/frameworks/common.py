@@ -55,9 +55,8 @@ class Extra:
         seconds to import)."""
         return [m for m in self.modules if not findable(m)]
 
-    def line(self, missing: list[str] | None = None) -> str:
+    def line(self, missing: list[str]) -> str:
         """The one line that names what is missing and how to install it."""
-        missing = self.missing() if missing is None else missing
         return (f"{self.framework} is not installed here ({', '.join(missing)} cannot be "
                 f"imported); install it with {self.install}")
 
@@ -130,5 +129,10 @@ def load_torch_file(path: Path):
                          f"load ({_unsafe_reason(err)}); only tensors and plain containers are "
                          "loaded (weights_only=True)") from None
     except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint: {first_line(err)}") from None
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line of the message``, for a library's multi-line error in one line."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"

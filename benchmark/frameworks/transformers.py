@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import Extra, installed_version, plain
+from benchmark.frameworks.common import Extra, first_line, installed_version, plain
 
 NAME = "transformers"
 # The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
@@ -180,10 +180,8 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
                                           ignore_mismatched_sizes=True,
                                           attn_implementation=attention(cls))
     except Exception as err:  # no weights file, a damaged one, a config it cannot take ...
-        text = str(err).strip()
         raise CheckpointError(f"{path}: not a loadable {builder['architecture']} checkpoint "
-                              f"directory: {type(err).__name__}: "
-                              f"{text.splitlines()[0] if text else ''}") from None
+                              f"directory: {first_line(err)}") from None
     patterns = builder.get("expected_keys") or []
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):

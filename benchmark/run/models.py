@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
-from benchmark.frameworks.common import load_torch_file
+from benchmark.frameworks.common import first_line, load_torch_file
 from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -166,17 +166,12 @@ def _fetch_official(url: str | None, required: bool, check_hash: bool = False,
                 raise random_refused(cfg, refuse_random_on, f"it is read from the torch hub cache "
                                      f"at {cache}, downloaded from {url} on first use, which "
                                      f"failed here "
-                                     f"({_first_line(err)}): download it there") from None
+                                     f"({first_line(err)}): download it there") from None
             log.warning("\n%s\nWEIGHTS: cannot get %s (%s).\nEvaluating with RANDOM weights: the "
                         "accuracy means nothing. Put the file at %s or pass model.weights=PATH.\n%s",
                         "!" * 78, url, err, cache, "!" * 78)
             return None
     return cache
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0]}" if text else type(err).__name__
 
 
 def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytorchvideo") -> None:

@@ -418,8 +418,9 @@ def test_weights_auto_without_a_checkpoint_stops_a_real_data_set_run(framework, 
     result = run_eval(*model, *url, "model.num_classes=4", *real_set(action_set), "views=1x1",
                       "device=cpu", f"hydra.run.dir={tmp_path / 'run'}",
                       f"results_dir={tmp_path / 'results'}", check=False)
-    hf_cache = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get(
-        "HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
+    hf_cache = ""
+    if framework == "transformers":
+        from huggingface_hub.constants import HF_HUB_CACHE as hf_cache
     where = where.format(hub=torch.hub.get_dir(), name=tmp_path.name, hf=hf_cache)
     name = model[0].split("=")[1]
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -521,16 +522,14 @@ def test_a_file_that_is_not_an_mmaction2_checkpoint_is_one_line_naming_it(tmp_pa
 
 def test_cli_bad_checkpoints_of_transformers_and_mmaction2_are_one_line(videomae_dir, tmp_path,
                                                                         action_set):
-    saved, tiny_cfg = videomae_dir
+    saved, _ = videomae_dir
     path = broken_copy(saved, tmp_path / "ckpt", "config.json", b"{not json")
-    cfg = tiny_cfg("videomae_base_k400")
     result = run_eval("model=videomae_base_k400", f"model.weights={path}", "model.num_classes=4",
                       "model.input.num_frames=4", "model.input.side_size=32",
                       "model.input.crop_size=32", "model.builder.preprocessor.shortest_edge=32",
                       "model.builder.preprocessor.crop_size=[32,32]", *real_set(action_set),
                       "views.clips=1", "views.crops=1", "device=cpu",
                       f"hydra.run.dir={tmp_path / 'run'}", check=False)
-    assert cfg.builder.preprocessor.shortest_edge == 32
     cli_error(result, f"{path}/config.json: not readable JSON (Expecting property name enclosed "
                       "in double quotes: line 1 column 2 (char 1))")
     pytest.importorskip("mmaction")

@@ -1,12 +1,19 @@
 """Generated action sets: deterministic, the label in the red object's motion, cached on disk."""
 
+import hashlib
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmark.data.manifest import read_manifest
+from benchmark.data import synthetic
+from benchmark.data.manifest import load_dataset, read_manifest
 from benchmark.data.synthetic import ACTIONS, ActionSetSpec, ensure_action_set, render_action
+
+from conftest import compose_eval
 
 SPEC = ActionSetSpec(seconds=2.0, width=80, height=32, action_fraction=0.3)
 
@@ -99,3 +106,47 @@ def test_runs_starting_together_generate_a_set_once_and_none_loses_it(tmp_path):
     ino = str(root.stat().st_ino)
     assert outs[0] == outs[1] == [ino, ino, "17"]  # one set, never replaced under a reader
     assert not list(tmp_path.glob(".generating-*"))
+
+
+def test_separate_processes_encode_the_same_frames_into_the_same_bytes(tmp_path):
+    """At crf 18 PyAV's libx264 gave one or two of the toy set's 48 videos other bytes in about
+    one generation of three; lossless (qp 0) is the same bytes in every process. Eight processes
+    at once, each encoding the toy set's frame size and two actions."""
+    code = ("import sys; import numpy as np; from pathlib import Path; "
+            "from benchmark.data.synthetic import ActionSetSpec, render_action, write_video; "
+            "spec = ActionSetSpec(seconds=1.0, width=160, height=64, action_fraction=0.35); "
+            "[write_video(Path(sys.argv[1]) / f'{i}.mp4', render_action(a, spec, "
+            "np.random.default_rng(i)), spec.fps) for i, a in enumerate(['growing', 'moving up'])]")
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / str(n))])
+            for n in range(8)]
+    assert all(run.wait(timeout=300) == 0 for run in runs)
+    for name in ("0.mp4", "1.mp4"):
+        digests = {hashlib.sha256((tmp_path / str(n) / name).read_bytes()).hexdigest()
+                   for n in range(8)}
+        assert len(digests) == 1, f"{name}: {len(digests)} different encodings in 8 processes"
+
+
+def test_sets_of_two_specs_or_generators_coexist_in_one_cache(tmp_path, monkeypatch):
+    """The cache folder is keyed by the spec and the generator's source (``set_folder``): a
+    checkout of another version, or another spec, sharing the cache makes its own set beside
+    this one instead of regenerating over it."""
+    small = ["data=toy", f"cache_dir={tmp_path}", "data.synthetic.videos_per_class=1",
+             "data.synthetic.classes=2", "data.synthetic.seconds=0.5"]
+
+    def made(*overrides: str) -> Path:
+        data = compose_eval(*small, *overrides).data
+        load_dataset(data)
+        return Path(data.root)
+
+    first = made()
+    stamp = (first / "spec.json").stat().st_mtime_ns
+    other_spec = made("data.synthetic.seed=7")
+    real_stamp = synthetic._stamp
+    monkeypatch.setattr(synthetic, "_stamp", lambda spec: {**real_stamp(spec), "generator": "v2"})
+    other_generator = made()
+    monkeypatch.undo()
+    assert made() == first and (first / "spec.json").stat().st_mtime_ns == stamp  # not remade
+    assert len({first, other_spec, other_generator}) == 3
+    assert all(root.parent == tmp_path / "toy" and root.name.startswith("validate-")
+               for root in (first, other_spec, other_generator))
+    assert all((root / "validate.csv").is_file() for root in (first, other_spec, other_generator))

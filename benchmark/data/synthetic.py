@@ -53,10 +53,11 @@ class ActionSetSpec:
 
 
 # x264 at qp 0 (lossless) in yuv420p: the same frames give the same bytes in every process. At
-# crf 18 PyAV's bundled libx264 (even on one thread) made different bytes for one or two of the
-# toy set's 48 videos in about one generation of three, decoded frames up to 5 levels apart, enough
-# to move the regression check's probabilities past its tolerance. The mp4 stays H.264 in
-# yuv420p, which PyAV, torchcodec and decord all decode (tests/test_decoders.py).
+# crf 18 PyAV's bundled libx264 (even on one thread) gave some videos other bytes in some
+# processes (3 of the toy split's 48 among 8 processes generating it at once), decoded frames up
+# to 5 levels apart, enough to move the regression check's probabilities past its tolerance.
+# The mp4 stays H.264 in yuv420p, which PyAV, torchcodec and decord all decode alike
+# (tests/test_decoders.py); FFV1, deterministic too, would need .mkv.
 LOSSLESS_X264 = {"qp": "0"}
 
 

@@ -6,9 +6,10 @@ must be the bytes the baseline was measured on (their SHA-256), else it stops wi
 generated set differs from the baseline's" (exit 2), never reported as a regression. Then each
 video's answer (its top-1 class and that class's probability), top-1, top-5, mean and
 per-class accuracy, and the FLOPs and parameters of reference models, each within the
-baseline's stated tolerance. Exit 0 and a table when all hold; exit 1 and what moved otherwise, naming the videos (exit 2 when the evaluation
-itself fails). By default that is the committed toy SlowFast on the toy set's
-held-out split, a model that really learned something, so a broken pipeline loses accuracy.
+baseline's stated tolerance. Exit 0 and a table when all hold; exit 1 and what moved
+otherwise, naming the videos (exit 2 when the evaluation itself fails). By default that is the
+committed toy SlowFast on the toy set's held-out split, a model that really learned something,
+so a broken pipeline loses accuracy.
 
 ``--record`` measures and writes a new baseline (``make regression-baseline``); it is the only
 way a baseline changes, and it prints what moved. The baseline keeps the Hydra overrides it was

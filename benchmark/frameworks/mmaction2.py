@@ -927,7 +927,7 @@ def reference_input(path) -> dict:
 class Mmaction2Adapter(Adapter):
     """The mmaction2 adapter (frameworks/api.py types each member): the functions above."""
 
-    NAME, TIMINGS, SPATIALS, CHECK_HASH = NAME, TIMINGS, SPATIALS, CHECK_HASH
+    NAME, TIMINGS, SPATIALS, CHECK_HASH, HEADS = NAME, TIMINGS, SPATIALS, CHECK_HASH, HEADS
     CHECKS_CROPS = True  # setting_problems: 1, 3 or 10 (CROPS)
     LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the file strictly
     CUTS_CLIPS = True  # cut_clips: its config's sampler and OpenCV resize, in the loader

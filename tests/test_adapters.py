@@ -93,8 +93,9 @@ def test_the_interface_is_the_base_class_one_and_each_switch_names_a_method():
     abstract = Adapter.__abstractmethods__
     assert {"version", "build", "checkpoint_state", "official_url", "class_names",
             "clip_windows", "pts_windows", "views", "setting_problems", "apply_head"} == abstract
-    for method in SWITCHED.values():
-        assert method not in abstract and callable(getattr(Adapter, method))
+    for methods in SWITCHED.values():
+        for method in methods:
+            assert method not in abstract and callable(getattr(Adapter, method))
     assert "self" == next(iter(inspect.signature(Adapter.views).parameters))
 
 
@@ -131,3 +132,26 @@ def test_the_shared_view_code_never_asks_the_registry():
             elif isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names}
         assert not imported & above, (name, imported & above)
+
+
+@pytest.mark.parametrize("name", frameworks.KNOWN)
+def test_what_an_adapter_module_defines_its_class_exposes(name):
+    """An interface name written at an adapter module's top (a constant, a function) is what its
+    class gives the run: a module-level ``HEADS`` or ``clips_problem`` that the class does not
+    name would leave the run with the base class's default, silently."""
+    from collections.abc import Mapping
+    import importlib
+    import types
+
+    adapter = frameworks.get(name)
+    module = importlib.import_module(type(adapter).__module__)
+    for member, default in vars(Adapter).items():
+        if member.startswith("_") or not hasattr(module, member):
+            continue
+        defined, exposed = getattr(module, member), getattr(type(adapter), member)
+        if isinstance(defined, types.FunctionType):
+            assert exposed is not default, f"{name}: {member} is defined but not exposed"
+        elif not callable(default):
+            if isinstance(exposed, tuple) and isinstance(defined, Mapping):
+                defined = tuple(defined)  # transformers' TIMINGS/SPATIALS: name -> rule
+            assert exposed == defined, f"{name}: {member} {exposed!r} is not {defined!r}"

@@ -98,3 +98,12 @@ def protocol_from_config(cfg) -> Protocol:
         if value not in allowed:
             raise ValueError(f"protocol.{key}: must be one of {', '.join(allowed)}, got {value}")
     return protocol
+
+
+def not_installed(name: str) -> str | None:
+    """The one line naming what to install where framework ``name`` is an optional extra whose
+    packages are not here (the core install runs pytorchvideo and torchvision alone); None
+    where they are, or the framework is core."""
+    extra = get(name).EXTRA
+    missing = extra.missing() if extra is not None else []
+    return extra.line(missing) if missing else None

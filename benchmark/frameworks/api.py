@@ -28,6 +28,7 @@ from torch import nn
 from benchmark.data.decode import DecodedVideo
 from benchmark.frameworks import clips as clips_module
 from benchmark.frameworks.clips import Protocol, Window
+from benchmark.frameworks.common import Extra
 from benchmark.frameworks.fuse import pad_stem_channels
 from benchmark.frameworks.views import InputSpec
 
@@ -70,6 +71,9 @@ class Adapter(abc.ABC):
     FLOP_CONVENTIONS: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # ``reference_video`` is its own test loop, ``make bench``'s reference row.
     OWN_TEST_LOOP: ClassVar[bool] = False
+    # An optional framework's packages and their install (None: in the core install); nothing
+    # of it is imported until one of its models is asked for.
+    EXTRA: ClassVar[Extra | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -158,6 +162,16 @@ class Adapter(abc.ABC):
         init; never downloads."""
         raise NotImplementedError(f"{self.NAME}: LOADS_OWN_WEIGHTS is False")
 
+    def where_weights_go(self, model_cfg) -> str:
+        """(``LOADS_OWN_WEIGHTS``) where ``model.weights=auto`` looks for the checkpoint and how
+        it gets there, for the line that refuses random weights on a real data set."""
+        raise NotImplementedError(f"{self.NAME}: LOADS_OWN_WEIGHTS is False")
+
+    def clips_problem(self, spec: InputSpec, clips: int, timing: str) -> str | None:
+        """A ``views.clips`` that fails every video under ``timing``, known from the config
+        alone (check_settings asks before any work), or None."""
+        return None
+
     def cut_clips(self, video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                   fault: str | None = None) -> torch.Tensor:
         """(``CUTS_CLIPS``) uint8 (views, C, T, H, W) cut by the adapter in the loader."""
@@ -206,12 +220,14 @@ class Adapter(abc.ABC):
 # ---- the interface check (tests/test_adapters.py; run it on a new adapter) ------------------
 
 # Switch -> the method an adapter that sets it must give (and one that does not must not).
-SWITCHED = {"LOADS_OWN_WEIGHTS": "resolve_weights", "CUTS_CLIPS": "cut_clips",
-            "OWN_TEST_LOOP": "reference_video", "FLOP_CONVENTIONS": "counted_as"}
+SWITCHED = {"LOADS_OWN_WEIGHTS": ("resolve_weights", "where_weights_go"),
+            "CUTS_CLIPS": ("cut_clips",), "OWN_TEST_LOOP": ("reference_video",),
+            "FLOP_CONVENTIONS": ("counted_as",)}
 _CONSTANT_TYPES = {"NAME": str, "TIMINGS": tuple, "SPATIALS": tuple, "CHECK_HASH": bool,
                    "HEADS": tuple, "CHANNELS_LAST": bool, "OWN_PROTOCOLS_ONLY": bool,
                    "CHECKS_CROPS": bool, "MAX_CLIPS": Mapping, "LOADS_OWN_WEIGHTS": bool,
-                   "CUTS_CLIPS": bool, "FLOP_CONVENTIONS": Mapping, "OWN_TEST_LOOP": bool}
+                   "CUTS_CLIPS": bool, "FLOP_CONVENTIONS": Mapping, "OWN_TEST_LOOP": bool,
+                   "EXTRA": (Extra, type(None))}
 
 
 def _parameters(signature) -> list[tuple[str, object, object]]:
@@ -227,8 +243,10 @@ def interface_problems(adapter: Adapter) -> list[str]:
     cls, problems = type(adapter), []
     for name, kind in _CONSTANT_TYPES.items():
         value = getattr(cls, name, None)
-        if not isinstance(value, kind):
-            problems.append(f"{name}: {value!r} is not a {kind.__name__}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds):
+            problems.append(f"{name}: {value!r} is not a "
+                            f"{' or '.join(k.__name__ for k in kinds)}")
         elif kind is tuple and not all(isinstance(v, str) for v in value):
             problems.append(f"{name}: not all strings")
     for name, member in vars(Adapter).items():
@@ -239,9 +257,10 @@ def interface_problems(adapter: Adapter) -> list[str]:
         if have != want:
             problems.append(f"{name}{inspect.signature(getattr(adapter, name))}: the interface "
                             f"is {name}{inspect.signature(member)}")
-    for switch, method in SWITCHED.items():
-        has = getattr(cls, method) is not getattr(Adapter, method)
-        if bool(getattr(cls, switch)) != has:
-            problems.append(f"{switch}={getattr(cls, switch)!r} but {method} is "
-                            f"{'its own' if has else 'the default'}")
+    for switch, methods in SWITCHED.items():
+        for method in methods:
+            has = getattr(cls, method) is not getattr(Adapter, method)
+            if bool(getattr(cls, switch)) != has:
+                problems.append(f"{switch}={getattr(cls, switch)!r} but {method} is "
+                                f"{'its own' if has else 'the default'}")
     return problems

@@ -36,9 +36,11 @@ import torch
 from torch import nn
 
 from benchmark.frameworks.api import Adapter
-from benchmark.frameworks.common import plain
+from benchmark.frameworks.common import Extra, first_line, installed_version, plain
 
 NAME = "transformers"
+# The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
+EXTRA = Extra(NAME, ("transformers",), "pip install -e '.[hf]'")
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
 MIN_VERSION = (5, 23)
 
@@ -58,6 +60,7 @@ class CheckpointError(ValueError):
 
 
 def _transformers():
+    EXTRA.require()  # not installed: one line naming the extra
     import transformers
 
     have = tuple(int(p) for p in transformers.__version__.split(".")[:2])
@@ -69,10 +72,9 @@ def _transformers():
 
 
 def version() -> dict:
-    """The framework's version, for a run's metrics."""
-    return {"transformers": _transformers().__version__}
-
-
+    """The framework's version, for a run's metrics (from its metadata: every run records every
+    framework's), or "not installed"."""
+    return {"transformers": installed_version("transformers")}
 
 
 def _builder(model_cfg) -> dict:
@@ -154,7 +156,8 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
                                   "(no config.json there)")
         return path
-    from huggingface_hub import snapshot_download
+    EXTRA.require()
+    from huggingface_hub import snapshot_download  # transformers' own dependency
 
     hub_id = _builder(model_cfg)["hub_id"]
     try:
@@ -169,6 +172,17 @@ def resolve_weights(model_cfg) -> Path | None:
         return None
 
 
+def where_weights_go(model_cfg) -> str:
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
+    never downloads one), for the line that refuses random weights on a real data set."""
+    EXTRA.require()
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    hub_id = _builder(model_cfg)["hub_id"]
+    return (f"it is read, offline, from the Hugging Face hub cache ({HF_HUB_CACHE}) as {hub_id}: "
+            f"download it there with `hf download {hub_id}`")
+
+
 def _expected(patterns, keys) -> list:
     return [k for k in keys if not any(fnmatch.fnmatchcase(k, p) for p in patterns)]
 
@@ -181,11 +195,21 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
     path = Path(path)
     builder = _builder(model_cfg)
     cls = _model_cls(model_cfg)
-    # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one line)
-    # instead of transformers' multi-line RuntimeError.
-    model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
-                                      ignore_mismatched_sizes=True,
-                                      attn_implementation=attention(cls))
+    want = getattr(_transformers(), ARCHITECTURES[builder["architecture"]][0]).model_type
+    have = _json_object(path / "config.json").get("model_type")
+    if have != want:  # another architecture's checkpoint: its keys would all be "missing"
+        raise CheckpointError(f"{path / 'config.json'}: model_type {have!r}, but "
+                              f"model.builder.architecture {builder['architecture']} loads "
+                              f"{want!r} checkpoints")
+    try:
+        # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one
+        # line) instead of transformers' multi-line RuntimeError.
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                          ignore_mismatched_sizes=True,
+                                          attn_implementation=attention(cls))
+    except Exception as err:  # no weights file, a damaged one, a config it cannot take ...
+        raise CheckpointError(f"{path}: not a loadable {builder['architecture']} checkpoint "
+                              f"directory: {first_line(err)}") from None
     patterns = builder.get("expected_keys") or []
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
@@ -201,6 +225,18 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
                               "accepted ones")
     check_preprocessor(path, model_cfg)
     return model
+
+
+def _json_object(file: Path) -> dict:
+    """A checkpoint directory's JSON file as a dict; CheckpointError naming the file where it
+    is not readable JSON or not an object."""
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, got a JSON {type(raw).__name__}")
+    return raw
 
 
 # preprocessor_config.json key -> how builder.preprocessor holds it.
@@ -222,7 +258,7 @@ def check_preprocessor(path, model_cfg) -> None:
     file = Path(path) / "preprocessor_config.json"
     if not file.is_file():
         return
-    have = _file_preprocessor(json.loads(file.read_text()))
+    have = _file_preprocessor(_json_object(file))
     want = Preprocess.from_model(model_cfg)
     for key, value in have.items():
         mine = getattr(want, key)
@@ -925,6 +961,7 @@ class TransformersAdapter(Adapter):
     FLOP_CONVENTIONS = MappingProxyType(FLOP_CONVENTIONS)
     CHANNELS_LAST = CHANNELS_LAST
     OWN_PROTOCOLS_ONLY = OWN_PROTOCOLS_ONLY
+    EXTRA = EXTRA
     LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the directory strictly
     version = staticmethod(version)
     build = staticmethod(build)
@@ -937,6 +974,7 @@ class TransformersAdapter(Adapter):
     setting_problems = staticmethod(setting_problems)
     apply_head = staticmethod(apply_head)
     resolve_weights = staticmethod(resolve_weights)
+    where_weights_go = staticmethod(where_weights_go)
     example_views = staticmethod(example_views)
     checkpoint_class_names = staticmethod(checkpoint_class_names)
     source_values = staticmethod(source_values)

@@ -90,8 +90,10 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
                             offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
+    # A real data set is never scored with random weights that weights=auto fell back to.
+    real = None if cfg.data.synthetic is not None else str(cfg.data.name)
     resolved = None if given is not None else distributed.from_main(
-        lambda: resolve_weights(cfg.model), ranks)
+        lambda: resolve_weights(cfg.model, real), ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
     # The protocol's steps, resolved to their adapters' once and handed down.

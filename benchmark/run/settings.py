@@ -17,7 +17,7 @@ from benchmark.data.decode import process_cores
 from benchmark.frameworks import fuse, protocol_from_config
 from benchmark.frameworks.views import CROP_INDICES, FAULTS
 from benchmark.run.device import PRECISIONS, compile_problem
-from benchmark.run.models import OUTPUTS
+from benchmark.run.models import OUTPUTS, WeightsError, model_spec
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,18 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
-    adapter = frameworks.get(protocol.framework)
+    model_framework = str(cfg.model.framework)
+    try:
+        adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
+    except ValueError as err:  # an unknown model.framework: the registry's one line
+        raise SettingsError(f"model.{err}") from None
+    for name in dict.fromkeys((model_framework, protocol.framework)):
+        problem = frameworks.not_installed(name)  # an optional extra: what to install
+        if problem:
+            asked = (f"model={cfg.model.name}" if name == model_framework
+                     else f"protocol={protocol.name}")
+            raise SettingsError(f"{asked}: {problem}")
+    adapter, model_adapter = adapters
     if not adapter.CHECKS_CROPS and cfg.views.crops not in CROP_INDICES:
         raise SettingsError(f"views.crops: must be 1, 2 or 3 (UniformCropVideo's aug_index), "
                             f"got {cfg.views.crops}")
@@ -83,17 +94,22 @@ def check_settings(cfg: DictConfig) -> None:
     if most is not None and cfg.views.clips > most:
         raise SettingsError(f"views.clips: the {protocol.name} protocol takes at most {most} "
                             f"clips, got {cfg.views.clips}")
-    model_framework = str(cfg.model.framework)
-    try:
-        adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
-    except ValueError as err:  # an unknown model.framework: the registry's one line
-        raise SettingsError(f"model.{err}") from None
-    if protocol.framework != model_framework and any(
-            adapter.OWN_PROTOCOLS_ONLY for adapter in adapters):
+    if protocol.framework != model_framework and any(a.OWN_PROTOCOLS_ONLY for a in adapters):
         # A framework whose models take their own layout and heads (transformers: (B, T, C, H,
         # W) views) runs only under its own protocols, and its protocols only its models.
         raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
                             f"{cfg.model.name} is {model_framework}'s; pass one of its protocols")
+    if protocol.head not in model_adapter.HEADS:  # what the model's apply_head can do
+        raise SettingsError(f"protocol.head: {protocol.name}'s {protocol.head} is not a head "
+                            f"{model_framework}'s models take (they take "
+                            f"{', '.join(model_adapter.HEADS)}); pass another protocol")
+    try:  # a clip count the timing cannot cut for this model
+        problem = adapter.clips_problem(model_spec(cfg.model), int(cfg.views.clips),
+                                        protocol.clips)
+    except WeightsError as err:  # the model's config disagrees with itself: its one line
+        raise SettingsError(str(err)) from None
+    if problem:
+        raise SettingsError(problem)
 
 
 def decoder_name(cfg: DictConfig) -> str:

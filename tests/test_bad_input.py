@@ -403,11 +403,12 @@ def unreachable(tmp_path, suffix: str) -> str:
      "it is read from the torch hub cache at {hub}/checkpoints/{name}-none.pth, downloaded "
      "from http://127.0.0.1:9/{name}-none.pth on first use, which failed here"),
     ("transformers", ["model=videomae_base_k400", "model.builder.hub_id=nobody/not-cached"],
-     "transformers", "it is read, offline, from the Hugging Face hub cache ({hf}) as "
-     "nobody/not-cached: download it there with `hf download nobody/not-cached`"),
+     "transformers", "it is downloaded from the Hugging Face hub, else read from its cache ({hf}) "
+     "as nobody/not-cached, which failed here: download it there with "
+     "`hf download nobody/not-cached`"),
     ("mmaction2", ["model=mm_x3d_m"], "mmaction",
-     "it is read, offline, from the torch hub cache at {hub}/checkpoints/{name}-none.pth: "
-     "download http://127.0.0.1:9/{name}-none.pth there"),
+     "it is read from the torch hub cache at {hub}/checkpoints/{name}-none.pth, downloaded "
+     "from http://127.0.0.1:9/{name}-none.pth on first use, which failed here"),
 ])
 def test_weights_auto_without_a_checkpoint_stops_a_real_data_set_run(framework, model, needs,
                                                                        where, action_set, tmp_path):

@@ -319,13 +319,14 @@ def resolve_weights(model_cfg) -> Path | None:
 
 
 def where_weights_go(model_cfg) -> str:
-    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
-    never downloads one), for the line that refuses random weights on a real data set."""
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (run/models.py
+    downloads the metafile URL into the torch hub cache first), for the line that refuses
+    random weights on a real data set."""
     url = official_url(model_cfg)
     if not url:
         return "this model has no official checkpoint (no checkpoint_url)"
-    return (f"it is read, offline, from the torch hub cache at {hub_cache_path(url)}: download "
-            f"{url} there")
+    return (f"it is read from the torch hub cache at {hub_cache_path(url)}, downloaded from {url} "
+            "on first use")
 
 
 def checkpoint_state(loaded):

@@ -173,14 +173,15 @@ def resolve_weights(model_cfg) -> Path | None:
 
 
 def where_weights_go(model_cfg) -> str:
-    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
-    never downloads one), for the line that refuses random weights on a real data set."""
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the hub,
+    where there is a network, else its cache), for the line that refuses random weights on a
+    real data set."""
     EXTRA.require()
     from huggingface_hub.constants import HF_HUB_CACHE
 
     hub_id = _builder(model_cfg)["hub_id"]
-    return (f"it is read, offline, from the Hugging Face hub cache ({HF_HUB_CACHE}) as {hub_id}: "
-            f"download it there with `hf download {hub_id}`")
+    return (f"it is downloaded from the Hugging Face hub, else read from its cache ({HF_HUB_CACHE})"
+            f" as {hub_id}, which failed here: download it there with `hf download {hub_id}`")
 
 
 def _expected(patterns, keys) -> list:

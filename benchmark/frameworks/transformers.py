@@ -839,9 +839,10 @@ def source_values(model_cfg) -> dict:
     config = json.loads((path / "config.json").read_text())
     kind = config.get("model_type")
     if kind not in ARCHITECTURES:
+        classes = ", ".join(config.get("architectures") or [])
         raise CheckpointError(
-            f"model.source={source}: model_type {kind!r} ({', '.join(config.get('architectures') or [])}) "
-            f"has no authors' test protocol here; the harness evaluates {', '.join(ARCHITECTURES)}")
+            f"model.source={source}: model_type {kind!r} ({classes}) has no authors' test "
+            f"protocol here; the harness evaluates {', '.join(ARCHITECTURES)}")
     file = path / "preprocessor_config.json"
     if not file.is_file():
         raise CheckpointError(f"model.source={source}: no preprocessor_config.json: the views' "

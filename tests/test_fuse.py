@@ -128,7 +128,11 @@ def test_slowfast_r50_fused_keeps_the_top1_in_bf16(slowfast_r50):
     probs = forward(runner, batch, "bf16").softmax(-1)
     assert probs.argmax(-1).tolist() == expected.argmax(-1).tolist()
     assert probs.argmax(-1).tolist() == fp32.argmax(-1).tolist()  # fp32's too
-    torch.testing.assert_close(probs, expected, atol=1e-2, rtol=0)
+    # The rewrite's error is of bf16's own size: fused bf16 is no further from fp32 than twice
+    # plain bf16 is. A fixed bound was machine-dependent: on a CPU with AMX, plain bf16 is 9.9e-3
+    # from fp32, fused 1.3e-2, the two 1.7e-2 apart (past the 1e-2 that held on AVX-512 only).
+    reference = fp32.softmax(-1)
+    assert (probs - reference).abs().max() <= 2 * (expected - reference).abs().max()
 
 
 def test_x3d_xs_fused_predicts_as_plain_in_fp32(x3d_xs):

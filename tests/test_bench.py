@@ -122,7 +122,8 @@ def tiny_videomae(tmp_path_factory) -> Path:
 
 
 def tiny_videomae_args(path: Path) -> list[str]:
-    return ["data=toy", "model=videomae_base_k400", f"model.weights={path}",
+    return ["data=toy", "model=videomae_base_k400", "protocol=videomae_processor",
+            f"model.weights={path}",
             "model.num_classes=10", "model.input.num_frames=4", "model.input.side_size=32",
             "model.input.crop_size=32", "model.builder.preprocessor.shortest_edge=32",
             "model.builder.preprocessor.crop_size=[32,32]", "views.clips=2", "precision=fp32",

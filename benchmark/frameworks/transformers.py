@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from benchmark.frameworks.common import plain
+from benchmark.frameworks.views import InputSpec
 
 NAME = "transformers"
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
@@ -354,12 +355,16 @@ def logits(module: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int) -> torch.Tensor:
-    """Per-video class probabilities: softmax per view, mean over each video's views (every
-    protocol here: VideoMAE, TimeSformer, X-CLIP average softmax scores; ViViT averages logits,
-    which the harness's mean of softmax approximates and which ranks alike only per view)."""
+def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int,
+                  combine: str = "softmax_mean") -> torch.Tensor:
+    """Per-video class probabilities as the protocol's ``combine`` says (what the run's loop
+    computes): the mean of the views' softmax (``softmax_mean``, ``softmax_sum``: the same
+    ranking), or the softmax of their mean logits (``logit_mean``)."""
     with torch.no_grad():
-        p = logits(module, views).softmax(-1)
+        out = logits(module, views)
+    if combine == "logit_mean":
+        return out.view(-1, views_per_video, out.shape[-1]).mean(1).softmax(-1)
+    p = out.softmax(-1)
     return p.view(-1, views_per_video, p.shape[-1]).mean(1)
 
 
@@ -419,57 +424,151 @@ def resize(frames: torch.Tensor, pre: Preprocess) -> torch.Tensor:
                       antialias=True)
 
 
-# Where each protocol puts its crops along an axis of length L (crop c, n crops). A single crop is
-# the processor's centre crop (torchvision center_crop: round((L - c) / 2)) under every rule.
+# Each protocol's spatial step (protocol.spatial): how a clip's frames are resized, where the crops
+# lie and how the pixels are normalised. The four authors' rules restate their test code (the
+# protocol files cite file and line); ``processor`` is the model card's: the checkpoint's video
+# processor (antialiased resize, builder.preprocessor's rescale and normalisation, its centre
+# crop; three crops at uniform_crop's boxes, as the processor has none).
+SPATIALS = {
+    "processor": "the checkpoint's video processor (torchvision bilinear with antialias)",
+    "videomae": "VideoMAE kinetics.py/ssv2.py: cv2 INTER_LINEAR to int(S * L / s), crops "
+                "int(k * (L - c) / (n - 1)) along the long side",
+    "pyslowfast": "TimeSformer (PySlowFast): F.interpolate bilinear on floats to floor(L / s * S), "
+                  "uniform_crop",
+    "scenic": "ViViT (scenic + DMVR): tf.image.resize bilinear to max(S, L * S // s), truncated "
+              "to uint8, three_spatial_crops (one: the central crop)",
+    "mmaction": "X-CLIP (VideoX pipeline.py, mmcv): cv2 INTER_LINEAR to int(L * S / s + 0.5), "
+                "ThreeCrop (one: CenterCrop)",
+}
+
+
 def _centre(length: int, crop: int) -> int:
+    """torchvision's center_crop offset (the processors' centre crop)."""
     return int(round((length - crop) / 2.0))
 
 
-SPATIALS = {
-    # VideoMAE kinetics.py (test mode): spatial_step = (L - short_side) / (crops - 1),
-    # start = int(k * step), along the long side.
-    "videomae": lambda L, c, n: [int(k * (L - c) / (n - 1)) for k in range(n)],
-    # PySlowFast uniform_crop (TimeSformer's lib/datasets/utils.py): 0, ceil((L - c) / 2), L - c.
-    "pyslowfast": lambda L, c, n: [0, int(math.ceil((L - c) / 2)), L - c],
-    # mmaction ThreeCrop (X-CLIP datasets/pipeline.py): step = (L - c) // 2; 0, step, 2 * step.
-    "mmaction": lambda L, c, n: [k * ((L - c) // 2) for k in range(n)],
-    # DMVR crop_image(num_crops=3) (ViViT): 0, round(L / 2 - c // 2), L - c; top/left on the
-    # short axis.
-    "dmvr": lambda L, c, n: [0, int(round(L / 2 - c // 2)), L - c],
-}
-# The short axis under 3 crops: centred (processor rule), except DMVR which starts at 0.
-_SHORT_AXIS_AT_ZERO = {"dmvr"}
+def _uniform_crop(h: int, w: int, c: int) -> list[tuple[int, int]]:
+    """uniform_crop's three boxes (PySlowFast transform.uniform_crop, scenic's deterministic_crop):
+    centre ceil((L - c) / 2) on both axes, then 0 and L - c along the height when height > width,
+    else along the width."""
+    y, x = int(math.ceil((h - c) / 2)), int(math.ceil((w - c) / 2))
+    if h > w:
+        return [(0, x), (y, x), (h - c, x)]
+    return [(y, 0), (y, x), (y, w - c)]
 
 
 def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
                rule: str) -> list[tuple[int, int]]:
-    """(top, left) of each crop of an (h, w) frame."""
+    """(top, left) of each crop of an (h, w) frame under the spatial ``rule``, in the authors'
+    order (a video's views are averaged, so the order changes no number)."""
     ch, cw = crop
     if ch > h or cw > w:
         raise ValueError(f"frames of {h}x{w} are smaller than the {ch}x{cw} crop")
-    if crops == 1:
-        return [(_centre(h, ch), _centre(w, cw))]
     if rule not in SPATIALS:
         raise ValueError(f"protocol.spatial: {rule!r} is not one of {sorted(SPATIALS)}")
-    if crops != 3:
+    if crops not in (1, 3):
         raise ValueError(f"views.crops: the {rule} protocol takes 1 or 3 crops, got {crops}")
-    tall = h > w if rule == "mmaction" else h >= w
-    along = SPATIALS[rule](h if tall else w, ch if tall else cw, crops)
-    other = 0 if rule in _SHORT_AXIS_AT_ZERO else _centre(w if tall else h, cw if tall else ch)
-    return [(p, other) if tall else (other, p) for p in along]
+    if crops == 1:
+        if rule in ("scenic", "mmaction"):  # tf.image.resize_with_crop_or_pad, CenterCrop: floor
+            return [((h - ch) // 2, (w - cw) // 2)]
+        if rule == "pyslowfast":  # uniform_crop(spatial_idx=1)
+            return [_uniform_crop(h, w, ch)[1]]
+        return [(_centre(h, ch), _centre(w, cw))]  # the processor's (VideoMAE: no rule of its own)
+    if rule in ("pyslowfast", "scenic", "processor"):
+        return _uniform_crop(h, w, ch)
+    if rule == "videomae":  # kinetics.py: along the height when H >= W; the short axis whole
+        tall = h >= w
+        length = h if tall else w
+        along = [int(k * (length - ch) / (crops - 1)) for k in range(crops)]
+        return [(p, _centre(w, cw)) if tall else (_centre(h, ch), p) for p in along]
+    # mmaction ThreeCrop: left, right, middle (step (L - c) // 2) when the crop spans the height
+    if ch == h:
+        step = (w - cw) // 2
+        return [(0, 0), (0, 2 * step), (0, step)]
+    if cw == w:
+        step = (h - ch) // 2
+        return [(0, 0), (2 * step, 0), (step, 0)]
+    raise ValueError(f"ThreeCrop {ch} needs a side of {ch} after the resize, got {h}x{w}")
+
+
+def _cv2_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) frames through cv2.resize INTER_LINEAR (what VideoMAE's
+    functional.resize_clip and mmcv.imresize call: the authors' library, whose fixed-point
+    arithmetic no torch resize reproduces), back on the frames' device."""
+    import cv2
+    import numpy as np
+
+    h, w = size
+    host = frames.permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_LINEAR)
+                    for f in host])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(frames.device)
+
+
+def _bilinear(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float bilinear, half-pixel centres, no antialias: F.interpolate(align_corners=False), as
+    PySlowFast calls it; tf.image.resize(BILINEAR) computes the same weights."""
+    return torch.nn.functional.interpolate(frames.float(), size=list(size), mode="bilinear",
+                                           align_corners=False)
+
+
+def videomae_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """VideoMAE functional.get_resize_sizes: the short side ``side``, the long int(side * L / s)."""
+    if w < h:
+        return int(side * h / w), side
+    return side, int(side * w / h)
+
+
+def pyslowfast_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """PySlowFast transform.random_short_side_scale_jitter: the long side floor(L / s * side)."""
+    if w < h:
+        return int(math.floor((float(h) / w) * side)), side
+    return side, int(math.floor((float(w) / h) * side))
+
+
+def scenic_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """DMVR processors.resize_smallest: max(side, L * side // s) on each axis."""
+    return max(side, (h * side) // w), max(side, (w * side) // h)
+
+
+def mmcv_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """mmcv.rescale_size((w, h), (inf, side)): factor side / short side, int(x * factor + 0.5)."""
+    factor = side / min(h, w)
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def spatial_resize(frames: torch.Tensor, rule: str, pre: Preprocess) -> torch.Tensor:
+    """uint8 (N, C, H, W) frames with the short side at ``pre.shortest_edge`` as ``rule``'s code
+    resizes them: uint8 for every rule but ``pyslowfast`` (its floats are never rounded)."""
+    h, w = frames.shape[-2:]
+    side = pre.shortest_edge
+    if rule == "processor":
+        return resize(frames, pre)
+    if rule == "videomae":  # resize_clip returns the clip as it is when the short side fits
+        return frames if min(h, w) == side else _cv2_resize(frames, videomae_size(h, w, side))
+    if rule == "mmaction":  # mmcv resizes always (cv2 returns a same-size frame unchanged)
+        return _cv2_resize(frames, mmcv_size(h, w, side))
+    if rule == "pyslowfast":
+        return frames if min(h, w) == side else _bilinear(frames, pyslowfast_size(h, w, side))
+    size = scenic_size(h, w, side)
+    if size == (h, w):
+        return frames
+    return _bilinear(frames, size).floor_().to(torch.uint8)  # tf.cast(float -> uint8) truncates
 
 
 def preprocess_views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str,
                      out: torch.Tensor | None = None) -> torch.Tensor:
     """float (clips * crops, T, C, H, W) views, clip-major, from uint8 clips in the harness's
-    (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames).
+    (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames): resized and cropped
+    as ``rule`` says, rescaled and normalised as ``pre`` says.
 
     The (N, T, C, H, W) order is a permutation of the same memory, so the frames reach the
     resize without a copy; each crop is written once, straight into the batch the model takes,
-    and rescale + normalise run in place on it as one multiply-add per value.
+    and rescale + normalise run in place on it as one multiply-add per value (the resize is
+    bilinear, whose weights sum to 1, so normalising after it equals PySlowFast's before).
     """
     n, c, t, h, w = clips.shape
-    frames = resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), pre)
+    frames = spatial_resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), rule, pre)
     frames = frames.view(n, t, c, *frames.shape[-2:])
     boxes = crop_boxes(frames.shape[-2], frames.shape[-1], pre.crop_size, crops, rule)
     ch, cw = pre.crop_size
@@ -553,34 +652,64 @@ def pyslowfast_windows(video, spec, clips: int) -> list[list[int]]:
     return out
 
 
+def resampled_frames(video, rate) -> list[int]:
+    """The decoded frames as a video re-encoded at ``rate`` fps by FFmpeg's ``fps`` filter
+    (DMVR examples/generate_from_file.py extract_frames, how scenic's Kinetics TFRecords were
+    written: "Kinetics videos has 250 frames", 25 fps): index into ``video.frames`` of each
+    output frame. Output frame k (time k / rate from the first frame) shows the latest frame
+    whose time, rounded to the nearest 1 / rate tick (halves away from zero, FFmpeg's
+    AV_ROUND_NEAR_INF), is at most k; the output runs to the last frame's tick. Times come from
+    the timestamps (a late first frame starts the output), else from the frame rate."""
+    from fractions import Fraction
+
+    n, rate = _count(video), Fraction(rate)
+    if len(video.pts) == n and n > 1:
+        times = [(p - video.pts[0]) * Fraction(video.time_base) for p in video.pts]
+    else:
+        times = [Fraction(i) / Fraction(_fps(video)) for i in range(n)]
+    ticks = [math.floor(t * rate + Fraction(1, 2)) for t in times]  # t >= 0: halves up
+    out, i = [], 0
+    for k in range(ticks[-1] + 1):
+        while i + 1 < n and ticks[i + 1] <= k:
+            i += 1
+        out.append(i)
+    return out
+
+
 def dmvr_windows(video, spec, clips: int) -> list[list[int]]:
-    """ViViT (scenic, DMVR processors.sample_linspace_sequence): offsets =
+    """ViViT (scenic, DMVR processors.sample_linspace_sequence) on the video resampled to
+    ``frames_per_second`` (25: scenic's TFRecords, ``resampled_frames``): offsets =
     int(linspace(0, max(N - num_frames * stride, 0), clips)), frames offset + stride * s, the
     sequence repeated when too short (index mod N). One clip: DMVR's sample_sequence centre,
     offset max((N - num_frames * stride) // 2, 0)."""
-    n, t, stride = _count(video), spec.num_frames, spec.sampling_rate
+    grid = resampled_frames(video, float(spec.frames_per_second))
+    n, t, stride = len(grid), spec.num_frames, spec.sampling_rate
     top = max(n - t * stride, 0)
     if clips == 1:
         offsets = [top // 2]
     else:
         offsets = torch.linspace(0.0, float(top), clips, dtype=torch.float32).int().tolist()
-    return [[(o + s * stride) % n for s in range(t)] for o in offsets]
+    return [[grid[(o + s * stride) % n] for s in range(t)] for o in offsets]
 
 
-def tsn_windows(video, spec, clips: int) -> list[list[int]]:
+def xclip_windows(video, spec, clips: int) -> list[list[int]]:
     """X-CLIP (VideoX X-CLIP datasets/pipeline.py SampleFrames, clip_len 1, num_clips =
-    num_frames segments): one frame per segment of N / num_frames frames. One clip is the test
-    mode's segment centres, int(k * avg + avg / 2), avg = N / num_frames. The authors' multi-view
-    test draws each view's offsets at random within the segments (SampleFrames without
-    test_mode); here view v of V takes the fixed fraction (v + 0.5) / V of each segment (V = 1:
-    the test mode exactly). Indices past the end loop (mod N)."""
+    num_frames segments). One clip (TEST.NUM_CLIP 1): the test mode's segment centres,
+    int(k * avg + avg / 2), avg = N / num_frames. Several (TEST.NUM_CLIP 4: ``multiview``): each
+    view is the training sampler's, segments of avg = N // num_frames frames from k * avg plus
+    a random offset below avg, which here is the fixed int(avg * (v + 0.5) / V) for view v of V
+    (the authors' numbers are one draw); a video shorter than num_frames takes
+    np.around(k * N / num_frames) (round half to even) in every view. Indices past the end
+    loop (mod N)."""
     n, t = _count(video), spec.num_frames
-    avg = n / float(t)
-    out = []
-    for v in range(clips):
-        frac = (v + 0.5) / clips
-        out.append([int(k * avg + avg * frac) % n for k in range(t)])
-    return out
+    if clips == 1:
+        avg = n / float(t)
+        return [[int(k * avg + avg / 2.0) % n for k in range(t)]]
+    avg = n // t
+    if avg == 0:
+        return [[round(k * n / t) % n for k in range(t)] for _ in range(clips)]
+    return [[(k * avg + int(avg * (v + 0.5) / clips)) % n for k in range(t)]
+            for v in range(clips)]
 
 
 # Timings that take at most so many clips (check_settings refuses more before any work).
@@ -591,7 +720,7 @@ TIMINGS = {
     "videomae_ssv2": videomae_ssv2_windows,
     "pyslowfast": pyslowfast_windows,
     "dmvr": dmvr_windows,
-    "tsn": tsn_windows,
+    "xclip": xclip_windows,
 }
 
 
@@ -767,8 +896,8 @@ def class_names(model_cfg) -> None:
 
 def preprocess_of(spec) -> Preprocess:
     """The preprocessing an ``InputSpec`` says: short side ``side_size``, a square
-    ``crop_size`` crop, /255 and the mean/std (ViViT's x / 127.5 - 1 then 0.5/0.5 is the same
-    multiply-add as /255 then mean 0.75, std 0.25: its ``model.input`` says so)."""
+    ``crop_size`` crop, /255 and the mean/std (the authors' normalisation: ViViT's x * 2 / 255 - 1
+    is /255 then mean 0.5, std 0.5)."""
     return Preprocess(shortest_edge=int(spec.side_size),
                       crop_size=(int(spec.crop_size), int(spec.crop_size)),
                       rescale_factor=1 / 255, offset=False, image_mean=tuple(spec.mean),
@@ -776,8 +905,9 @@ def preprocess_of(spec) -> Preprocess:
 
 
 def input_problem(model_cfg) -> str | None:
-    """Where ``model.input`` (what the run's views use) differs from ``builder.preprocessor``
-    (the checkpoint's): a line naming the key, or None."""
+    """Where ``model.input``'s sizes (the authors' short side and crop) differ from
+    ``builder.preprocessor``'s (the checkpoint's processor): a line naming the key, or None.
+    Their normalisations may differ (ViViT: the authors' [-1, 1], the processor's [-3, 1])."""
     want = Preprocess.from_model(model_cfg)
     i = model_cfg["input"]
     have = preprocess_of(type("Spec", (), dict(side_size=i["side_size"], crop_size=i["crop_size"],
@@ -788,10 +918,6 @@ def input_problem(model_cfg) -> str | None:
     if have.crop_size != want.crop_size:
         return (f"model.input.crop_size={have.crop_size[0]} but "
                 f"model.builder.preprocessor.crop_size={list(want.crop_size)}")
-    for a, b in zip(have.affine(), want.affine()):
-        if not torch.allclose(a, b, rtol=1e-6, atol=1e-6):
-            return ("model.input.mean/std: /255 then (x - mean) / std is not the "
-                    "builder.preprocessor's rescale, offset and normalisation")
     return None
 
 
@@ -823,7 +949,36 @@ def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
     layout transformers' models take (``memory_format`` does not apply to it)."""
     if fault == "centre_crop_only":
         raise ValueError("views.fault=centre_crop_only: pytorchvideo's crops only")
-    return [preprocess_views(clips, preprocess_of(spec), crops, spatial)]
+    return [preprocess_views(clips, pixels_of(spec, spatial), crops, spatial)]
+
+
+def pixels_of(spec, spatial: str | None) -> Preprocess:
+    """The rescale and normalisation of the protocol's spatial step: the checkpoint's
+    processor's (``Spec.processor``, builder.preprocessor) under ``processor``, the authors'
+    (``model.input``: /255 then mean/std) under theirs."""
+    if spatial == "processor" and getattr(spec, "processor", None) is not None:
+        return spec.processor
+    return preprocess_of(spec)
+
+
+@dataclass(frozen=True)
+class Spec(InputSpec):
+    """A transformers model's ``InputSpec``: ``model.input`` (its authors' test input, what the
+    authors' protocols use) beside ``processor``, the checkpoint's preprocessor values
+    (``builder.preprocessor``: what protocol spatial ``processor``, the model card's, uses)."""
+
+    processor: Preprocess | None = None
+
+
+def input_spec(model_cfg) -> Spec:
+    """The run's spec of a transformers model (``Spec``); a one-line error naming the key where
+    ``model.input``'s sizes differ from the checkpoint's."""
+    problem = input_problem(model_cfg)
+    if problem:
+        raise ValueError(problem)
+    values = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+              for k, v in plain(model_cfg["input"]).items()}
+    return Spec(**values, processor=Preprocess.from_model(model_cfg))
 
 
 def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]:

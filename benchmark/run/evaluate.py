@@ -288,9 +288,11 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             channels_last: bool = False, fault: str | None = None,
             stopwatch: Stopwatch | None = None,
             spatial: str = "uniform_crop",
-            finished: list | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
+            finished: list | None = None,
+            combine: str = "softmax_mean") -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views (the softmax of their mean logits
-    where ``spec.views_mean`` says so: mmaction2's TSN), in the order the videos come.
+    where ``spec.views_mean`` says so, mmaction2's TSN, or the protocol's ``combine`` is
+    ``logit_mean``: TimeSformer, ViViT), in the order the videos come.
 
     ``videos``: (key, uint8 clips (clips, C, T, H, W)). The views are built on ``device``, fp32
     as the reference builds them (autocast casts them at the first layer), in the model's
@@ -304,7 +306,8 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
     (``finished_means``); a video stays in it until the caller asks for the next one.
     """
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-    logits_mean = spec.views_mean == "logits"  # the softmax of the mean logits (spec.views_mean)
+    # the softmax of the mean logits (spec.views_mean, protocol.combine)
+    logits_mean = spec.views_mean == "logits" or combine == "logit_mean"
     clips_per_build = max(1, -(-batch_views // crops))
     timed = stopwatch or (lambda name: contextlib.nullcontext())
     pending: list[tuple[list[torch.Tensor], Hashable]] = []  # built views not yet run, per video
@@ -549,6 +552,10 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
+    if protocol.precision is not None and protocol.precision != str(cfg.precision):
+        log.warning("precision=%s: the %s protocol's authors tested in %s (protocol.precision); "
+                    "this run's numbers may differ from theirs by that", cfg.precision,
+                    protocol.name, protocol.precision)
 
     def check_room() -> None:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
@@ -614,7 +621,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         for index, probs in predict(runner, loaded(progress), spec, crops, batch_views,
                                     device, str(cfg.precision), bool(cfg.eval.channels_last),
                                     cfg.views.get("fault"), spatial=protocol.spatial,
-                                    finished=finished):
+                                    finished=finished, combine=protocol.combine):
             video = manifest.videos[index]
             if record_prediction(store, video, probs, bool(cfg.strict), notes.pop(index, None)):
                 progress.update(int(top_k(probs, 1)) == video.label)

@@ -940,3 +940,31 @@ def test_the_cli_evaluates_videomae_ssv2_on_the_official_layout(tmp_path):
         assert torch.allclose(torch.as_tensor(row.probs, dtype=torch.float32), want, atol=1e-5)
     row = pd.read_csv(tmp_path / "results" / "evaluations.csv").iloc[0]
     assert row.dataset == "ssv2" and row.published_top1 == 70.8  # the SSv2 number, beside it
+
+
+def test_make_protocols_shows_the_model_card_beside_the_authors(tmp_path):
+    """``python -m benchmark.protocols --model videomae_base_k400`` (what ``make protocols``
+    runs for each transformers model): the authors' protocol and the model card's, through the
+    real entry point on the toy set, one table; the processor's pixels move the probabilities."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    tiny = [f"model.builder.config.{k}={v}" for k, v in TINY["videomae"].items()]
+    out = tmp_path / "protocols"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmark.protocols", "--model", "videomae_base_k400", *tiny,
+         "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
+         "model.builder.preprocessor.shortest_edge=32", "model.builder.preprocessor.crop_size=[32,32]",
+         "model.builder.hub_id=local/not-cached", "views.clips=2", "data.limit=2",
+         "--out", str(out), "--run-dir", str(tmp_path / "runs")],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = pd.read_csv(out.with_suffix(".csv"))
+    assert table.protocol.tolist() == ["videomae", "videomae_processor"]
+    assert table.spatial.tolist() == ["videomae", "processor"]
+    assert table.precision.fillna("").tolist() == ["fp16", ""]
+    assert table.videos.tolist() == [2, 2]
+    assert table.max_prob_diff_vs_videomae[1] > 0  # antialiased resize: other pixels
+    assert "videomae_base_k400 (random-init weights)" in out.with_suffix(".md").read_text()

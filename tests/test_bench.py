@@ -36,7 +36,7 @@ def bench_run(tmp_path_factory, tiny_videomae):
     """The toy SlowFast's rows, then a transformers row (bench.transformers): the tiny VideoMAE
     (its config overridden through bench.transformers_overrides) on the same videos."""
     tmp = tmp_path_factory.mktemp("bench")
-    overrides = [a for a in tiny_videomae_args(tiny_videomae)[2:9]] + ["views.clips=2"]
+    overrides = [a for a in tiny_videomae_args(tiny_videomae)[3:10]] + ["views.clips=2"]
     return tmp, bench(tmp, "bench.videos=2", "bench.harness_videos=5", "bench.rss_videos=3",
                       "bench.transformers=[videomae_base_k400]",
                       "bench.transformers_overrides=[" + ",".join(f"'{o}'" for o in overrides)

@@ -63,7 +63,7 @@ def tiny_cfg(name: str, weights: str = "random"):
     cfg.builder.hub_id = "local/not-cached"  # never in the hub cache: random init when auto
     cfg.num_classes = len(CLASSES)
     cfg.input.num_frames = 4
-    # model.input mirrors builder.preprocessor (build refuses a difference).
+    # model.input's sizes follow builder.preprocessor's (build refuses a difference).
     cfg.input.side_size = cfg.builder.preprocessor.shortest_edge
     cfg.input.crop_size = 32
     cfg.weights = weights
@@ -968,3 +968,15 @@ def test_make_protocols_shows_the_model_card_beside_the_authors(tmp_path):
     assert table.videos.tolist() == [2, 2]
     assert table.max_prob_diff_vs_videomae[1] > 0  # antialiased resize: other pixels
     assert "videomae_base_k400 (random-init weights)" in out.with_suffix(".md").read_text()
+
+
+def test_the_bench_card_row_needs_the_model_card_protocol():
+    """make bench's card pipeline is the checkpoint's processor: under the authors' protocol the
+    harness would run other pixels, so the bench asks for <authors'>_processor."""
+    from benchmark.run.bench import card_pipeline
+    from benchmark.run.evaluate import SettingsError
+    from conftest import compose_eval
+
+    with pytest.raises(SettingsError, match="pass protocol=videomae_processor, got videomae$"):
+        card_pipeline(compose_eval("model=videomae_base_k400"))
+    assert card_pipeline(compose_eval("model=videomae_base_k400", "protocol=videomae_processor"))

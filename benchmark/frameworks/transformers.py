@@ -1,22 +1,30 @@
 """The Hugging Face ``transformers`` adapter: VideoMAE, TimeSformer, ViViT and X-CLIP, each
-evaluated as its authors measured its published number.
+under two protocols: its authors' test code (how the published number was measured) and the
+model card's pipeline (the checkpoint's video processor, ``<family>_processor``).
 
 Why an adapter of its own: the model cards' pipelines differ from the authors' test protocols
-(the video processors sample no frames, the processors' class defaults are not the checkpoints'
-preprocessing), and ``from_pretrained`` fills a missing weight with an initial value and only logs
-it. Here:
+(the video processors sample no frames, antialias their resize, and ViViT's normalises to
+[-3, 1] where its authors fed [-1, 1]), and ``from_pretrained`` fills a missing weight with an
+initial value and only logs it. Here:
 - ``build`` loads a ``save_pretrained`` directory or the hub cache offline and refuses any
   missing, unexpected or mismatched key (``load_checkpoint``); without weights it builds the
   architecture from the config's published hyper-parameters and warns loudly;
-- ``clip_windows`` picks each clip's frames as the authors' test code does (``TIMINGS``), as
-  frame indices into a ``DecodedVideo``;
-- ``views`` resizes and normalises as the checkpoint's preprocessor config says, exactly as the
-  transformers processor does (tests/test_transformers.py proves it on the shared videos), and
-  crops where the authors' test code crops (``SPATIALS``), writing the (B, T, C, H, W) batch the
-  models take directly;
+- ``clip_windows`` picks each clip's frames as the authors' test code does (``TIMINGS``; ViViT's
+  from the video resampled to 25 fps, as its TFRecords were written), as frame indices into a
+  ``DecodedVideo``;
+- ``views`` resizes, crops and normalises as the protocol's ``spatial`` rule says
+  (``SPATIALS``): each authors' code (cv2 for VideoMAE and X-CLIP, float bilinear for
+  TimeSformer, TF-style bilinear truncated to uint8 for ViViT; ``model.input``'s mean/std), or
+  the checkpoint's processor (``processor``: ``builder.preprocessor``, equal to the transformers
+  processor on the shared videos), writing the (B, T, C, H, W) batch the models take directly;
+- how a video's views combine is the protocol's ``combine`` (the run's loop; ``probabilities``
+  here): TimeSformer and ViViT average logits, VideoMAE and X-CLIP softmax scores;
 - X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``).
-This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize is
-the processor's own resize, so the views equal the processor's bit for bit before normalising).
+Not followed (each stated in its conf/protocol file): the authors' decoders, X-CLIP's random
+multi-view offsets (a fixed rule), single-crop tests that the published numbers do not use.
+This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize
+is the processor's own resize, so the model card's views equal the processor's bit for bit
+before normalising).
 """
 
 from __future__ import annotations
@@ -832,9 +840,10 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
     start up to the clip's last frame and keeps the protocol's frames (the docs'
     ``read_video_pyav``; the frame count from the stream header, as their ``seg_len``), and
     the checkpoint's video processor resizes, crops and normalises them; three crops are cut
-    from the processor's resized, normalised frames at the authors' crop boxes (the processor
-    has only the centre crop). The frame indices and crop boxes are the protocol's
-    (``frame_windows``, ``crop_boxes``): the pipeline differs from the harness's in how it
+    from the processor's resized, normalised frames at the protocol's crop boxes (the processor
+    has only the centre crop; the model card's protocols, ``spatial: processor``, take
+    uniform_crop's). The frame indices and crop boxes are the protocol's (``frame_windows``,
+    ``crop_boxes``): the pipeline differs from the harness's under the same protocol in how it
     decodes, resizes, normalises and batches.
     """
     from types import SimpleNamespace
@@ -871,8 +880,9 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
 
 # ---------------------------------------------------------------------------------------------
 # The registry's adapter API (benchmark/frameworks/__init__.py): what the run calls. The run
-# passes ``InputSpec`` values; ``model.input`` mirrors ``builder.preprocessor`` (``build`` refuses
-# a config where they differ), so the views follow the checkpoint's preprocessing.
+# passes this adapter's ``Spec`` (``input_spec``): ``model.input`` is the authors' test input,
+# ``builder.preprocessor`` the checkpoint's processor (their sizes agree: ``build`` refuses a
+# config where they differ); the protocol's spatial rule picks which normalisation applies.
 
 CHECK_HASH = False  # no URL: the weights are a save_pretrained directory or the hub cache's
 CHANNELS_LAST = False  # (B, T, C, H, W) views, 2D patch convolutions: eval.channels_last is off

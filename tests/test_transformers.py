@@ -892,6 +892,9 @@ def test_the_cli_evaluates_a_tiny_checkpoint_directory(name, saved, action_set, 
     module = build_quiet(cfg, class_names=class_names)
     proto = protocol_cfg(cfg.published.protocol)
     assert metrics["protocol"] == proto.name
+    # a CPU fp32 run of an fp16-tested protocol (VideoMAE, X-CLIP) says so; ViViT's is fp32
+    said = f"the {proto.name} protocol's authors tested in fp16" in result.stdout + result.stderr
+    assert said == (proto.precision == "fp16")
     spec = hf.input_spec(cfg)
     for row in pd.read_parquet(tmp_path / "out" / "predictions.parquet").itertuples():
         clips = hf.sample_clips(decode_video(row.path), spec, 2, proto.clips)

@@ -496,7 +496,7 @@ def videomae_pixels(frames, crops, side=224):
     return torch.stack(out)
 
 
-def pyslowfast_pixels(frames, crops, side=224, mean=0.45, std=0.225):
+def pyslowfast_pixels(frames, crops, side=224, crop=224, mean=0.45, std=0.225):
     """TimeSformer kinetics.py 250-265: utils.py 308-318 tensor_normalize (uint8 /255, then
     mean/std), permute to (C, T, H, W), transform.py 8-62 random_short_side_scale_jitter with
     min = max = side (F.interpolate bilinear, align_corners False), 150-190 uniform_crop."""
@@ -514,12 +514,12 @@ def pyslowfast_pixels(frames, crops, side=224, mean=0.45, std=0.225):
     out = []
     for idx in (range(3) if crops == 3 else [1]):
         h, w = x.shape[2], x.shape[3]
-        y_off, x_off = int(math.ceil((h - side) / 2)), int(math.ceil((w - side) / 2))
+        y_off, x_off = int(math.ceil((h - crop) / 2)), int(math.ceil((w - crop) / 2))
         if h > w:
-            y_off = {0: 0, 1: y_off, 2: h - side}[idx]
+            y_off = {0: 0, 1: y_off, 2: h - crop}[idx]
         else:
-            x_off = {0: 0, 1: x_off, 2: w - side}[idx]
-        out.append(x[:, :, y_off:y_off + side, x_off:x_off + side].permute(1, 0, 2, 3))
+            x_off = {0: 0, 1: x_off, 2: w - crop}[idx]
+        out.append(x[:, :, y_off:y_off + crop, x_off:x_off + crop].permute(1, 0, 2, 3))
     return torch.stack(out)
 
 
@@ -572,11 +572,12 @@ def scenic_pixels(frames, crops, side=256, crop=224):
     return torch.from_numpy(np.stack(out)).permute(0, 1, 4, 2, 3)
 
 
-def xclip_pixels(frames, crops, side=224):
-    """X-CLIP build.py 296-298 Resize(-1, 224) + ThreeCrop(224): pipeline.py 1049-1050
-    mmcv.rescale_size (int(x * factor + 0.5)), 1009-1013 mmcv.imresize (cv2 INTER_LINEAR),
-    1477-1535 ThreeCrop (left, right, middle; step (L - 224) // 2), one crop CenterCrop (floor);
-    build.py 34-35 Normalize on 0-255 with mean 123.675/116.28/103.53, std 58.395/57.12/57.375."""
+def xclip_pixels(frames, crops, side=224, crop=224):
+    """X-CLIP build.py 296-298 Resize(-1, 224) + ThreeCrop(224) (one crop, 289-290:
+    Resize(-1, 256) + CenterCrop(224)): pipeline.py 1049-1050 mmcv.rescale_size
+    (int(x * factor + 0.5)), 1009-1013 mmcv.imresize (cv2 INTER_LINEAR), 1477-1535 ThreeCrop
+    (left, right, middle; step (L - 224) // 2), CenterCrop (floor offsets); build.py 34-35
+    Normalize on 0-255 with mean 123.675/116.28/103.53, std 58.395/57.12/57.375."""
     import cv2
 
     h, w = frames.shape[1:3]
@@ -585,16 +586,16 @@ def xclip_pixels(frames, crops, side=224):
     imgs = np.stack([cv2.resize(f, (new_w, new_h), interpolation=cv2.INTER_LINEAR) for f in frames])
     img_h, img_w = imgs.shape[1:3]
     if crops == 1:
-        offsets = [((img_w - side) // 2, (img_h - side) // 2)]
-    elif side == img_h:
-        w_step = (img_w - side) // 2
+        offsets = [((img_w - crop) // 2, (img_h - crop) // 2)]
+    elif crop == img_h:
+        w_step = (img_w - crop) // 2
         offsets = [(0, 0), (2 * w_step, 0), (w_step, 0)]
     else:
-        h_step = (img_h - side) // 2
+        h_step = (img_h - crop) // 2
         offsets = [(0, 0), (0, 2 * h_step), (0, h_step)]
     mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
     std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
-    out = [(imgs[:, y:y + side, x:x + side].astype(np.float32) - mean) / std for x, y in offsets]
+    out = [(imgs[:, y:y + crop, x:x + crop].astype(np.float32) - mean) / std for x, y in offsets]
     return torch.from_numpy(np.stack(out)).permute(0, 1, 4, 2, 3)
 
 
@@ -621,11 +622,14 @@ def test_views_follow_the_authors_pixels_on_the_shared_videos(name):
     worst, far = 0.0, 0
     for path in paths:
         clips = hf.sample_clips(decode_video(path), spec, 1, proto.clips)
-        # one crop: ViViT's own single-crop test (resize 256, central crop); the others' one crop
-        # is a stated departure (VideoMAE divides by zero; TimeSformer and X-CLIP resize to 256)
-        for crops in ((1, 3) if name == "vivit_b_16x2_k400" else (3,)):
+        # one crop: each one's single-crop test (ViViT: resize 256, central crop; TimeSformer:
+        # TRAIN_JITTER_SCALES[0] = 256 then the centre; X-CLIP: Resize(-1, 256), CenterCrop);
+        # VideoMAE's divides by zero (a stated departure: the processor's centre crop)
+        one_crop_side = {"timesformer_base_k400": 256, "xclip_base_p32_k400": 256}.get(name)
+        for crops in ((3,) if name == "videomae_base_k400" else (1, 3)):
             ours = hf.views(clips, spec, crops, spatial=proto.spatial)[0]
-            want = AUTHORS_PIXELS[name](clip_frames(clips), crops)
+            side = {"side": one_crop_side} if crops == 1 and one_crop_side else {}
+            want = AUTHORS_PIXELS[name](clip_frames(clips), crops, **side)
             assert ours.shape == want.shape
             diff = (ours - want).abs()
             worst = max(worst, diff.max().item())

@@ -21,7 +21,7 @@ initial value and only logs it. Here:
   here): TimeSformer and ViViT average logits, VideoMAE and X-CLIP softmax scores;
 - X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``).
 Not followed (each stated in its conf/protocol file): the authors' decoders, X-CLIP's random
-multi-view offsets (a fixed rule), single-crop tests that the published numbers do not use.
+multi-view offsets (a fixed rule), VideoMAE's single crop and clip (its code divides by zero).
 This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize
 is the processor's own resize, so the model card's views equal the processor's bit for bit
 before normalising).
@@ -30,6 +30,7 @@ before normalising).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -545,6 +546,17 @@ def mmcv_size(h: int, w: int, side: int) -> tuple[int, int]:
     return int(h * factor + 0.5), int(w * factor + 0.5)
 
 
+def one_crop_side(rule: str, crop: int, side: int) -> int:
+    """The short side a single-crop test resizes to: TimeSformer's TRAIN_JITTER_SCALES[0] (256,
+    its kinetics.py 175-180 when NUM_SPATIAL_CROPS is 1), X-CLIP's int(256 / 224 * INPUT_SIZE)
+    (its datasets/build.py 245, 289); every other rule keeps ``side``."""
+    if rule == "pyslowfast":
+        return 256
+    if rule == "mmaction":
+        return int(256 / 224 * crop)
+    return side
+
+
 def spatial_resize(frames: torch.Tensor, rule: str, pre: Preprocess) -> torch.Tensor:
     """uint8 (N, C, H, W) frames with the short side at ``pre.shortest_edge`` as ``rule``'s code
     resizes them: uint8 for every rule but ``pyslowfast`` (its floats are never rounded)."""
@@ -576,6 +588,9 @@ def preprocess_views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str
     bilinear, whose weights sum to 1, so normalising after it equals PySlowFast's before).
     """
     n, c, t, h, w = clips.shape
+    if crops == 1 and rule != "processor":
+        pre = dataclasses.replace(pre, shortest_edge=one_crop_side(rule, pre.crop_size[0],
+                                                                    pre.shortest_edge))
     frames = spatial_resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), rule, pre)
     frames = frames.view(n, t, c, *frames.shape[-2:])
     boxes = crop_boxes(frames.shape[-2], frames.shape[-1], pre.crop_size, crops, rule)

@@ -981,7 +981,10 @@ def pixels_of(spec, spatial: str | None) -> Preprocess:
     """The rescale and normalisation of the protocol's spatial step: the checkpoint's
     processor's (``Spec.processor``, builder.preprocessor) under ``processor``, the authors'
     (``model.input``: /255 then mean/std) under theirs."""
-    if spatial == "processor" and getattr(spec, "processor", None) is not None:
+    if spatial == "processor":
+        if getattr(spec, "processor", None) is None:
+            raise ValueError("protocol.spatial=processor needs the checkpoint's preprocessor "
+                             "values: a transformers model's Spec (input_spec)")
         return spec.processor
     return preprocess_of(spec)
 

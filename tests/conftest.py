@@ -125,10 +125,11 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
-def run_eval(*overrides, check=True):
-    """The real entry point, ``python -m benchmark.eval``, in a subprocess."""
+def run_eval(*overrides, check=True, env=None):
+    """The real entry point, ``python -m benchmark.eval``, in a subprocess (``env``: its
+    environment, else this one's)."""
     result = subprocess.run([sys.executable, "-m", "benchmark.eval", *overrides], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, env=env)
     if check and result.returncode != 0:
         raise AssertionError(result.stderr[-3000:])
     return result

@@ -7,7 +7,10 @@ path from those errors to one line on stderr, exit 1, no traceback and nothing e
 
 import json
 import os
+import shutil
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +48,8 @@ HEADER = "label,youtube_id,time_start,time_end,split\n"
     ("model.num_classes=many", "model.num_classes: expected an integer, got 'many'"),
     ("data.lmit=3", "data.lmit: no such setting in data"),
     ("device=mps", "device=mps: no conf/device/mps.yaml; one of auto, cpu, cuda"),
+    ("decoder=ffmpeg", "decoder=ffmpeg: no conf/decoder/ffmpeg.yaml; one of decord, pyav, torchcodec"),
+    ("decoder.name=ffmpeg", "decoder.name: expected one of pyav, torchcodec, decord, got 'ffmpeg'"),
 ])
 def test_schema_rejects_a_wrong_type_naming_the_key(override, line):
     with pytest.raises(Exception) as caught:
@@ -322,3 +327,265 @@ def test_cli_bad_results_table_and_class_count_stop_before_any_video(tmp_path, a
     cli_error(result, f"{action_set / 'kinetics_classnames.json'}: 4 class names, but the model "
                       "has 400 classes (model.num_classes)")
     assert not (tmp_path / "run" / "parts").exists()
+
+
+# ---- protocol/model mixes and settings that would fail every video (issue 31) -----------------
+
+MIXES = [
+    (["model=videomae_base_k400", "protocol=zoo"], None,
+     "protocol: zoo is pytorchvideo's but the model videomae_base_k400 is transformers's; pass "
+     "one of its protocols"),
+    (["model=slowfast_tiny", "protocol=videomae"], None,
+     "protocol: videomae is transformers's but the model slowfast_tiny is pytorchvideo's"),
+    (["model=slowfast_tiny", "protocol=torchvision", "views.crops=1"], None,
+     "model.input.resize_size: the torchvision protocol resizes as torchvision's"),
+    (["model=mm_tsm_r50", "protocol=zoo", "views=8x3"], "mmaction",
+     "protocol.head: zoo's softmax_per_location is not a head mmaction2's models take (they "
+     "take pooled_logits); pass another protocol"),
+    (["model=mm_x3d_m", "protocol.head=softmax_per_location"], "mmaction",
+     "protocol.head: must be one of pooled_logits, got softmax_per_location"),
+    (["model=mm_tsm_r50", "views.clips=1"], "mmaction",
+     "views.clips=1: this 2D model's view is its 8 segments; views.clips must be 8"),
+    (["model=mm_tsn_r50", "views.clips=8"], "mmaction",
+     "views.clips=8: this 2D model's view is its 25 segments; views.clips must be 25"),
+]
+
+
+@pytest.mark.parametrize("overrides, needs, line", MIXES)
+def test_a_protocol_model_mix_or_clip_count_that_fails_every_video_is_a_setting(
+        overrides, needs, line):
+    """Known from the config alone, so refused with the other settings, before any work."""
+    if needs:
+        pytest.importorskip(needs)
+    with pytest.raises(SettingsError) as caught:
+        check_settings(compose_eval(*overrides))
+    assert str(caught.value).startswith(line) and "\n" not in str(caught.value)
+
+
+def test_cli_a_2d_model_s_wrong_segment_count_stops_before_the_first_video(tmp_path):
+    """model=mm_tsm_r50 views.clips=1 failed each video with the same reason and ended in "no
+    video could be evaluated" (19,881 failure rows on Kinetics); now one line, nothing read."""
+    pytest.importorskip("mmaction")
+    result = run_eval("model=mm_tsm_r50", "views.clips=1", "data=sample", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'run'}", f"results_dir={tmp_path / 'results'}",
+                      check=False)
+    cli_error(result, "views.clips=1: this 2D model's view is its 8 segments; views.clips must "
+                      "be 8")
+    assert not (tmp_path / "run" / "failures.csv").exists()
+    assert not (tmp_path / "run" / "parts").exists()
+    result = run_eval("model=mm_tsm_r50", "protocol=zoo", "views=8x3", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    cli_error(result, "protocol.head: zoo's softmax_per_location is not a head mmaction2's "
+                      "models take (they take pooled_logits); pass another protocol")
+
+
+# ---- weights=auto never scores a real data set with random weights (issue 31) -----------------
+
+def real_set(action_set) -> list[str]:
+    """The generated set read as a real Kinetics-400 copy (data=kinetics400: not generated)."""
+    return ["data=kinetics400", f"data.csv={action_set / 'validate.csv'}",
+            f"data.root={action_set}",
+            f"data.class_names={action_set / 'kinetics_classnames.json'}"]
+
+
+def unreachable(tmp_path, suffix: str) -> str:
+    """A checkpoint URL nothing answers (port 9, discard) whose file is in no hub cache."""
+    return f"model.checkpoint_url=http://127.0.0.1:9/{tmp_path.name}-none{suffix}"
+
+
+@pytest.mark.parametrize("framework, model, needs, where", [
+    ("pytorchvideo", ["model=slowfast_tiny", "model.weights=auto"], None,
+     "it is read from the torch hub cache at {hub}/checkpoints/{name}-none.pyth, downloaded "
+     "from http://127.0.0.1:9/{name}-none.pyth on first use, which failed here"),
+    ("torchvision", ["model=r3d_18"], None,
+     "it is read from the torch hub cache at {hub}/checkpoints/{name}-none.pth, downloaded "
+     "from http://127.0.0.1:9/{name}-none.pth on first use, which failed here"),
+    ("transformers", ["model=videomae_base_k400", "model.builder.hub_id=nobody/not-cached"],
+     "transformers", "it is read, offline, from the Hugging Face hub cache ({hf}) as "
+     "nobody/not-cached: download it there with `hf download nobody/not-cached`"),
+    ("mmaction2", ["model=mm_x3d_m"], "mmaction",
+     "it is read, offline, from the torch hub cache at {hub}/checkpoints/{name}-none.pth: "
+     "download http://127.0.0.1:9/{name}-none.pth there"),
+])
+def test_weights_auto_without_a_checkpoint_stops_a_real_data_set_run(framework, model, needs,
+                                                                       where, action_set, tmp_path):
+    """No checkpoint to be had: before any video, one line saying where it goes, how it would
+    be had, and that model.weights=random asks for random weights on purpose."""
+    if needs:
+        pytest.importorskip(needs)
+    suffix = ".pyth" if framework == "pytorchvideo" else ".pth"
+    url = [] if framework == "transformers" else [unreachable(tmp_path, suffix)]
+    result = run_eval(*model, *url, "model.num_classes=4", *real_set(action_set), "views=1x1",
+                      "device=cpu", f"hydra.run.dir={tmp_path / 'run'}",
+                      f"results_dir={tmp_path / 'results'}", check=False)
+    hf_cache = ""
+    if framework == "transformers":
+        from huggingface_hub.constants import HF_HUB_CACHE as hf_cache
+    where = where.format(hub=torch.hub.get_dir(), name=tmp_path.name, hf=hf_cache)
+    name = model[0].split("=")[1]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: model.weights=auto: no checkpoint for {name}, and kinetics400 "
+                           "is a real data set, which is never scored with random weights: ")
+    assert where in line, line
+    assert line.endswith("; or pass model.weights=PATH; model.weights=random measures random "
+                         "weights on purpose")
+    assert not (tmp_path / "run" / "parts").exists()  # evaluated nothing
+    assert not (tmp_path / "run" / "failures.csv").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_weights_auto_without_a_checkpoint_still_runs_the_generated_sample(tmp_path):
+    """The sample set keeps the loud random-init run (make eval-r50 offline in a fresh clone)."""
+    out = tmp_path / "run"
+    result = run_eval("model=slowfast_tiny", "model.weights=auto", unreachable(tmp_path, ".pyth"),
+                      "data=sample", "views=1x1", "device=cpu", "cost.flops=false",
+                      "cost.throughput_iters=0", f"hydra.run.dir={out}",
+                      f"results_dir={tmp_path / 'results'}")
+    assert "Evaluating with RANDOM weights" in result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weights"] == "random-init" and metrics["videos_evaluated"] == 3
+
+
+# ---- checkpoint directories and files of the other frameworks (issue 31) ----------------------
+
+@pytest.fixture(scope="module")
+def videomae_dir(tmp_path_factory):
+    """A tiny VideoMAE saved as save_pretrained does, and the model config that loads it."""
+    pytest.importorskip("transformers")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_transformers import build_quiet, tiny_cfg
+
+    path = tmp_path_factory.mktemp("hf") / "videomae"
+    torch.manual_seed(0)
+    build_quiet(tiny_cfg("videomae_base_k400")).save_pretrained(path)
+    return path, tiny_cfg
+
+
+def broken_copy(source: Path, target: Path, name: str, content: bytes | None) -> Path:
+    shutil.copytree(source, target)
+    if content is None:
+        (target / name).unlink()
+    else:
+        (target / name).write_bytes(content)
+    return target
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("config.json", b"{not json", "{dir}/config.json: not readable JSON (Expecting property name"),
+    ("config.json", b"[1, 2]", "{dir}/config.json: expected a JSON object, got a JSON list"),
+    ("config.json", json.dumps({"model_type": "bert"}).encode(),
+     "{dir}/config.json: model_type 'bert', but model.builder.architecture videomae loads "
+     "'videomae' checkpoints"),
+    ("model.safetensors", b"not a checkpoint at all" * 8,
+     "{dir}: not a loadable videomae checkpoint directory: SafetensorError: "),
+    ("model.safetensors", None,
+     "{dir}: not a loadable videomae checkpoint directory: OSError: "),
+    ("preprocessor_config.json", b"{oops", "{dir}/preprocessor_config.json: not readable JSON"),
+])
+def test_a_broken_transformers_checkpoint_directory_is_one_line_naming_the_file(
+        videomae_dir, name, content, message, tmp_path):
+    from benchmark.run.models import build_model
+
+    saved, tiny_cfg = videomae_dir
+    path = broken_copy(saved, tmp_path / "ckpt", name, content)
+    with pytest.raises(WeightsError) as caught:
+        build_model(tiny_cfg("videomae_base_k400", weights=str(path)))
+    assert str(caught.value).startswith(message.format(dir=path)), caught.value
+    assert "\n" not in str(caught.value)
+
+
+def test_a_file_that_is_not_an_mmaction2_checkpoint_is_one_line_naming_it(tmp_path, videos):
+    """The mmaction2 adapter reads its checkpoints as the run's loader does: a file that is not
+    torch.save's says so, one holding code is refused without the unsafe hint, a folder is a
+    folder."""
+    pytest.importorskip("mmaction")
+    from benchmark.frameworks import mmaction2
+
+    module = torch.nn.Linear(2, 2)
+    for path in not_checkpoints(tmp_path, videos):
+        with pytest.raises(mmaction2.CheckpointError) as caught:
+            mmaction2.load_checkpoint(module, path)
+        assert str(caught.value) == (f"{path}: not a PyTorch checkpoint (torch.save's zip or "
+                                     "legacy format)")
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": NeedsCode()}, evil)
+    with pytest.raises(mmaction2.CheckpointError, match="refused: the checkpoint holds objects "
+                                                        "that need code") as caught:
+        mmaction2.load_checkpoint(module, evil)
+    assert "weights_only=False" not in str(caught.value) and "\n" not in str(caught.value)
+    cfg = compose_eval("model=mm_x3d_m", f"model.weights={tmp_path}")
+    with pytest.raises(mmaction2.CheckpointError, match=f"^model.weights={tmp_path}: is a "
+                                                        "directory, not a file$"):
+        mmaction2.resolve_weights(cfg.model)
+
+
+def test_cli_bad_checkpoints_of_transformers_and_mmaction2_are_one_line(videomae_dir, tmp_path,
+                                                                        action_set):
+    saved, _ = videomae_dir
+    path = broken_copy(saved, tmp_path / "ckpt", "config.json", b"{not json")
+    result = run_eval("model=videomae_base_k400", f"model.weights={path}", "model.num_classes=4",
+                      "model.input.num_frames=4", "model.input.side_size=32",
+                      "model.input.crop_size=32", "model.builder.preprocessor.shortest_edge=32",
+                      "model.builder.preprocessor.crop_size=[32,32]", *real_set(action_set),
+                      "views.clips=1", "views.crops=1", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    cli_error(result, f"{path}/config.json: not readable JSON (Expecting property name enclosed "
+                      "in double quotes: line 1 column 2 (char 1))")
+    pytest.importorskip("mmaction")
+    text = tmp_path / "x3d.pth"
+    text.write_text("this is not a checkpoint\n")
+    result = run_eval("model=mm_x3d_m", f"model.weights={text}", "data=sample", "device=cpu",
+                      f"hydra.run.dir={tmp_path / 'run2'}", check=False)
+    cli_error(result, f"{text}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
+
+
+# ---- annotation files and subset lists through the CLI (issue 31) ----------------------------
+
+def annotation_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
+    """(overrides, the expected line) for a malformed line of each data set's official files."""
+    ssv2 = tmp_path / "ssv2"
+    ssv2.mkdir()
+    labels = ssv2 / "labels.json"
+    labels.write_text(json.dumps({"Pushing something": "0"}))
+    listed = ssv2 / "validation.json"
+    listed.write_text(json.dumps([{"id": "1", "template": "Pushing [something]"}, {"id": "2"}]))
+    ucf = tmp_path / "ucfTrainTestlist"
+    ucf.mkdir()
+    (ucf / "classInd.txt").write_text("1 ApplyEyeMakeup\n2 YoYo\n")
+    (ucf / "testlist01.txt").write_text("YoYo/v_YoYo_g01_c01.avi\nYoYo v_YoYo_g02_c01.avi\n")
+    hmdb = tmp_path / "testTrainMulti_7030_splits"
+    hmdb.mkdir()
+    (hmdb / "sword_test_split1.txt").write_text("a.avi 2\nb.avi 3\n")
+    return [
+        (["data=ssv2", f"data.csv={listed}", f"data.class_names={labels}",
+          f"data.root={tmp_path}"],
+         f"{listed}: entry 2: expected an object with 'id' and 'template', got {{\"id\": \"2\"}}"),
+        (["data=ssv2", f"data.csv={labels}", f"data.class_names={labels}",
+          f"data.root={tmp_path}"],
+         f"{labels}: expected a JSON list of {{id, template, ...}} "
+         "(something-something-v2-validation.json), got a JSON dict"),
+        (["data=ucf101", f"data.csv={ucf}", "data.split=1", f"data.root={tmp_path}"],
+         f"{ucf / 'testlist01.txt'}:2: expected '<Class>/<video>.avi' (as "
+         "'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi'), got 'YoYo v_YoYo_g02_c01.avi'"),
+        (["data=hmdb51", f"data.csv={hmdb}", "data.split=1", f"data.root={tmp_path}"],
+         f"{hmdb / 'sword_test_split1.txt'}:2: expected '<video>.avi <0|1|2>' (0 unused, 1 train, "
+         "2 test), got 'b.avi 3'"),
+        (["data=ucf101", f"data.csv={ucf}", "data.split=4"],
+         "data.split: 4 is not a UCF101 split; the official splits are 1, 2 and 3"),
+    ]
+
+
+def test_cli_malformed_annotation_files_and_subset_lists_are_one_line(tmp_path, action_set):
+    """SSv2, UCF101 and HMDB51's official files and a subset list, each with a malformed line,
+    end the command with one line naming the file and line (or key), before any video."""
+    cases = annotation_cases(tmp_path)
+    subset = tmp_path / "ids.txt"
+    subset.write_text("a\nb c\n")
+    cases.append((real_set(action_set) + [f"data.subset={subset}"],
+                  f"{subset}:2: expected one video id a line, got 'b c'"))
+    for n, (overrides, line) in enumerate(cases):
+        result = run_eval("model=slowfast_tiny", *overrides, "device=cpu",
+                          f"hydra.run.dir={tmp_path / f'run{n}'}", check=False)
+        cli_error(result, line)
+        assert not (tmp_path / f"run{n}" / "parts").exists()

@@ -114,6 +114,17 @@ def sample_paths() -> list[Path]:
     return sorted(Path(csv).parent.rglob("*.mp4"))
 
 
+@pytest.mark.parametrize("backend", OTHERS)
+def test_each_backend_decodes_the_lossless_generated_set_as_pyav_does(sample_paths, backend):
+    """The generated sets are lossless H.264 (x264 qp 0, High 4:4:4 Predictive) in yuv420p mp4,
+    chosen so every decoder reads them: the same frames and timestamps from each."""
+    for path in sample_paths:
+        ref, video = decode(path, "pyav", threads=1), decode(path, backend, threads=1)
+        frames = list(range(len(ref.frames)))
+        assert len(video.frames) == len(frames) == 120 and video.pts == ref.pts
+        assert torch.equal(video.rgb(frames), ref.rgb(frames)) and video.notes == []
+
+
 def test_every_backend_gives_the_sample_set_the_same_top5(sample_paths, tiny_model):
     """What the issue asks of each backend: the sample set evaluated with PyAV's top-5 (here the
     tiny model in process, 2 clips x 3 crops, through evaluate's ``predict``)."""

@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,18 +52,31 @@ class ActionSetSpec:
     split: str = "validate"
 
 
+# x264 at qp 0 (lossless) in yuv420p: the same frames give the same bytes in every process. At
+# crf 18 PyAV's bundled libx264 (even on one thread) gave some videos other bytes in some
+# processes (3 of the toy split's 48 among 8 processes generating it at once), decoded frames up
+# to 5 levels apart, enough to move the regression check's probabilities past its tolerance.
+# The mp4 stays H.264 in yuv420p, which PyAV, torchcodec and decord all decode alike
+# (tests/test_decoders.py); FFV1, deterministic too, would need .mkv.
+LOSSLESS_X264 = {"qp": "0"}
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float, codec: str = "libx264",
                 pix_fmt: str = "yuv420p", options: dict | None = None) -> Path:
-    """Encode (T, H, W, 3) uint8 RGB frames into ``path`` with PyAV (no audio)."""
+    """Encode (T, H, W, 3) uint8 RGB frames into ``path`` with PyAV (no audio).
+
+    libx264 without ``options`` is lossless (``LOSSLESS_X264``), so a generated file is the same
+    bytes on every run; ``options`` replace that (the tests' awkward files).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = pix_fmt
-        # One encoder thread: x264's output depends on its thread count, and a generated set
-        # must be the same bytes on every machine (the regression baseline is measured on it).
+        # One encoder thread: x264's output depends on its thread count.
         stream.thread_count = 1
-        stream.options = {"crf": "18"} if options is None and codec == "libx264" else (options or {})
+        stream.options = dict(LOSSLESS_X264 if options is None and codec == "libx264"
+                              else options or {})
         for array in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
                 container.mux(packet)
@@ -175,6 +189,26 @@ def video_name(index: int) -> tuple[str, int, int]:
 def _stamp(spec: ActionSetSpec) -> dict:
     """What a cached set was made from: the spec and this file's code (an edit regenerates)."""
     return {**asdict(spec), "generator": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()}
+
+
+def set_folder(synthetic: Mapping) -> str:
+    """The cache folder's name for a set of this spec (``data.synthetic``) and this generator:
+    its split and a short hash of its stamp. Two checkouts of different versions, or two specs,
+    sharing one cache then each keep their own set instead of regenerating over each other.
+    The data configs name it through the ``generated_set`` resolver (benchmark/__init__.py)."""
+    spec = ActionSetSpec(**synthetic)
+    digest = hashlib.sha256(json.dumps(_stamp(spec), sort_keys=True).encode()).hexdigest()
+    return f"{spec.split}-{digest[:12]}"
+
+
+def set_sha256(root: Path) -> dict[str, str]:
+    """SHA-256 of each file of the generated set in ``root`` (its CSV, class names and videos) by
+    path relative to ``root``: what a regression baseline keeps to tell a changed set from a
+    changed model. The stamp (spec.json) is left out: it names the generator's source, which a
+    comment changes without changing a byte of the set."""
+    root = Path(root)
+    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file() and path.name != "spec.json"}
 
 
 def ensure_action_set(root: Path, spec: ActionSetSpec) -> Path:

@@ -7,13 +7,15 @@ each other. Each offers the same module-level API (docs/architecture.md, "Adding
 ``official_url(model_cfg)``, ``CHECK_HASH``, ``class_names(model_cfg)``, ``TIMINGS`` +
 ``clip_windows`` + ``pts_windows``, ``SPATIALS`` + ``views``, ``setting_problems``,
 ``apply_head``; optionally ``HEADS`` (its protocol heads, else clips.HEADS), ``resolve_weights``
-(a framework that loads its own checkpoint directories), ``example_views`` and
+(a framework that loads its own checkpoint directories; then ``where_weights_go``, said where
+``model.weights=auto`` is refused random weights), ``example_views`` and
 ``counted_as`` (another input layout; how its FLOPs are counted: results/cost.py's
 ``adapter_flop_counts`` reads both), ``CHANNELS_LAST``, ``OWN_PROTOCOLS_ONLY``, ``MAX_CLIPS``
 (timing -> the most clips it takes), ``input_spec(model_cfg)`` (a spec that carries its config's
 own test pipeline), ``cut_clips(video, spec, clips, timing, fault)`` (a timing that cuts and
 resizes its clips itself), ``CROPS`` (the crop counts its protocol takes; else
-views.CROP_INDICES's), ``framework_gflops``, ``reference_video`` and ``reference_views`` (its own FLOP counter,
+views.CROP_INDICES's), ``EXTRA`` (an optional framework's packages and their install: common.Extra),
+``clips_problem(spec, clips, timing)`` (a clip count its timing cannot cut for this model), ``framework_gflops``, ``reference_video`` and ``reference_views`` (its own FLOP counter,
 test loop, card pipeline). (``eval.fuse``'s rewrites: frameworks/pytorchvideo/fuse.py, which the run
 applies to any model: its stem rewrite is generic, its folds match pytorchvideo's blocks.)
 """
@@ -46,3 +48,12 @@ def owner(kind: str, value: str) -> ModuleType:
 def names(kind: str) -> tuple[str, ...]:
     """Every adapter's ``kind`` values, in registry order (the accepted protocol choices)."""
     return tuple(v for name in KNOWN for v in getattr(get(name), kind))
+
+
+def not_installed(name: str) -> str | None:
+    """The one line naming what to install where framework ``name`` is an optional extra whose
+    packages are not here (the core install runs pytorchvideo and torchvision alone); None
+    where they are, or the framework is core."""
+    extra = getattr(get(name), "EXTRA", None)
+    missing = extra.missing() if extra is not None else []
+    return extra.line(missing) if missing else None

@@ -41,15 +41,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import plain
+from benchmark.frameworks.common import Extra, installed_version, load_torch_file, plain
+from benchmark.data.files import file_problem
 from benchmark.frameworks.views import InputSpec, pack_pathways
 
 NAME = "mmaction2"
 TIMINGS = ("mmaction2",)
 SPATIALS = ("mmaction2",)
+HEADS = ("pooled_logits",)  # its recognizers' own heads pool the crop (apply_head)
 # mmaction2's checkpoint names end in the first 8 hex digits of their SHA-256 (publish_model),
 # the prefix torch.hub's check_hash reads.
 CHECK_HASH = True
+# The mmaction extra: not in the core install; nothing imports it until an mmaction2 model is
+# asked for. mmaction2, mmengine and mmcv-lite go in without their declared dependencies
+# (pyproject.toml says why), then the extra's list.
+EXTRA = Extra(NAME, ("mmaction", "mmengine", "mmcv"),
+              "pip install --no-deps mmaction2==1.2.0 mmengine==0.10.7 mmcv-lite==2.1.0 && "
+              "pip install -e '.[mmaction]' (make install does both)")
 MMCV_BELOW = (2, 2, 0)  # mmaction/__init__.py asserts 2.0.0rc4 <= mmcv < 2.2.0
 
 log = logging.getLogger(__name__)
@@ -85,6 +93,7 @@ def import_mmaction():
     """
     if "mmaction.models" in sys.modules and getattr(import_mmaction, "done", False):
         return sys.modules["mmaction"]
+    EXTRA.require()
     import mmcv
 
     if _version_tuple(mmcv.__version__) >= MMCV_BELOW:
@@ -134,19 +143,9 @@ def version() -> dict[str, str]:
     """The framework's versions, for a run's metrics (from the installed packages' metadata:
     every run records every registered framework's, and importing mmaction2 takes seconds).
     An optional extra: "not installed" where it is not."""
-    import importlib.metadata
-
-    found = {}
-    for key, dist in (("mmaction2", "mmaction2"), ("mmengine", "mmengine"), ("mmcv", "mmcv-lite"),
-                      ("mmcv", "mmcv")):
-        if key in found:
-            continue
-        try:
-            found[key] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            if dist != "mmcv-lite":
-                found[key] = "not installed"
-    return found
+    return {"mmaction2": installed_version("mmaction", "mmaction2"),
+            "mmengine": installed_version("mmengine"),
+            "mmcv": installed_version("mmcv", "mmcv-lite", "mmcv")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,9 +154,8 @@ def version() -> dict[str, str]:
 def configs_root() -> Path:
     import importlib.util
 
+    EXTRA.require()
     spec = importlib.util.find_spec("mmaction")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("mmaction2 is not installed (pip install -e '.[mmaction]')")
     return Path(list(spec.submodule_search_locations)[0]) / ".mim" / "configs"
 
 
@@ -281,8 +279,9 @@ def resolve_weights(model_cfg) -> Path | None:
         return None
     if weights not in ("auto", "pretrained"):
         path = Path(weights).expanduser()
-        if not path.is_file():
-            raise CheckpointError(f"model.weights={weights}: no such file")
+        problem = file_problem(path)
+        if problem:
+            raise CheckpointError(f"model.weights={weights}: {problem}")
         return path
     url = official_url(model_cfg)
     cached = hub_cache_path(url) if url else None
@@ -292,6 +291,16 @@ def resolve_weights(model_cfg) -> Path | None:
         raise CheckpointError(f"model.weights=pretrained: {cached or 'no checkpoint_url'} is not in "
                               "the torch hub cache (offline: put the file there or pass a PATH)")
     return None
+
+
+def where_weights_go(model_cfg) -> str:
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
+    never downloads one), for the line that refuses random weights on a real data set."""
+    url = official_url(model_cfg)
+    if not url:
+        return "this model has no official checkpoint (no checkpoint_url)"
+    return (f"it is read, offline, from the torch hub cache at {hub_cache_path(url)}: download "
+            f"{url} there")
 
 
 def checkpoint_state(loaded):
@@ -309,11 +318,9 @@ def load_checkpoint(module: nn.Module, path) -> None:
     object that needs code to unpickle (``weights_only``)."""
     path = Path(path)
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise CheckpointError(f"{path}: not a loadable mmaction2 checkpoint "
-                              f"({type(err).__name__}: {first})") from None
+        loaded = load_torch_file(path)
+    except ValueError as err:  # not a checkpoint, damaged, or holding code: the file's one line
+        raise CheckpointError(str(err)) from None
     state = checkpoint_state(loaded)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected {{'state_dict': ...}}, got {type(state).__name__}")
@@ -729,15 +736,25 @@ def pts_windows(time_base, start_pts, end_pts, clip_duration, clips, timing) -> 
     return None
 
 
+def clips_problem(spec, clips: int, timing: str = "mmaction2") -> str | None:
+    """A ``views.clips`` that fails every video, known from the config alone (check_settings
+    asks before any work): a 2D model's view is all its config's segments."""
+    p = pipeline_of(spec)
+    if p.two_d and clips != p.num_clips:
+        return (f"views.clips={clips}: this 2D model's view is its {p.num_clips} segments; "
+                f"views.clips must be {p.num_clips}")
+    return None
+
+
 def cut_clips(video, spec, clips: int, timing: str, fault: str | None = None) -> torch.Tensor:
     """uint8 (views, C, T, H', W'): each view's frames (``clip_windows``) resized as
     ``Resize(-1, S)`` does (OpenCV, each distinct frame once), in the loader worker.
     ``clips``: views.clips: the clips of a 3D model, the segments of a 2D one (all of which
     form one view; its config's count, which its head expects)."""
+    problem = clips_problem(spec, clips, timing)
+    if problem:
+        raise ValueError(problem)
     p = pipeline_of(spec)
-    if p.two_d and clips != p.num_clips:
-        raise ValueError(f"views.clips={clips}: this 2D model's view is its {p.num_clips} "
-                         f"segments; views.clips must be {p.num_clips}")
     windows = clip_windows(video, p, None if p.two_d else clips, timing)
     if fault == "clips_from_start":
         windows = [windows[0]] * len(windows)

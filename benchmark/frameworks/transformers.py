@@ -43,10 +43,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import plain
+from benchmark.frameworks.common import Extra, first_line, installed_version, plain
 from benchmark.frameworks.views import InputSpec
 
 NAME = "transformers"
+# The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
+EXTRA = Extra(NAME, ("transformers", "cv2"), "pip install -e '.[hf]'")  # cv2: authors' resizes
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
 MIN_VERSION = (5, 23)
 
@@ -66,6 +68,7 @@ class CheckpointError(ValueError):
 
 
 def _transformers():
+    EXTRA.require()  # not installed: one line naming the extra
     import transformers
 
     have = tuple(int(p) for p in transformers.__version__.split(".")[:2])
@@ -77,10 +80,9 @@ def _transformers():
 
 
 def version() -> dict:
-    """The framework's version, for a run's metrics."""
-    return {"transformers": _transformers().__version__}
-
-
+    """The framework's version, for a run's metrics (from its metadata: every run records every
+    framework's), or "not installed"."""
+    return {"transformers": installed_version("transformers")}
 
 
 def _builder(model_cfg) -> dict:
@@ -139,7 +141,8 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
                                   "(no config.json there)")
         return path
-    from huggingface_hub import snapshot_download
+    EXTRA.require()
+    from huggingface_hub import snapshot_download  # transformers' own dependency
 
     hub_id = _builder(model_cfg)["hub_id"]
     try:
@@ -149,6 +152,17 @@ def resolve_weights(model_cfg) -> Path | None:
             raise CheckpointError(f"model.weights=pretrained: {hub_id} is not in the Hugging Face "
                                   f"hub cache ({type(err).__name__})") from None
         return None
+
+
+def where_weights_go(model_cfg) -> str:
+    """Where ``model.weights=auto`` looks for the checkpoint and how it gets there (the run
+    never downloads one), for the line that refuses random weights on a real data set."""
+    EXTRA.require()
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    hub_id = _builder(model_cfg)["hub_id"]
+    return (f"it is read, offline, from the Hugging Face hub cache ({HF_HUB_CACHE}) as {hub_id}: "
+            f"download it there with `hf download {hub_id}`")
 
 
 def _expected(patterns, keys) -> list:
@@ -163,11 +177,21 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
     path = Path(path)
     builder = _builder(model_cfg)
     cls = _model_cls(model_cfg)
-    # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one line)
-    # instead of transformers' multi-line RuntimeError.
-    model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
-                                      ignore_mismatched_sizes=True,
-                                      attn_implementation=attention(cls))
+    want = getattr(_transformers(), ARCHITECTURES[builder["architecture"]][0]).model_type
+    have = _json_object(path / "config.json").get("model_type")
+    if have != want:  # another architecture's checkpoint: its keys would all be "missing"
+        raise CheckpointError(f"{path / 'config.json'}: model_type {have!r}, but "
+                              f"model.builder.architecture {builder['architecture']} loads "
+                              f"{want!r} checkpoints")
+    try:
+        # ignore_mismatched_sizes: report a mismatch in the loading info (refused below, in one
+        # line) instead of transformers' multi-line RuntimeError.
+        model, info = cls.from_pretrained(path, local_files_only=True, output_loading_info=True,
+                                          ignore_mismatched_sizes=True,
+                                          attn_implementation=attention(cls))
+    except Exception as err:  # no weights file, a damaged one, a config it cannot take ...
+        raise CheckpointError(f"{path}: not a loadable {builder['architecture']} checkpoint "
+                              f"directory: {first_line(err)}") from None
     patterns = builder.get("expected_keys") or []
     problems = []
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
@@ -183,6 +207,18 @@ def load_checkpoint(path, model_cfg) -> nn.Module:
                               "accepted ones")
     check_preprocessor(path, model_cfg)
     return model
+
+
+def _json_object(file: Path) -> dict:
+    """A checkpoint directory's JSON file as a dict; CheckpointError naming the file where it
+    is not readable JSON or not an object."""
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, got a JSON {type(raw).__name__}")
+    return raw
 
 
 # preprocessor_config.json key -> how builder.preprocessor holds it.
@@ -204,7 +240,7 @@ def check_preprocessor(path, model_cfg) -> None:
     file = Path(path) / "preprocessor_config.json"
     if not file.is_file():
         return
-    have = _file_preprocessor(json.loads(file.read_text()))
+    have = _file_preprocessor(_json_object(file))
     want = Preprocess.from_model(model_cfg)
     for key, value in have.items():
         mine = getattr(want, key)

@@ -44,10 +44,10 @@ from benchmark.run.device import (
     set_tf32,
 )
 from benchmark.results.metrics import accuracy, top_k
-from benchmark.run.models import (OUTPUTS, Model, build_model, class_names_file, offline_class_names,
-                                  resolve_weights)
+from benchmark.run.models import (OUTPUTS, Model, WeightsError, build_model, class_names_file,
+                                  model_spec, offline_class_names, resolve_weights)
 from benchmark.run.progress import Progress
-from benchmark.frameworks.clips import protocol_from_config
+from benchmark.frameworks.clips import HEADS, protocol_from_config
 from benchmark.results.tables import check_eval_table, report_run, tables_dir
 from benchmark.run.store import RunStore, check_writable, fingerprint, run_lock
 from benchmark.frameworks.views import (CROP_INDICES, FAULTS, InputSpec, decode_clips, make_views,
@@ -218,6 +218,17 @@ def check_settings(cfg: DictConfig) -> None:
         protocol = protocol_from_config(cfg.protocol)
     except ValueError as err:
         raise SettingsError(str(err)) from None
+    model_framework = str(cfg.model.get("framework", protocol.framework))
+    try:
+        adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
+    except ValueError as err:  # an unknown model.framework: the registry's one line
+        raise SettingsError(f"model.{err}") from None
+    for name in dict.fromkeys((model_framework, protocol.framework)):
+        problem = frameworks.not_installed(name)  # an optional extra: what to install
+        if problem:
+            asked = (f"model={cfg.model.name}" if name == model_framework
+                     else f"protocol={protocol.name}")
+            raise SettingsError(f"{asked}: {problem}")
     if not hasattr(frameworks.get(protocol.framework), "CROPS") and \
             cfg.views.crops not in CROP_INDICES:  # a framework with CROPS checks its own
         raise SettingsError(f"views.crops: must be 1, 2 or 3 (UniformCropVideo's aug_index), "
@@ -229,17 +240,25 @@ def check_settings(cfg: DictConfig) -> None:
     if most is not None and cfg.views.clips > most:
         raise SettingsError(f"views.clips: the {protocol.name} protocol takes at most {most} "
                             f"clips, got {cfg.views.clips}")
-    model_framework = str(cfg.model.get("framework", protocol.framework))
-    try:
-        adapters = [frameworks.get(name) for name in (protocol.framework, model_framework)]
-    except ValueError as err:  # an unknown model.framework: the registry's one line
-        raise SettingsError(f"model.{err}") from None
     if protocol.framework != model_framework and any(
             getattr(adapter, "OWN_PROTOCOLS_ONLY", False) for adapter in adapters):
         # A framework whose models take their own layout and heads (transformers: (B, T, C, H,
         # W) views) runs only under its own protocols, and its protocols only its models.
         raise SettingsError(f"protocol: {protocol.name} is {protocol.framework}'s but the model "
                             f"{cfg.model.name} is {model_framework}'s; pass one of its protocols")
+    heads = getattr(adapters[1], "HEADS", HEADS)  # what the model's apply_head can do
+    if protocol.head not in heads:
+        raise SettingsError(f"protocol.head: {protocol.name}'s {protocol.head} is not a head "
+                            f"{model_framework}'s models take (they take {', '.join(heads)}); "
+                            "pass another protocol")
+    clips_problem = getattr(adapters[0], "clips_problem", None)
+    if clips_problem is not None:  # a clip count the timing cannot cut for this model
+        try:
+            problem = clips_problem(model_spec(cfg.model), int(cfg.views.clips), protocol.clips)
+        except WeightsError as err:  # the model's config disagrees with itself: its one line
+            raise SettingsError(str(err)) from None
+        if problem:
+            raise SettingsError(problem)
 
 
 def decoder_name(cfg: DictConfig) -> str:
@@ -534,7 +553,9 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
                             offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.
-    resolved = distributed.from_main(lambda: resolve_weights(cfg.model), ranks)
+    # A real data set is never scored with random weights that weights=auto fell back to.
+    real = None if cfg.data.get("synthetic") is not None else str(cfg.data.name)
+    resolved = distributed.from_main(lambda: resolve_weights(cfg.model, real), ranks)
     torch.manual_seed(int(cfg.seed))  # random-init weights are then the same in every run
     protocol = protocol_from_config(cfg.protocol)
     model = build_model(cfg.model, protocol.head, resolved, manifest.class_names)

@@ -2,7 +2,8 @@
 
 A model config (``conf/model/*.yaml``) holds the builder (``_target_``), the official checkpoint
 URL, the test input spec and the published numbers. Weights are ``auto`` (torch hub cache, else
-the URL, else random init with a loud warning; a torchvision model's URL is its weights enum's
+the URL, else random init with a loud warning, on a generated data set only: a real one is never
+scored with random weights, ``random_refused``; a torchvision model's URL is its weights enum's
 and the download checks the hash in the file name, as torchvision's own does), ``pretrained`` (the same, but failing instead of
 falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
 ``adapt_io``): it takes a list of pathway tensors and returns logits.
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
+from benchmark.frameworks.common import first_line, load_torch_file
 from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,12 @@ def input_spec(cfg: DictConfig) -> InputSpec:
     return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def model_spec(cfg: DictConfig) -> InputSpec:
+    """The model's test input; a framework whose configs carry their own test pipeline
+    (mmaction2) gives a spec holding it. A config that disagrees with itself: WeightsError."""
+    return _asked(getattr(framework_of(cfg), "input_spec", input_spec), cfg)
+
+
 def hub_cache_path(url: str) -> Path:
     """Where ``torch.hub.load_state_dict_from_url`` keeps ``url`` (pytorchvideo's hub uses it)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
@@ -122,10 +128,27 @@ def _hash_prefix(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _fetch_official(url: str | None, required: bool, check_hash: bool = False) -> Path | None:
+def random_refused(cfg: DictConfig, data_name: str, where: str) -> WeightsError:
+    """The one line that stops ``model.weights=auto`` from scoring a real data set with random
+    weights: where the checkpoint goes, how it would be had, and how to ask for random weights."""
+    return WeightsError(
+        f"model.weights=auto: no checkpoint for {cfg.name}, and {data_name} is a real data set, "
+        f"which is never scored with random weights: {where}; or pass model.weights=PATH; "
+        "model.weights=random measures random weights on purpose")
+
+
+def _fetch_official(url: str | None, required: bool, check_hash: bool = False,
+                    cfg: DictConfig | None = None, refuse_random_on: str | None = None
+                    ) -> Path | None:
+    """The official checkpoint's file in the torch hub cache, downloaded there if needed; None
+    (random init, a loud warning) where it cannot be had, unless ``required`` (weights
+    pretrained) or ``refuse_random_on`` (a real data set's name) makes that an error."""
     if not url:
         if required:
             raise WeightsError("model.weights=pretrained: this model has no official checkpoint")
+        if refuse_random_on:
+            raise random_refused(cfg, refuse_random_on, "this model has no official checkpoint "
+                                 "(no checkpoint_url)")
         return None
     cache = hub_cache_path(url)
     if not cache.exists():
@@ -139,6 +162,11 @@ def _fetch_official(url: str | None, required: bool, check_hash: bool = False) -
             if required:
                 raise WeightsError(f"cannot get the official checkpoint {url} ({err}); download "
                                    f"it to {cache} or pass model.weights=PATH") from None
+            if refuse_random_on:
+                raise random_refused(cfg, refuse_random_on, f"it is read from the torch hub cache "
+                                     f"at {cache}, downloaded from {url} on first use, which "
+                                     f"failed here "
+                                     f"({first_line(err)}): download it there") from None
             log.warning("\n%s\nWEIGHTS: cannot get %s (%s).\nEvaluating with RANDOM weights: the "
                         "accuracy means nothing. Put the file at %s or pass model.weights=PATH.\n%s",
                         "!" * 78, url, err, cache, "!" * 78)
@@ -146,50 +174,14 @@ def _fetch_official(url: str | None, required: bool, check_hash: bool = False) -
     return cache
 
 
-# torch.save's two formats: a zip archive holding <name>/data.pkl, or (before torch 1.6, and
-# with _use_new_zipfile_serialization=False) a pickle stream that starts with this number.
-_LEGACY_MAGIC = b"\x8a\x0a" + torch.serialization.MAGIC_NUMBER.to_bytes(10, "little")
-
-
-def is_torch_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is in one of torch.save's formats (read before unpickling anything:
-    a JSON, CSV, image, video or text file is then "not a PyTorch checkpoint")."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                return any(name.endswith("/data.pkl") or name == "data.pkl"
-                           for name in archive.namelist())
-        with open(path, "rb") as f:
-            head = f.read(14)
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
-
-
-def _unsafe_reason(err: pickle.UnpicklingError) -> str:
-    """What torch's weights-only unpickler refused (e.g. "Unsupported global: GLOBAL x.Foo"),
-    without its advice to load the file with weights_only=False, which would run its code."""
-    for line in str(err).splitlines():
-        if "WeightsUnpickler error:" in line:
-            return line.split("WeightsUnpickler error:", 1)[1].split(" was not an allowed")[0].strip()
-    return "objects other than tensors and plain containers"
-
-
 def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytorchvideo") -> None:
     """Load a state dict safely and strictly (a missing, unexpected or misshapen key is an
     error); where the state dict lies in the file is the framework's (``checkpoint_state``:
     pytorchvideo's .pyth hold ``{"model_state": ...}``)."""
-    if not is_torch_checkpoint(path):
-        raise WeightsError(f"{path}: not a PyTorch checkpoint (torch.save's zip or legacy format)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise WeightsError(f"{path}: refused: the checkpoint holds objects that need code to "
-                           f"load ({_unsafe_reason(err)}); only tensors and plain containers are "
-                           "loaded (weights_only=True)") from None
-    except Exception as err:  # a damaged archive: torch raises RuntimeError, EOFError, KeyError...
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint: {type(err).__name__}: "
-                           f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}") from None
+        state = load_torch_file(path)
+    except ValueError as err:  # not a checkpoint, damaged, or holding code: the file's one line
+        raise WeightsError(str(err)) from None
     state = frameworks.get(framework).checkpoint_state(state)
     if not isinstance(state, dict):
         raise WeightsError(f"{path}: expected a state dict or {{'model_state': ...}}, "
@@ -250,21 +242,27 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
     return module
 
 
-def resolve_weights(cfg: DictConfig) -> tuple[str | None, str]:
+def resolve_weights(cfg: DictConfig, refuse_random_on: str | None = None
+                    ) -> tuple[str | None, str]:
     """(checkpoint file or None for random init, label) for ``cfg.weights``, downloading the
     official checkpoint if needed. Under torchrun only rank 0 calls this; the other ranks load
-    the file it resolved, so no rank falls back to random weights on its own."""
+    the file it resolved, so no rank falls back to random weights on its own.
+    ``refuse_random_on``: the name of the real data set the run scores (None on a generated
+    one): ``auto`` without a checkpoint then stops with one line instead of falling back."""
     weights = str(cfg.weights)
-    own = getattr(framework_of(cfg), "resolve_weights", None)
+    adapter = framework_of(cfg)
+    own = getattr(adapter, "resolve_weights", None)
     if own is not None:  # checkpoint directories its adapter loads (transformers)
         path = _asked(own, cfg)  # its CheckpointError (a ValueError) names the key
         if path is None:
+            if weights == "auto" and refuse_random_on:
+                raise random_refused(cfg, refuse_random_on, _asked(adapter.where_weights_go, cfg))
             return None, RANDOM_INIT
         return str(path), "official" if weights in ("auto", "pretrained") else Path(path).name
     if weights in ("auto", "pretrained"):
-        adapter = framework_of(cfg)
         path = _fetch_official(_asked(adapter.official_url, cfg), required=weights == "pretrained",
-                               check_hash=adapter.CHECK_HASH)
+                               check_hash=adapter.CHECK_HASH, cfg=cfg,
+                               refuse_random_on=refuse_random_on)
         return (None, RANDOM_INIT) if path is None else (str(path), "official")
     if weights == "random":
         return None, RANDOM_INIT
@@ -309,8 +307,7 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
     the protocol's ``head`` says (the model's framework's ``apply_head``). ``class_names``: the
     data set's, for a model that classifies by their text (X-CLIP)."""
     adapter = framework_of(cfg)
-    # A framework whose configs carry their own test pipeline gives a spec holding it.
-    spec = _asked(getattr(adapter, "input_spec", input_spec), cfg)
+    spec = model_spec(cfg)
     if hasattr(adapter, "resolve_weights"):
         path, label = resolved if resolved is not None else resolve_weights(cfg)
         module, label, digest = _build_own(adapter, cfg, path, label, class_names)

@@ -1,12 +1,15 @@
 """The regression check behind ``python -m benchmark.regression`` (``make regression``, part of CI).
 
 Evaluates a model through the real entry point (``python -m benchmark.eval``: CSV, decode, views,
-model, metrics) and compares with a recorded baseline: each video's answer (its top-1 class and
-that class's probability), top-1, top-5, mean and per-class accuracy, and the FLOPs and
-parameters of reference models, each within the baseline's stated tolerance. Exit 0 and a table
-when all hold; exit 1 and what moved otherwise, naming the videos (exit 2 when the evaluation
-itself fails). By default that is the committed toy SlowFast on the toy set's
-held-out split, a model that really learned something, so a broken pipeline loses accuracy.
+model, metrics) and compares with a recorded baseline. First the data: a generated set's files
+must be the bytes the baseline was measured on (their SHA-256), else it stops with "the
+generated set differs from the baseline's" (exit 2), never reported as a regression. Then each
+video's answer (its top-1 class and that class's probability), top-1, top-5, mean and
+per-class accuracy, and the FLOPs and parameters of reference models, each within the
+baseline's stated tolerance. Exit 0 and a table when all hold; exit 1 and what moved
+otherwise, naming the videos (exit 2 when the evaluation itself fails). By default that is the
+committed toy SlowFast on the toy set's held-out split, a model that really learned something,
+so a broken pipeline loses accuracy.
 
 ``--record`` measures and writes a new baseline (``make regression-baseline``); it is the only
 way a baseline changes, and it prints what moved. The baseline keeps the Hydra overrides it was
@@ -28,12 +31,18 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=FutureWarning)
 
 import pandas as pd  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.errors import HydraException  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+from benchmark import CONF_DIR  # noqa: E402
 
 from benchmark.results import cost  # noqa: E402
 from benchmark.run.evaluate import versions  # noqa: E402
 from benchmark.run.models import build_model, compose_for_model  # noqa: E402
 from benchmark.results.tables import run_class_names  # noqa: E402
 from benchmark.data.files import atomic_write  # noqa: E402
+from benchmark.data.synthetic import ActionSetSpec, ensure_action_set, set_sha256  # noqa: E402
 
 BASELINE = "results/regression/baseline.json"
 # What --record evaluates unless told otherwise: the committed toy model, the toy set's held-out
@@ -50,16 +59,17 @@ COST_MODELS = ["slowfast_r50", "slowfast_r101"]
 # toy split has 48 videos (6 per class): one video is 0.021 of top-1 and 0.167 of a class, so
 # one video may change its answer (a near-tie, below) and no more. FLOPs and parameters are
 # exact counts: they must not move (beyond float printing).
-# Per video (what the aggregates can hide: protocol=pytorchvideo instead of zoo changes one answer
-# of 48, within 0.03): the probability of the baseline's top-1 class may move by
+# Per video (what the aggregates can hide: protocol=pytorchvideo instead of zoo changes no answer
+# of 48, so every aggregate holds): the probability of the baseline's top-1 class may move by
 # top1_probability, and the top-1 class may change only where the baseline's margin to the
 # second class is below near_tie_margin = 2 x top1_probability (two probabilities moving that
 # much, in opposite directions). Measured on the toy set in fp32 on the CPU, the same evaluation
-# moves probabilities by at most 2.1e-7 (eval.fuse none against auto), 1.2e-7 (eval.batch_views
-# 1 against 30), 0 (2 threads against 1): 1e-4 is ~500x that, for another CPU's kernels. A
-# protocol change is far above it (pytorchvideo: 32 of 48 videos beyond 1e-4, up to 4.4e-3;
-# pytorchvideo_main: all 48, up to 3.0e-2), and so is bf16 (up to 1.05e-3, 39 videos): a bf16
-# or GPU baseline states its own (docs/regression.md).
+# moves probabilities by at most 1.2e-7 (eval.fuse none against auto), 2.1e-7 (eval.batch_views
+# 1 against 30), 4.7e-9 (2 threads against 1): 1e-4 is ~500x that, for another CPU's kernels. A
+# protocol change is far above it (pytorchvideo: 32 of 48 videos beyond 1e-4, up to 4.0e-3;
+# pytorchvideo_main: all 48, up to 3.1e-2), and so is bf16 (up to 1.5e-3, 36 videos): a bf16
+# or GPU baseline states its own (docs/regression.md). The generated set itself is the same
+# bytes on every run (lossless x264, benchmark/data/synthetic.py), checked first by SHA-256.
 TOLERANCE = {"top1": 0.03, "top5": 0.03, "mean_class_accuracy": 0.03, "per_class": 0.17,
              "gflops": 1e-6, "params": 0, "top1_probability": 1e-4, "near_tie_margin": 2e-4}
 ACCURACY_KEYS = ("top1", "top5", "mean_class_accuracy")
@@ -116,6 +126,41 @@ def run_eval(overrides: list[str], run_dir: Path) -> dict:
                   for row in predictions.sort_values("video_id").itertuples()},
         "labels": {row.video_id: name(row.label) for row in predictions.itertuples()},
     }
+
+
+def generated_set(overrides: list[str]) -> dict[str, str] | None:
+    """SHA-256 of each file of the generated set the evaluation with ``overrides`` reads (made
+    first if it is not in the cache), or None when its data set is not a generated one."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            data = compose("eval", overrides=overrides).data
+        if not data.get("synthetic"):
+            return None
+        csv = ensure_action_set(Path(data.root), ActionSetSpec(**data.synthetic))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise CheckError(f"the overrides {' '.join(overrides)}: {err}") from None
+    return set_sha256(Path(csv).parent)
+
+
+def differing_files(old: dict[str, str], now: dict[str, str]) -> list[str]:
+    """The files whose SHA-256 differs, or that only one of the two sets has."""
+    return sorted(name for name in set(old) | set(now) if old.get(name) != now.get(name))
+
+
+def compare_generated_set(baseline: dict, now: dict[str, str] | None, path: Path) -> None:
+    """Stop before evaluating when the generated set is not the bytes the baseline was measured
+    on: its answers would move for the data's sake, which is no model regression."""
+    if now is None:
+        return
+    if baseline.get("generated_set") is None:
+        raise CheckError(f"{path}: holds no SHA-256 of the generated set it was measured on "
+                         "(\"generated_set\"); record it again with --record")
+    differ = differing_files(baseline["generated_set"], now)
+    if differ:
+        shown = ", ".join(differ[:3]) + (", ..." if len(differ) > 3 else "")
+        raise CheckError(f"the generated set differs from the baseline's ({len(differ)} files: "
+                         f"{shown}); its generator or spec changed, so record a new baseline "
+                         "(make regression-baseline) if that was meant")
 
 
 def answers(probs: dict[str, dict[str, float]], labels: dict[str, str]) -> dict:
@@ -206,6 +251,7 @@ def check_baseline(path: Path, extra: list[str], run_dir: Path) -> int:
     overrides = merge_overrides(baseline["overrides"], extra)
     print(f"baseline: {path} (recorded {baseline['recorded']}, {baseline['accuracy']['weights']} "
           f"on {baseline['accuracy']['dataset']}, {baseline['accuracy']['views']})")
+    compare_generated_set(baseline, generated_set(overrides), path)
     print(f"evaluating: python -m benchmark.eval {' '.join(overrides)}")
     now = {"accuracy": run_eval(overrides, run_dir),
            "cost": measure_cost(list(baseline.get("cost", {})))}
@@ -236,6 +282,7 @@ def record_baseline(path: Path, extra: list[str], run_dir: Path, cost_models: li
     """Measure and write a new baseline; show what moved against the old one, if any."""
     old = json.loads(path.read_text()) if path.exists() else None
     overrides = merge_overrides(TOY_OVERRIDES, extra)
+    files = generated_set(overrides)
     accuracy = run_eval(overrides, run_dir)
     probs, labels = accuracy.pop("probs"), accuracy.pop("labels")
     # The same model with one clip from the start and the centre crop: how much the views matter.
@@ -252,9 +299,14 @@ def record_baseline(path: Path, extra: list[str], run_dir: Path, cost_models: li
         "cost": measure_cost(cost_models),
         "versions": versions(),
         "videos": answers(probs, labels),
+        # The bytes the answers were measured on (null for a real data set): compared first.
+        "generated_set": files,
     }
     if old:
         print(f"changes against the previous baseline ({old['recorded']}):")
+        if files is not None and old.get("generated_set") is not None:
+            differ = differing_files(old["generated_set"], files)
+            print(f"generated set: {len(differ)} of {len(files)} files differ from the previous's")
         print(show(compare(old, baseline, baseline["tolerance"])))
         if "videos" in old:
             videos = compare_videos(old["videos"], probs, baseline["tolerance"])

@@ -19,7 +19,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 from benchmark.data.manifest import ManifestError  # noqa: E402
 from benchmark.run.bench import bench  # noqa: E402
-from benchmark.run.evaluate import SettingsError  # noqa: E402
+from benchmark.run.settings import SettingsError  # noqa: E402
 from benchmark.run.models import WeightsError  # noqa: E402
 from benchmark.run.schema import composed, hydra_cli  # noqa: E402
 

@@ -28,7 +28,8 @@ from benchmark.run.schema import composed, hydra_cli
 from benchmark.data import decoders
 from benchmark.data.decode import DecodeError, process_cores, time_limit
 from benchmark.data.loader import SupervisedLoader, test_hooks
-from benchmark.data.manifest import ManifestError, Video, data_fingerprint, load_dataset
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import ManifestError, Video, data_fingerprint
 from benchmark.run.models import offline_class_names
 from benchmark.run.progress import Progress
 from benchmark.data.files import atomic_write

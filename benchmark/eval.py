@@ -20,8 +20,10 @@ from omegaconf import DictConfig  # noqa: E402
 
 from benchmark.data.decode import DecodeError  # noqa: E402
 from benchmark.run.distributed import rank_from_env  # noqa: E402
-from benchmark.run.evaluate import (  # noqa: E402
-    DeviceUnavailable, NothingEvaluated, Preempted, SettingsError, StrictFailure, evaluate)
+from benchmark.run.evaluate import evaluate  # noqa: E402
+from benchmark.run.record import NothingEvaluated, StrictFailure  # noqa: E402
+from benchmark.run.settings import DeviceUnavailable, SettingsError  # noqa: E402
+from benchmark.run.signals import Preempted  # noqa: E402
 from benchmark.data.manifest import ManifestError  # noqa: E402
 from benchmark.run.models import WeightsError  # noqa: E402
 from benchmark.results.tables import GENERATED_RESULTS, ReportError, tables_dir  # noqa: E402
@@ -79,7 +81,7 @@ def main(cfg: DictConfig) -> None:
     print(pd.DataFrame([shown]).to_markdown(index=False, floatfmt=".4g"))
     tables = tables_dir(cfg)
     print(f"run files: {run_dir}\ntable: {tables / 'evaluations.md'}")
-    if str(cfg.results_dir) == AUTO and cfg.data.get("synthetic") is not None:
+    if str(cfg.results_dir) == AUTO and cfg.data.synthetic is not None:
         print(f"  (a generated data set, {cfg.data.name}: its rows go under {GENERATED_RESULTS}/, "
               "never into results/; results_dir=DIR puts them elsewhere)")
 

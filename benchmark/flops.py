@@ -40,16 +40,16 @@ def measure(names: list[str]) -> list[dict]:
         adapter = frameworks.get(str(cfg.model.framework))
         # A framework that runs only under its own protocols (transformers) counts its model
         # with its protocol's head; X-CLIP classifies by the text of Kinetics-400's 400 names.
-        own = getattr(adapter, "OWN_PROTOCOLS_ONLY", False)
+        own = adapter.OWN_PROTOCOLS_ONLY
         model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
                             class_names=offline_class_names()[0] if own else None)
         # Both attention conventions where the adapter has them (gflops_sdpa).
         counts = cost.adapter_flop_counts(adapter, model.module, model.spec, sdpa=True)
-        framework_count = getattr(adapter, "framework_gflops", None)
+        framework_count = adapter.framework_gflops(model.module, model.spec)
         if framework_count is not None:  # the convention its published figures use (mmaction2)
-            counts["gflops_framework"] = framework_count(model.module, model.spec)
+            counts["gflops_framework"] = framework_count
         counts["params"] = sum(p.numel() for p in model.module.parameters())
-        published = (OmegaConf.to_container(cfg.model.published) if cfg.model.get("published")
+        published = (OmegaConf.to_container(cfg.model.published) if cfg.model.published
                      else {})
         rows.append(flops_row(name, model.spec, f"{cfg.views.clips}x{cfg.views.crops}",
                               counts, cost.params_m(model.module), published))

@@ -1,6 +1,6 @@
 """``python -m benchmark.fuse``: model-only time of each ``eval.fuse`` rewrite set (what
-.ci/gpu-check's model stage runs). The rewrites: benchmark/frameworks/pytorchvideo/fuse.py; the
-timing: benchmark/run/timing.py."""
+.ci/gpu-check's model stage runs). The rewrites: benchmark/frameworks/fuse.py (which fit a
+model: its adapter's ``rewrites``); the timing: benchmark/run/timing.py."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import os
 import pandas as pd
 import torch
 
-from benchmark.frameworks.pytorchvideo import fuse
+from benchmark import frameworks
+from benchmark.frameworks import fuse
 from benchmark.run.device import precision_problem
-from benchmark.run.evaluate import resolve_device
+from benchmark.run.settings import resolve_device
 from benchmark.run.models import build_model, compose_for_model
 from benchmark.run.timing import time_variants
 
@@ -47,12 +48,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         except fuse.FuseError as err:
             raise SystemExit(f"error: --variants: {str(err).split(': ', 1)[1]}") from None
     torch.manual_seed(0)
-    model = build_model(compose_for_model(args.model).model)
+    cfg = compose_for_model(args.model)
+    model = build_model(cfg.model)
     batch = args.batch or (3 if device.type == "cpu" else 60)
     layout = torch.contiguous_format if args.nchw else torch.channels_last_3d
     example = [x.to(device).contiguous(memory_format=layout) for x in model.spec.example(batch)]
     load = os.getloadavg()[0]
-    rows = time_variants(model.module, example, device, args.precision, variants, args.iters,
+    rows = time_variants(model.module, frameworks.get(str(cfg.model.framework)), example, device,
+                         args.precision, variants, args.iters,
                          not args.nchw, args.compile)
     print(f"{model.name}, {device}, {args.precision}, {'NCDHW' if args.nchw else 'channels-last'}"
           f", batch {batch}, {args.iters} interleaved rounds{', compiled' if args.compile else ''}"

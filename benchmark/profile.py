@@ -21,10 +21,11 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script", category=Futur
 
 import torch  # noqa: E402
 
-from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
+from benchmark import frameworks  # noqa: E402
+from benchmark.frameworks import fuse  # noqa: E402
 from benchmark.run.device import (PRECISIONS, device_name, precision_problem,  # noqa: E402
                                   prepare_model)
-from benchmark.run.evaluate import resolve_device  # noqa: E402
+from benchmark.run.settings import resolve_device  # noqa: E402
 from benchmark.run.models import UnknownModel, build_model, compose_for_model  # noqa: E402
 from benchmark.run.profile import profile_model, summary  # noqa: E402
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--nchw", action="store_true", help="NCDHW instead of channels-last")
     parser.add_argument("--iters", type=int, default=3, help="profiled forward passes")
     parser.add_argument("--fuse", default="none",
-                        help="eval.fuse's rewrites (benchmark/frameworks/pytorchvideo/fuse.py): none, auto, bn+stem, ...")
+                        help="eval.fuse's rewrites (benchmark/frameworks/fuse.py): none, auto, bn+stem, ...")
     parser.add_argument("--top", type=int, default=20, help="kernels/operators listed")
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> Path:
         raise SystemExit(f"error: {problem.replace('precision=', '--precision ', 1)}")
     batch = args.batch or (3 if device.type == "cpu" else 60)
     try:
-        model = build_model(compose_for_model(args.model).model)
+        cfg = compose_for_model(args.model)
+        model = build_model(cfg.model)
     except UnknownModel as err:
         raise SystemExit(f"error: --model {args.model}: {err}") from None
     try:
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> Path:
     except fuse.FuseError as err:
         raise SystemExit(f"error: --fuse {args.fuse}: {str(err).split(': ', 1)[1]}") from None
     channels_last = not args.nchw
-    runner = prepare_model(model.module, device, channels_last, compile=False, fuse=rewrites)
+    runner = prepare_model(model.module, device, channels_last, compile=False, fuse=rewrites,
+                           adapter=frameworks.get(str(cfg.model.framework)))
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     example = [x.to(device).contiguous(memory_format=layout) for x in model.spec.example(batch)]
     table, convs = profile_model(runner, example, device, args.precision, args.iters)

@@ -30,8 +30,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmark.data.decode import decode_video  # noqa: E402
-from benchmark.run.evaluate import versions  # noqa: E402
-from benchmark.data.manifest import Video, load_dataset  # noqa: E402
+from benchmark.run.record import versions  # noqa: E402
+from benchmark.data.load import load_dataset  # noqa: E402
+from benchmark.data.manifest import Video  # noqa: E402
 from benchmark.run.models import build_model, offline_class_names  # noqa: E402
 from benchmark.frameworks.clips import frames_between  # noqa: E402
 from benchmark.data.files import atomic_write  # noqa: E402

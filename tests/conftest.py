@@ -16,6 +16,7 @@ import benchmark.frameworks.pytorchvideo  # noqa: F401  (its torchvision alias b
 from benchmark.run.models import build_model
 from benchmark.data.synthetic import ActionSetSpec, ensure_action_set, render_action, write_video
 from benchmark.data.decode import decode_video
+from benchmark.frameworks import timing
 from benchmark.frameworks.views import InputSpec, sample_clips
 
 
@@ -165,5 +166,5 @@ def tiny_model(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def tiny_clips(videos, tiny_model):
     """The test videos' 4 clips each (landscape, portrait, and one shorter than a clip)."""
-    return [sample_clips(decode_video(path), tiny_model.spec, 4, "pytorchvideo_0.1.5")
+    return [sample_clips(decode_video(path), tiny_model.spec, 4, timing("pytorchvideo_0.1.5"))
             for path in videos.values()]

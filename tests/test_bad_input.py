@@ -17,8 +17,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 
-from benchmark.run.evaluate import SettingsError, check_settings
-from benchmark.data.manifest import ManifestError, load_dataset, read_class_names, read_manifest
+from benchmark.run.settings import SettingsError, check_settings
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import ManifestError, read_class_names, read_manifest
 from benchmark.run.models import WeightsError, load_checkpoint
 from benchmark.results.tables import ReportError, check_eval_table
 from benchmark.run.schema import config_error_line

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from benchmark.run.device import Stopwatch, prepare_model
-from benchmark.run.evaluate import LoadedVideo, on_device, predict
+from benchmark.run.batches import on_device, predict
+from benchmark.run.clip_loader import LoadedVideo
 
 from conftest import run_eval
 

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from benchmark.data.datasets import read_hmdb51, read_ssv2, read_ucf101
-from benchmark.data.manifest import ManifestError, load_dataset, read_manifest
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import ManifestError, read_manifest
 from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
 
 from conftest import compose_eval, run_eval

@@ -7,7 +7,7 @@ import pytest
 from pytorchvideo.data.encoded_video import EncodedVideo
 
 from benchmark.data.decode import DecodeError, decode_threads, decode_video, process_cores
-from benchmark.run.evaluate import loader_workers
+from benchmark.run.settings import loader_workers
 
 
 def test_decodes_every_frame_once_with_pytorchvideos_duration(videos):

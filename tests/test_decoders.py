@@ -19,9 +19,11 @@ from benchmark.data.decoders import FFMPEG_HINT, decode
 from benchmark.data.loader import KILL_ON
 from benchmark.data.manifest import Video
 from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
+from benchmark.frameworks import timing
 from benchmark.frameworks.views import sample_clips
 from benchmark.run.decoder_compare import compare_frames, frame_rows
-from benchmark.run.evaluate import VideoClipsDataset, predict
+from benchmark.run.batches import predict
+from benchmark.run.clip_loader import VideoClipsDataset
 
 from conftest import REAL_NAMES, REPO, SHARED_VIDEOS, TINY_SPEC, compose_eval, real_video_missing
 from test_reliability import eval_process, loader_overrides, video_ids
@@ -98,7 +100,7 @@ def test_the_loader_records_a_backends_notes_with_the_video(tmp_path):
     if not path.is_file():
         pytest.skip(real_video_missing(AVI))
     videos = [Video("avi", path, 0, "a")]
-    items = {b: VideoClipsDataset(videos, [0], TINY_SPEC, 2, "pytorchvideo_0.1.5", 1, None,
+    items = {b: VideoClipsDataset(videos, [0], TINY_SPEC, 2, timing("pytorchvideo_0.1.5"), 1, None,
                                   decoder=b)[0] for b in ["pyav", *OTHERS]}
     assert items["pyav"].note is None and items["pyav"].failure is None
     assert "no timestamps" in items["decord"].note
@@ -131,7 +133,7 @@ def test_every_backend_gives_the_sample_set_the_same_top5(sample_paths, tiny_mod
     top5 = {}
     for backend in ["pyav", *OTHERS]:
         clips = [(i, sample_clips(decode(p, backend, threads=1), tiny_model.spec, 2,
-                                  "pytorchvideo_0.1.5")) for i, p in enumerate(sample_paths)]
+                                  timing("pytorchvideo_0.1.5"))) for i, p in enumerate(sample_paths)]
         probs = dict(predict(tiny_model.module, clips, tiny_model.spec, 3, 6,
                              torch.device("cpu"), "fp32"))
         top5[backend] = [probs[i].topk(4).indices.tolist() for i in range(len(sample_paths))]

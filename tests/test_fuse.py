@@ -1,4 +1,5 @@
-"""``eval.fuse``: the rewritten model predicts as the plain one (benchmark/frameworks/pytorchvideo/fuse.py).
+"""``eval.fuse``: the rewritten model predicts as the plain one (benchmark/frameworks/fuse.py and
+the pytorchvideo adapter's block tables, frameworks/pytorchvideo/fuse.py).
 
 Random weights under a fixed seed, with random batch-norm statistics and affine parameters
 (random init leaves mean 0, variance 1, gamma 1, beta 0, which would fold into nothing).
@@ -14,14 +15,18 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.frameworks.pytorchvideo import fuse
+from benchmark import frameworks
+from benchmark.frameworks import fuse
 from benchmark.data.decode import decode_video
 from benchmark.run.device import precision_problem, prepare_model
-from benchmark.run.evaluate import SettingsError, fuse_rewrites, predict
+from benchmark.run.batches import predict
+from benchmark.run.settings import SettingsError, fuse_rewrites
 from benchmark.run.models import build_model, compose_for_model
 from benchmark.frameworks.views import sample_clips
 
 from conftest import REPO, compose_eval
+
+PV = frameworks.get("pytorchvideo")  # the adapter whose rewrites fit these models
 
 CPU = torch.device("cpu")
 BF16 = precision_problem("bf16", CPU) is None
@@ -98,7 +103,7 @@ def test_resolve_names_the_rewrites_per_device():
 def test_slowfast_r50_fused_predicts_as_plain_in_fp32(slowfast_r50, rewrites):
     module, batch, logits = slowfast_r50
     expected = logits.softmax(-1)
-    runner = prepare_model(module, CPU, True, False, rewrites)
+    runner = prepare_model(module, CPU, True, False, rewrites, PV)
     module.to(memory_format=torch.contiguous_format)
     assert norms(runner) == 0 and norms(module) == 110  # all folded, in a copy
     assert fuse.applied(runner) == rewrites and fuse.applied(module) == ()
@@ -118,18 +123,22 @@ def test_slowfast_r50_fused_predicts_as_plain_in_fp32(slowfast_r50, rewrites):
 def test_slowfast_r50_fused_keeps_the_top1_in_bf16(slowfast_r50):
     module, batch, fp32 = slowfast_r50
     expected = plain(module, batch, "bf16").softmax(-1)
-    runner = prepare_model(module, CPU, True, False, ("bn", "stem", "relu"))
+    runner = prepare_model(module, CPU, True, False, ("bn", "stem", "relu"), PV)
     module.to(memory_format=torch.contiguous_format)
     probs = forward(runner, batch, "bf16").softmax(-1)
     assert probs.argmax(-1).tolist() == expected.argmax(-1).tolist()
     assert probs.argmax(-1).tolist() == fp32.argmax(-1).tolist()  # fp32's too
-    torch.testing.assert_close(probs, expected, atol=1e-2, rtol=0)
+    # The rewrite's error is of bf16's own size: fused bf16 is no further from fp32 than twice
+    # plain bf16 is. A fixed bound was machine-dependent: on a CPU with AMX, plain bf16 is 9.9e-3
+    # from fp32, fused 1.3e-2, the two 1.7e-2 apart (past the 1e-2 that held on AVX-512 only).
+    reference = fp32.softmax(-1)
+    assert (probs - reference).abs().max() <= 2 * (expected - reference).abs().max()
 
 
 def test_x3d_xs_fused_predicts_as_plain_in_fp32(x3d_xs):
     module, batch = x3d_xs
     expected = plain(module, batch)  # log-probabilities (the head's softmax, models.adapt_io)
-    runner = prepare_model(module, CPU, True, False, ("bn", "stem"))
+    runner = prepare_model(module, CPU, True, False, ("bn", "stem"), PV)
     module.to(memory_format=torch.contiguous_format)
     assert norms(runner) == 0 and norms(module) > 0 and fuse.applied(runner) == ("bn", "stem")
     stem = runner.blocks[0].conv.conv_t  # Conv2plus1d's first convolution, over RGB
@@ -147,9 +156,11 @@ def test_only_the_rewrites_that_fit_are_recorded():
     from torchvision.models.video import r3d_18
 
     module = r3d_18().eval()
-    runner = fuse.fused(module, ("bn", "stem", "relu"))
+    fitting = frameworks.get("torchvision").rewrites()
+    runner = fuse.fused(module, ("bn", "stem", "relu"), fitting)
     assert fuse.applied(runner) == ("stem",) and norms(runner) == norms(module) > 0
-    assert fuse.label(fuse.applied(fuse.fused(module, fuse.resolve("auto", "cpu")))) == "none"
+    assert fuse.label(fuse.applied(fuse.fused(module, fuse.resolve("auto", "cpu"),
+                                              fitting))) == "none"
 
 
 def test_the_toy_regression_model_keeps_its_answers(videos):
@@ -158,14 +169,16 @@ def test_the_toy_regression_model_keeps_its_answers(videos):
     cfg = compose_eval("model=slowfast_toy",
                        f"model.weights={REPO / 'results' / 'regression' / 'toy_slowfast.pt'}")
     model = build_model(cfg.model)
-    clips = [sample_clips(decode_video(path), model.spec, 2, "pytorchvideo_0.1.0") for path in videos.values()]
+    clips = [sample_clips(decode_video(path), model.spec, 2,
+                          frameworks.timing("pytorchvideo_0.1.0")) for path in videos.values()]
     for precision in ("fp32", "bf16") if BF16 else ("fp32",):
         def run(runner):
             return [p for _, p in predict(runner, enumerate(clips), model.spec, 3, 6, CPU,
                                           precision, channels_last=True)]
         try:
             expected = run(prepare_model(model.module, CPU, True, False))
-            got = run(prepare_model(model.module, CPU, True, False, fuse.resolve("all", "cpu")))
+            got = run(prepare_model(model.module, CPU, True, False, fuse.resolve("all", "cpu"),
+                                    PV))
         finally:
             model.module.to(memory_format=torch.contiguous_format)
         assert [int(p.argmax()) for p in got] == [int(p.argmax()) for p in expected]
@@ -213,7 +226,7 @@ def test_a_fused_model_lets_an_overflow_or_a_bad_fold_reach_the_probabilities(ti
         else:
             module.blocks[1].multipathway_blocks[0].res_blocks[0].branch2.norm_a.running_var[0] = -1
         for rewrites in ((), fuse.resolve("auto", "cpu")):
-            runner = prepare_model(module, CPU, True, False, rewrites)
+            runner = prepare_model(module, CPU, True, False, rewrites, PV)
             with torch.inference_mode():
                 probs = runner(list(batch)).softmax(-1)
             views = [bool(p.isnan().all()) for p in probs]  # the inf is in the first view only

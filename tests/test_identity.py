@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from benchmark.run.device import set_tf32
-from benchmark.run.evaluate import batch_views_for, run_identity, source_digest
-from benchmark.data.manifest import load_dataset
+from benchmark.run.record import run_identity, source_digest
+from benchmark.run.settings import batch_views_for
+from benchmark.data.load import load_dataset
 from benchmark.run.models import build_model
 from benchmark.run.store import fingerprint
 

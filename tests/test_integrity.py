@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.run.evaluate import NothingEvaluated, StrictFailure, record_prediction
+from benchmark.run.record import NothingEvaluated, StrictFailure, record_prediction
 from benchmark.data.manifest import Manifest, ManifestError, Video, check_class_count
 from benchmark.run.store import RunStore
 
@@ -103,7 +103,7 @@ def test_nan_or_inf_probabilities_are_a_failure_with_the_reason(tmp_path):
     with pytest.raises(StrictFailure, match="non-finite"):
         record_prediction(store, Video("v3", None, 1, "b"), bad, strict=True)
     with pytest.raises(NothingEvaluated):
-        from benchmark.run.evaluate import check_some_evaluated
+        from benchmark.run.record import check_some_evaluated
 
         check_some_evaluated(RunStore(tmp_path / "empty", {}), 0, [])
 

@@ -18,9 +18,11 @@ from conftest import REPO, compose_eval, run_eval  # noqa: F401
 
 pytest.importorskip("mmaction", reason="mmaction2 is not installed (the mmaction extra)")
 
-from benchmark.frameworks.pytorchvideo import fuse  # noqa: E402
+from benchmark import frameworks  # noqa: E402
+from benchmark.frameworks import fuse  # noqa: E402
 from benchmark.run.device import prepare_model  # noqa: E402
-from benchmark.run.evaluate import SettingsError, check_settings, predict  # noqa: E402
+from benchmark.run.batches import predict  # noqa: E402
+from benchmark.run.settings import SettingsError, check_settings  # noqa: E402
 from benchmark.run.models import build_model  # noqa: E402
 
 MM_MODELS = ("mm_slowfast_r50_4x16", "mm_i3d_r50", "mm_x3d_m", "mm_swin_t", "mm_mvit_v2_s",
@@ -95,7 +97,8 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
         fc.bias.zero_()
         fc.weight.mul_(3 / model.module(views).std())
     ((_, got),) = list(predict(model.module, [("v", clips)], model.spec, p.crops, 3,
-                               torch.device("cpu"), "fp32", spatial="mmaction2"))
+                               torch.device("cpu"), "fp32",
+                               spatial=frameworks.spatial("mmaction2")))
     want = mm.probabilities(model.module, views, views.shape[0], p)[0]
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
     assert model.spec.views_mean == ("logits" if name == "mm_tsn_r50" else "softmax")
@@ -105,11 +108,15 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
              else per_view.mean(0).softmax(-1))
     assert (other - want).abs().max() > 1e-3  # the combination matters here
     # eval.channels_last (on by default): NDHWC views and 5-D weights, rank-4 buffers left be.
-    # eval.fuse=all: bn and relu know pytorchvideo's blocks only and stem pads plain nn.Conv3d
-    # only (mmcv's ConvModule holds its own Conv3d class): nothing is rewritten, the run
-    # records fuse none, and the probabilities stay the plain model's.
+    # eval.fuse=all: the adapter declares no rewrite (bn and relu know pytorchvideo's blocks
+    # only and stem pads plain nn.Conv3d only, where mmcv's ConvModule holds its own Conv3d
+    # class: all three would change nothing), the run records fuse none, and the
+    # probabilities stay the plain model's.
+    assert frameworks.get("mmaction2").rewrites() == {}
+    every = frameworks.get("pytorchvideo").rewrites()
+    assert fuse.applied(fuse.fused(model.module, ("bn", "stem", "relu"), every)) == ()
     runner = prepare_model(model.module, torch.device("cpu"), channels_last=True, compile=False,
-                           fuse=("bn", "stem", "relu"))
+                           fuse=("bn", "stem", "relu"), adapter=frameworks.get("mmaction2"))
     assert fuse.applied(runner) == ()
     stem = next(m for m in runner.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)))
     layouts = []
@@ -117,7 +124,7 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
         memory_format=torch.channels_last if p.two_d else torch.channels_last_3d)))
     ((_, fast),) = list(predict(runner, [("v", clips)], model.spec, p.crops, 3,
                                 torch.device("cpu"), "fp32", channels_last=True,
-                                spatial="mmaction2"))
+                                spatial=frameworks.spatial("mmaction2")))
     assert torch.allclose(fast, want, atol=1e-5), (fast - want).abs().max()
     # the stem sees channels-last input (before: NCDHW views, converted in every convolution);
     # a 2D model's frames as NHWC images, not copied back to NCHW

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from benchmark.run.models import RANDOM_INIT, WeightsError, build_model, hub_cache_path, load_checkpoint
+from benchmark.frameworks.common import hub_cache_path
+from benchmark.run.models import RANDOM_INIT, WeightsError, build_model, load_checkpoint
 
 from conftest import compose_eval
 

@@ -34,9 +34,9 @@ from omegaconf import OmegaConf
 
 from benchmark.data.decode import decode_video
 from benchmark.data.decoders import decode
-from benchmark.run.evaluate import predict
+from benchmark.run.batches import predict
 from benchmark.run.models import build_model
-from benchmark.frameworks.clips import clip_windows
+from benchmark.frameworks import timing as resolved
 from benchmark.run.protocol_compare import protocol_table
 from benchmark.frameworks.pytorchvideo.reference import reference_views
 from benchmark.frameworks.views import InputSpec, make_views, pack_pathways, sample_clips
@@ -118,7 +118,8 @@ def pytorchvideo_views(protocol_videos) -> dict[str, list[list[torch.Tensor]]]:
 def harness_views(path: Path, timing: str, crops: int, decoder: str = "pyav") -> torch.Tensor:
     """The harness's fast-pathway views (10 x crops, C, T, H, W): one decode, then the
     protocol's clips."""
-    return make_views(sample_clips(decode(path, decoder), SPEC, 10, timing), SPEC, crops)[1]
+    return make_views(sample_clips(decode(path, decoder), SPEC, 10, resolved(timing)), SPEC,
+                      crops)[1]
 
 
 @pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
@@ -166,13 +167,13 @@ def test_the_protocols_pick_other_frames(protocol_videos):
     main's N - 1 spacing puts the last clip at the end."""
     k400 = decode_video(video(protocol_videos, "k400_30fps.mp4"))
     clip = SPEC.clip_duration
-    assert {len(w) for w in clip_windows(k400, clip, 10, "pytorchvideo_0.1.0")} == {64, 65}
-    assert len(clip_windows(k400, clip, 10, "pytorchvideo_0.1.0")[0]) == 65
-    assert {len(w) for w in clip_windows(k400, clip, 10, "pytorchvideo_0.1.5")} == {64}
-    assert clip_windows(k400, clip, 10, "pytorchvideo_main")[-1][-1] == len(k400.pts) - 1
-    assert clip_windows(k400, clip, 10, "pytorchvideo_0.1.5")[-1][-1] < len(k400.pts) - 20
+    assert {len(w) for w in resolved("pytorchvideo_0.1.0").clip_windows(k400, clip, 10)} == {64, 65}
+    assert len(resolved("pytorchvideo_0.1.0").clip_windows(k400, clip, 10)[0]) == 65
+    assert {len(w) for w in resolved("pytorchvideo_0.1.5").clip_windows(k400, clip, 10)} == {64}
+    assert resolved("pytorchvideo_main").clip_windows(k400, clip, 10)[-1][-1] == len(k400.pts) - 1
+    assert resolved("pytorchvideo_0.1.5").clip_windows(k400, clip, 10)[-1][-1] < len(k400.pts) - 20
     avi = decode_video(video(protocol_videos, "xvid_packed_bframes.avi"))
-    sizes = [len(w) for w in clip_windows(avi, clip, 10, "pytorchvideo_0.1.5")]
+    sizes = [len(w) for w in resolved("pytorchvideo_0.1.5").clip_windows(avi, clip, 10)]
     assert [i for i, n in enumerate(sizes) if n == 52] == [2, 5, 8] and set(sizes) == {52, 53}
 
 
@@ -218,7 +219,7 @@ def harness_probs(cfg, path: Path, protocol: str, crops: int) -> torch.Tensor:
     views' combination are)."""
     preset = compose_eval(f"protocol={protocol}").protocol  # conf/protocol/<protocol>.yaml
     model = build_model(cfg.model, preset.head)
-    clips = sample_clips(decode_video(path), SPEC, 10, preset.clips)[:4]
+    clips = sample_clips(decode_video(path), SPEC, 10, resolved(preset.clips))[:4]
     ((_, probs),) = predict(model.module, [(0, clips)], SPEC, crops, 3, torch.device("cpu"),
                             "fp32")
     return probs
@@ -253,7 +254,7 @@ def test_pytorchvideo_probabilities_equal_the_hub_model_on_0_1_5(protocol_videos
 def test_softmax_per_location_differs_from_pooled_logits(protocol_videos, probe_cfg):
     """The head choice is visible: same views, other probabilities."""
     path = protocol_videos["landscape"]
-    clips = sample_clips(decode_video(path), SPEC, 2, "pytorchvideo_0.1.5")
+    clips = sample_clips(decode_video(path), SPEC, 2, resolved("pytorchvideo_0.1.5"))
     outputs = []
     for head in ("pooled_logits", "softmax_per_location"):
         model = build_model(probe_cfg.model, head)
@@ -401,7 +402,7 @@ def test_ssv2_protocol_views_equal_ptvssv2_on_pytorchvideo_ssv2(tmp_path):
                    video_sampler=torch.utils.data.SequentialSampler, transform=transform,
                    video_path_prefix=str(tmp_path / "frames"), frames_per_clip=spec.num_frames)
     theirs = torch.stack([sample["video"] for _, sample in zip(range(3), dataset)])
-    clips = sample_clips(decoded, spec, 1, "pytorchvideo_ssv2")
+    clips = sample_clips(decoded, spec, 1, resolved("pytorchvideo_ssv2"))
     ours = make_views(clips, spec, 3)
     torch.testing.assert_close(ours[1], theirs, atol=1e-5, rtol=0)
     assert ours[0].shape[2] == spec.num_frames // spec.alpha  # PackPathway's slow pathway

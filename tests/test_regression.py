@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.settings import SettingsError, check_settings
 from benchmark.run.models import build_model
 from benchmark.regression import main
 from benchmark.run.regression import TOLERANCE, answers, compare, compare_videos, merge_overrides

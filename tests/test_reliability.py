@@ -22,6 +22,7 @@ from benchmark.data.decode import decode_video
 from benchmark.data.loader import HANG_ON, KILL_ON
 from benchmark.data.manifest import data_fingerprint, read_manifest
 from benchmark.results.tables import EVAL_COLUMNS, EVAL_KEY, EVAL_SHOWN, eval_row, upsert_table
+from benchmark import frameworks
 from benchmark.frameworks import views
 from benchmark.frameworks.views import decode_clips, sample_clips
 
@@ -269,14 +270,16 @@ def test_check_decodes_with_the_run_s_decoder_and_keeps_its_notes(tmp_path):
 def test_streamed_clips_equal_decoding_everything_first(videos, tmp_path, clips, timing, fault):
     from test_robustness import write_vfr
 
+    steps = frameworks.timing(timing)
+
     paths = [*videos.values(), write_vfr(tmp_path / "vfr.mp4")]
     for path in paths:
-        want = sample_clips(decode_video(path), TINY_SPEC, clips, timing, fault)
-        got = decode_clips(path, TINY_SPEC, clips, timing, fault=fault)
+        want = sample_clips(decode_video(path), TINY_SPEC, clips, steps, fault)
+        got = decode_clips(path, TINY_SPEC, clips, steps, fault=fault)
         assert torch.equal(got, want) and got.stride() == want.stride(), path.name
     # ... and the files in order with a duration took the streamed path, not the fallback
-    streamed = views._streamed_clips(videos["landscape"], TINY_SPEC, clips, timing, 0, fault)
-    assert torch.equal(streamed, decode_clips(videos["landscape"], TINY_SPEC, clips, timing,
+    streamed = views._streamed_clips(videos["landscape"], TINY_SPEC, clips, steps, 0, fault)
+    assert torch.equal(streamed, decode_clips(videos["landscape"], TINY_SPEC, clips, steps,
                                               fault=fault))
 
 

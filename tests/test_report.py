@@ -15,12 +15,13 @@ import torch
 
 from benchmark import flops
 from benchmark.data.decode import decode_video
-from benchmark.run.evaluate import SettingsError, check_settings
+from benchmark.run.settings import SettingsError, check_settings
 from benchmark.run.models import build_model
 from benchmark.report import main
 from benchmark.results.tables import (EVAL_COLUMNS, EVAL_KEY, EVAL_NOTE, EVAL_SHOWN, FLOPS_SHOWN,
                                       MAX_SHOWN_COLUMNS, eval_row, report_run, to_markdown,
                                       upsert_table, zoo_published)
+from benchmark import frameworks
 from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import REPO, compose_eval
@@ -336,7 +337,8 @@ def test_single_pathway_probability_head_model_on_real_views(videos):
     model = build_model(cfg.model)
     hub = hydra.utils.instantiate(cfg.model.builder).eval()
     hub.load_state_dict(model.module.state_dict())  # same names: the adaptation adds none
-    clips = sample_clips(decode_video(videos["landscape"]), model.spec, 1, "pytorchvideo_0.1.5")
+    clips = sample_clips(decode_video(videos["landscape"]), model.spec, 1,
+                         frameworks.timing("pytorchvideo_0.1.5"))
     views = make_views(clips, model.spec, 1)
     assert len(views) == 1 and views[0].shape == (1, 3, 4, 182, 182)
     with torch.inference_mode():

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmark.run.evaluate import NothingEvaluated, check_some_evaluated
+from benchmark.run.record import NothingEvaluated, check_some_evaluated
 from benchmark.run.store import RunStore
 
 IDENTITY = {"model": "tiny", "views": "4x3"}

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from benchmark.data import synthetic
-from benchmark.data.manifest import load_dataset, read_manifest
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import read_manifest
 from benchmark.data.synthetic import ACTIONS, ActionSetSpec, ensure_action_set, render_action
 
 from conftest import compose_eval
@@ -132,7 +133,7 @@ def test_the_regression_set_is_the_same_bytes_in_every_process(tmp_path):
     six processes at once, each into an empty cache; on crf 18 this found 3 of the 48 videos
     encoded differently by one of eight processes."""
     code = ("import sys, json; from pathlib import Path; sys.path.insert(1, 'tests'); "
-            "from conftest import compose_eval; from benchmark.data.manifest import load_dataset; "
+            "from conftest import compose_eval; from benchmark.data.load import load_dataset; "
             "from benchmark.data.synthetic import set_sha256; "
             "data = compose_eval('data=toy', f'cache_dir={sys.argv[1]}').data; load_dataset(data); "
             "print(json.dumps(set_sha256(Path(data.root))))")

@@ -25,12 +25,16 @@ from torchvision.datasets.samplers import UniformClipSampler
 from torchvision.datasets.video_utils import VideoClips
 
 from benchmark.data.decode import decode_video
-from benchmark.run.evaluate import VideoClipsDataset, predict
+from benchmark.run.batches import predict
+from benchmark.run.clip_loader import VideoClipsDataset
 from benchmark.data.manifest import Video
-from benchmark.run.models import build_model, input_spec
-from benchmark.frameworks.clips import TooShort, clip_windows
+from benchmark.run.models import build_model
+from benchmark import frameworks
+from benchmark.frameworks.clips import TooShort
 from benchmark.data.synthetic import ActionSetSpec, render_action, write_video
 from benchmark.frameworks.views import make_views, sample_clips
+
+TIMING = frameworks.timing("torchvision")  # the protocol's clips, resolved as the run does
 
 from conftest import REPO, compose_eval, real_video_missing
 from conftest import REAL_NAMES, SHARED_VIDEOS as REAL  # ../shared/videos
@@ -67,7 +71,7 @@ def test_config_is_what_the_installed_weights_enum_says(name):
     assert model.builder._target_ == f"torchvision.models.video.{TORCHVISION_MODELS[name][0]}"
     assert model.builder.weights is None and model.torchvision_weights == TORCHVISION_MODELS[name][1]
     assert model.checkpoint_url == w.url and model.num_classes == len(meta["categories"])
-    spec = input_spec(model)
+    spec = frameworks.get("torchvision").input_spec(model)
     assert (spec.frames_per_second, spec.num_frames, spec.sampling_rate) == (
         docs_value(meta, "frame_rate"), docs_value(meta, "clip_len"), 1)
     assert list(spec.resize_size) == t.resize_size and [spec.crop_size] * 2 == t.crop_size
@@ -135,17 +139,17 @@ def test_clip_windows_equal_videoclips_and_uniform_clip_sampler(tv_videos, name,
     video = decoded(tv_videos[name])[0]
     if windows == 0:  # torchvision gives the video no clip: a failure with that reason
         with pytest.raises(TooShort, match=f"too short for one clip: .* a clip has {clip_len}"):
-            clip_windows(video, None, clips, "torchvision", frame_rate, clip_len)
+            TIMING.clip_windows(video, None, clips, frame_rate, clip_len)
         return
-    ours = clip_windows(video, None, clips, "torchvision", frame_rate, clip_len)
+    ours = TIMING.clip_windows(video, None, clips, frame_rate, clip_len)
     assert [[video.pts[i] for i in w] for w in ours] == expected
     assert all(len(w) == clip_len for w in ours)
 
 
 def test_a_video_shorter_than_one_clip_is_a_recorded_failure(tv_videos):
-    spec = input_spec(compose_eval("model=r3d_18").model)
+    spec = frameworks.get("torchvision").input_spec(compose_eval("model=r3d_18").model)
     dataset = VideoClipsDataset([Video("short", str(tv_videos["short"]), 0, "")], [0], spec, 5,
-                                "torchvision", 1, None)
+                                frameworks.timing("torchvision"), 1, None)
     item = dataset[0]
     assert item.clips is None and not item.transient
     assert item.failure.startswith("too short for one clip: 8 frames at the model's frame_rate 15")
@@ -159,16 +163,16 @@ def test_pixels_equal_weights_transforms(tv_videos, name, video_name):
     the spatial step does not depend on the length)."""
     if video_name not in tv_videos:
         pytest.skip(real_video_missing(video_name))
-    spec = input_spec(compose_eval(f"model={name}").model)
+    spec = frameworks.get("torchvision").input_spec(compose_eval(f"model={name}").model)
     if spec.num_frames > 16:
         spec = type(spec)(**{**spec.__dict__, "num_frames": 8})
     video = decoded(tv_videos[video_name])[0]
-    clips = sample_clips(video, spec, 2, "torchvision")
-    windows = clip_windows(video, None, 2, "torchvision", spec.frames_per_second, spec.num_frames)
+    clips = sample_clips(video, spec, 2, frameworks.timing("torchvision"))
+    windows = TIMING.clip_windows(video, None, 2, spec.frames_per_second, spec.num_frames)
     transform = weights(name).transforms()
     expected = torch.stack([transform(video.rgb(w).permute(0, 3, 1, 2)) for w in windows])
     for layout in (torch.contiguous_format, torch.channels_last_3d):
-        (views,) = make_views(clips, spec, 1, memory_format=layout, spatial="torchvision")
+        (views,) = make_views(clips, spec, 1, memory_format=layout, spatial=frameworks.spatial("torchvision"))
         assert views.shape == expected.shape == (2, 3, spec.num_frames, 224 if name != "r3d_18"
                                                  else 112, 224 if name != "r3d_18" else 112)
         assert (views - expected).abs().max() < 1e-5
@@ -191,14 +195,14 @@ def test_predict_equals_the_model_on_yardstick_views(tv_videos):
                                     std=spec.std)
     for name in ("25fps",):
         video = decode_video(tv_videos[name])
-        windows = clip_windows(video, None, clips, "torchvision", 15, 4)
+        windows = TIMING.clip_windows(video, None, clips, 15, 4)
         with torch.inference_mode():
             summed = sum(model.module([transform(video.rgb(w).permute(0, 3, 1, 2))[None]])
                          .softmax(-1)[0] for w in windows)
             ((_, probs),) = list(predict(model.module, [(name, sample_clips(video, spec, clips,
-                                                                             "torchvision"))],
+                                                                             TIMING))],
                                          spec, 1, 3, torch.device("cpu"), "fp32",
-                                         spatial="torchvision"))
+                                         spatial=frameworks.spatial("torchvision")))
         assert (probs - summed / clips).abs().max() < 1e-5
         assert probs.topk(5).indices.tolist() == summed.topk(5).indices.tolist()
 
@@ -236,7 +240,7 @@ def test_a_sweep_puts_each_model_under_its_own_protocol(tmp_path, action_set):
 
 
 def test_torchvision_protocol_needs_one_crop_and_a_torchvision_resize(action_set, tmp_path):
-    from benchmark.run.evaluate import SettingsError, check_settings
+    from benchmark.run.settings import SettingsError, check_settings
 
     with pytest.raises(SettingsError, match=r"views.crops: the torchvision protocol takes one "
                                             r"centre crop \(views.crops=1\), got 3"):
@@ -249,7 +253,7 @@ def test_class_names_are_the_weights_categories(tmp_path):
     """data.class_names=auto with a torchvision model on a Kinetics CSV: the labels map to the
     weights' ``meta["categories"]`` ids."""
     from benchmark.run.evaluate import with_model_class_names
-    from benchmark.data.manifest import load_dataset
+    from benchmark.data.load import load_dataset
 
     categories = weights("swin3d_t").meta["categories"]
     csv = tmp_path / "val.csv"
@@ -279,7 +283,7 @@ def test_parameters_equal_num_params_exactly(name):
 def test_flops_row_names_the_matching_conventions():
     from benchmark.results.tables import flops_row
 
-    spec = input_spec(compose_eval("model=mvit_v2_s").model)
+    spec = frameworks.get("torchvision").input_spec(compose_eval("model=mvit_v2_s").model)
     published = {"gflops": 64.224, "params_m": 34.54, "num_params": 34537744}
     counts = {"gflops": 64.03, "gflops_with_norm": 64.26, "gmacs_flop_counter": 64.2241,
               "params": 34537744}

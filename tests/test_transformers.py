@@ -434,7 +434,7 @@ def test_videomae_ssv2_sampler_follows_the_authors_code(n, fps, first):
 
 
 def test_more_than_two_videomae_ssv2_clips_stop_the_run_before_any_work():
-    from benchmark.run.evaluate import SettingsError, check_settings
+    from benchmark.run.settings import SettingsError, check_settings
     from conftest import compose_eval
 
     check_settings(compose_eval("model=videomae_base_ssv2", "data=ssv2"))  # 2x3: fine
@@ -831,8 +831,9 @@ def test_the_run_combines_views_as_the_authors_do(name, saved, videos):
     combine restated: the stored probabilities are their scores' softmax (TimeSformer's summed
     logits, ViViT's mean logits: the softmax of the mean) or their mean of softmax (VideoMAE,
     X-CLIP's sum / views); the same top classes in the same order."""
-    from benchmark.frameworks.clips import protocol_from_config
-    from benchmark.run.evaluate import predict
+    from benchmark import frameworks
+    from benchmark.frameworks import protocol_from_config
+    from benchmark.run.batches import predict
     from benchmark.run.models import build_model
 
     cfg = tiny_cfg(name, weights=str(saved[name]))
@@ -843,7 +844,8 @@ def test_the_run_combines_views_as_the_authors_do(name, saved, videos):
     spec = model.spec
     clips = hf.sample_clips(decode_video(videos["landscape"]), spec, 2, protocol.clips)
     [(_, stored)] = list(predict(model.module, [("v", clips)], spec, 3, 4, torch.device("cpu"),
-                                 "fp32", spatial=protocol.spatial, combine=protocol.combine))
+                                 "fp32", spatial=frameworks.spatial(protocol.spatial),
+                                 combine=protocol.combine))
     with torch.no_grad():
         views = hf.views(clips, spec, 3, spatial=protocol.spatial)[0]
         view_logits = model.module([views]).float()  # the views' raw logits, as the run calls it

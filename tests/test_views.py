@@ -4,13 +4,14 @@ pipeline (benchmark/frameworks/pytorchvideo/reference.py); where the clips fall 
 import pytest
 import torch
 
+from benchmark import frameworks
 from benchmark.data.decode import decode_video
 from benchmark.frameworks.pytorchvideo.reference import reference_views
 from benchmark.frameworks.views import make_views, sample_clips
 
 from conftest import TINY_SPEC
 
-TIMING = "pytorchvideo_0.1.5"  # the clips of the reference pipeline
+TIMING = frameworks.timing("pytorchvideo_0.1.5")  # the clips of the reference pipeline
 
 
 @pytest.mark.parametrize("name", ["landscape", "portrait", "short"])

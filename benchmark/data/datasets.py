@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from benchmark.data.files import file_problem
-from benchmark.data.manifest import (VIDEO_EXTENSIONS, Manifest, ManifestError, Video, _index_videos,
+from benchmark.data.manifest import (VIDEO_EXTENSIONS, Manifest, ManifestError, Video, index_videos,
                                 class_list)
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def read_ssv2(videos_json: str | Path, labels_json: str | Path, root: str | Path
                             f"{type(entries).__name__}")
     if not root.is_dir():
         raise ManifestError(f"data.root: {root} is not a folder (the SSv2 videos <id>.webm)")
-    index, odd = _index_videos(root)
+    index, odd = index_videos(root)
     videos, seen, duplicates = [], set(), []
     for n, entry in enumerate(entries, 1):
         where = f"{videos_json}: entry {n}"
@@ -305,12 +305,12 @@ def read_hmdb51(folder: str | Path, split, root: str | Path, name: str = "hmdb51
 def read_official(fmt: str, cfg) -> Manifest:
     """The manifest of ``data.format`` (ssv2 | ucf101 | hmdb51) from a ``conf/data`` config."""
     if fmt == "ssv2":
-        if not cfg.get("class_names"):
+        if not cfg.class_names:
             raise ManifestError("data.class_names: not set for SSv2 (the official "
                                 "something-something-v2-labels.json)")
         return read_ssv2(cfg.csv, cfg.class_names, cfg.root, cfg.name)
     if fmt == "ucf101":
-        return read_ucf101(cfg.csv, cfg.get("split"), cfg.root, cfg.name)
+        return read_ucf101(cfg.csv, cfg.split, cfg.root, cfg.name)
     if fmt == "hmdb51":
-        return read_hmdb51(cfg.csv, cfg.get("split"), cfg.root, cfg.name)
+        return read_hmdb51(cfg.csv, cfg.split, cfg.root, cfg.name)
     raise ManifestError(f"data.format: {fmt!r} is not one of kinetics, ssv2, ucf101, hmdb51")

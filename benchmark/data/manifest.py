@@ -193,7 +193,7 @@ def resolve_class_names(setting: str | None, csv_labels: list[str],
     return names, "sorted CSV labels"
 
 
-def _index_videos(root: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
+def index_videos(root: Path) -> tuple[dict[str, list[Path]], dict[str, str]]:
     """Map file stem -> the video files with that stem directly under ``root`` or one folder
     down, any case of the extension (several when a video is both flat and in a folder, or in
     two containers); and stem -> what is there for video names that are not files (a folder
@@ -347,7 +347,7 @@ def read_manifest(csv_path: str | Path, root: str | Path, class_names: str | Non
     if kind == "official" and not root.is_dir():
         raise ManifestError(f"data.root: {root} is not a folder (the videos of {csv_path} are "
                             "looked for directly under it or under <root>/<label>/)")
-    index, odd = _index_videos(root) if kind == "official" else ({}, {})
+    index, odd = index_videos(root) if kind == "official" else ({}, {})
     several: list[str] = []
     videos: list[Video] = []
     seen: set[str] = set()
@@ -414,41 +414,3 @@ def data_fingerprint(videos: list[Video]) -> tuple[int, str]:
         except (OSError, TypeError):  # not found (path None) or gone since it was listed
             continue
     return len(pairs), hashlib.sha256("".join(sorted(pairs)).encode()).hexdigest()
-
-
-def load_dataset(cfg, num_classes: int | None = None,
-                 offline_names: OfflineNames | None = None) -> Manifest:
-    """The manifest a ``conf/data`` config describes; generated sets are made first if needed.
-    ``offline_names``: Kinetics-400's class names when ``auto`` finds no file (resolve_class_names).
-    ``data.format`` picks the reader (kinetics: the CSV above; ssv2, ucf101, hmdb51:
-    benchmark/data/datasets.py); ``data.subset`` and ``data.min_found_fraction``:
-    benchmark/data/subset.py."""
-    from benchmark.data.datasets import read_official
-    from benchmark.data.subset import apply_subset, check_found
-
-    if cfg.get("synthetic"):
-        from benchmark.data.synthetic import ActionSetSpec, ensure_action_set
-
-        ensure_action_set(Path(cfg.root), ActionSetSpec(**cfg.synthetic))
-    if not cfg.get("csv"):
-        raise ManifestError(f"data.csv: not set for data={cfg.name} (e.g. KINETICS_CSV=... or "
-                            "data.csv=PATH)")
-    fmt, subset = str(cfg.get("format") or "kinetics"), cfg.get("subset")
-    if fmt == "kinetics":
-        manifest = read_manifest(cfg.csv, cfg.root, cfg.class_names, cfg.name,
-                                 None if subset else cfg.limit, num_classes, offline_names)
-    else:
-        manifest = read_official(fmt, cfg)
-    if subset:
-        manifest = apply_subset(manifest, subset)
-    if fmt != "kinetics" or subset:  # the CSV reader applied the limit and this check itself
-        manifest.videos = manifest.videos[:cfg.limit] if cfg.limit is not None else manifest.videos
-        if not any(v.path for v in manifest.videos):
-            raise ManifestError(f"data.root: none of the {len(manifest.videos)} listed videos of "
-                                f"{cfg.csv} is there (looked for "
-                                f"{manifest.videos[0].expected if manifest.videos else 'nothing'}, ...)")
-    manifest = check_found(manifest, cfg.get("min_found_fraction", 0.98))
-    # A generated set's file names only its own few classes (a pipeline check with any model).
-    if num_classes is not None:
-        check_class_count(manifest, num_classes, bool(cfg.get("synthetic")))
-    return manifest

@@ -8,7 +8,8 @@ names those choices:
 
 - ``framework``: the adapter (benchmark/frameworks/) whose timings and spatial steps these are;
 - ``clips``: where clip i starts and which decoded frames belong to it, as one framework's
-  sampler and ``get_clip`` compute them (its adapter's ``TIMINGS``);
+  sampler and ``get_clip`` compute them (its adapter's ``TIMINGS``; resolved once to a
+  ``Timing``, ``frameworks.timing``);
 - ``head`` (transformers: ``model``, its own pooled head): ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
   locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
   a softmax at each location, then the mean);
@@ -33,10 +34,10 @@ that decodes again for every clip is reproduced from the order the decoder gave 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
-from benchmark import frameworks
 from benchmark.data.decode import DecodedVideo
 
 HEADS = ("pooled_logits", "softmax_per_location")
@@ -53,29 +54,6 @@ class Protocol:
     spatial: str = "uniform_crop"
     framework: str = "pytorchvideo"
     precision: str | None = None  # the authors' test precision, where the protocol states it
-
-
-def protocol_from_config(cfg) -> Protocol:
-    """The ``protocol`` config group as a value; an unknown choice names its key. ``clips`` and
-    ``spatial`` are the named framework's (its adapter's ``TIMINGS`` and ``SPATIALS``)."""
-    protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine),
-                        str(cfg.get("spatial", "uniform_crop")),
-                        str(cfg.get("framework", "pytorchvideo")),
-                        None if cfg.get("precision") is None else str(cfg.precision))
-    if protocol.precision is not None and protocol.precision not in PROTOCOL_PRECISIONS:
-        raise ValueError(f"protocol.precision: must be one of {', '.join(PROTOCOL_PRECISIONS)}, "
-                         f"got {protocol.precision}")
-    try:
-        adapter = frameworks.get(protocol.framework)
-    except ValueError as err:
-        raise ValueError(f"protocol.{err}") from None
-    for key, value, allowed in (("clips", protocol.clips, adapter.TIMINGS),
-                                ("head", protocol.head, getattr(adapter, "HEADS", HEADS)),
-                                ("combine", protocol.combine, COMBINES),
-                                ("spatial", protocol.spatial, adapter.SPATIALS)):
-        if value not in allowed:
-            raise ValueError(f"protocol.{key}: must be one of {', '.join(allowed)}, got {value}")
-    return protocol
 
 
 @dataclass(frozen=True)
@@ -100,23 +78,25 @@ def seconds_window(time_base: Fraction, start_pts: int, start: Fraction, end: Fr
                   False)
 
 
-def clip_windows(video: DecodedVideo, clip_duration: Fraction, clips: int,
-                 timing: str, frame_rate: float | None = None,
-                 clip_len: int | None = None) -> list[list[int]]:
-    """For each of ``clips`` clips, the indices (into ``video.frames``) of the frames that the
-    framework named by ``timing`` gives that clip, before temporal subsampling.
-    ``frame_rate``/``clip_len``: the model's, for timings that count frames (torchvision's).
-    The adapter that owns ``timing`` computes them."""
-    return frameworks.owner("TIMINGS", timing).clip_windows(video, clip_duration, clips, timing,
-                                                            frame_rate, clip_len)
+@dataclass(frozen=True)
+class Timing:
+    """A protocol's ``clips`` resolved once, when the run composes the protocol, to its
+    adapter's steps (``frameworks.timing(name)``): the shared code calls these and never asks
+    which framework owns a name.
 
+    - ``clip_windows(video, clip_duration, clips, frame_rate=None, clip_len=None)``: each clip's
+      frames (indices into ``video.frames``), before temporal subsampling; ``frame_rate`` and
+      ``clip_len`` are the model's, for timings that count frames (torchvision's);
+    - ``pts_windows(time_base, start_pts, end_pts, clip_duration, clips)``: each clip's pts
+      window (what a streaming decode needs), or None where the timing counts frames;
+    - ``cut_clips(video, spec, clips, fault)``: where the adapter cuts (and resizes) the clips
+      itself (mmaction2), else None.
+    """
 
-def pts_windows(time_base: Fraction, start_pts: int, end_pts: int, clip_duration: Fraction,
-                clips: int, timing: str) -> list[Window] | None:
-    """Each clip's pts window under ``timing`` from the stream's time base, start and end pts
-    (what a streaming decode needs), or None where the timing counts frames instead."""
-    return frameworks.owner("TIMINGS", timing).pts_windows(time_base, start_pts, end_pts,
-                                                           clip_duration, clips, timing)
+    name: str
+    clip_windows: Callable[..., list[list[int]]]
+    pts_windows: Callable[..., "list[Window] | None"]
+    cut_clips: Callable | None = None
 
 
 class TooShort(ValueError):

@@ -136,3 +136,9 @@ def first_line(err: BaseException) -> str:
     """``Type: first line of the message``, for a library's multi-line error in one line."""
     text = str(err).strip()
     return f"{type(err).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def hub_cache_path(url: str) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` (and mmengine's ``load_from_http``) keep
+    ``url``: the official checkpoints' one cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name

@@ -41,8 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.frameworks.common import Extra, installed_version, load_torch_file, plain
 from benchmark.data.files import file_problem
+from benchmark.frameworks.api import Adapter
+from benchmark.frameworks.common import (Extra, hub_cache_path, installed_version, load_torch_file,
+                                         plain)
 from benchmark.frameworks.views import InputSpec, pack_pathways
 
 NAME = "mmaction2"
@@ -263,11 +265,6 @@ def class_names(model_cfg) -> None:
     """mmaction2's Kinetics-400 ids are the alphabetical order of the class names (the
     harness's class-name file maps them); no names of its own."""
     return None
-
-
-def hub_cache_path(url: str) -> Path:
-    """Where torch.hub (and mmengine's ``load_from_http``) keep ``url``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
 
 
 def resolve_weights(model_cfg) -> Path | None:
@@ -638,11 +635,6 @@ def video_views(video, p: Pipeline, clips: int | None = None) -> torch.Tensor:
     return normalise(uint8_views(video, clip_windows(video, p, clips), p), p)
 
 
-def rewrites(module: nn.Module, names) -> nn.Module:
-    """No graph rewrites for mmaction2's recognizers (eval.fuse records 'none')."""
-    return module
-
-
 def _inputs(views: torch.Tensor, videos: int, p: Pipeline) -> torch.Tensor:
     """The recognizer's batch: (videos, views, C, T, H, W) for 3D; (videos, views * T, C, H, W)
     for 2D, each view's T segments consecutive (TSM's head groups them; TSN averages all)."""
@@ -930,3 +922,43 @@ def reference_video(module: nn.Module, model_cfg, path, clips: int | None = None
 def reference_input(path) -> dict:
     """What VideoDataset passes the pipeline for one video (start_index 0, RGB)."""
     return dict(filename=str(path), label=-1, start_index=0, modality="RGB")
+
+
+class Mmaction2Adapter(Adapter):
+    """The mmaction2 adapter (frameworks/api.py types each member): the functions above."""
+
+    NAME, TIMINGS, SPATIALS, CHECK_HASH, HEADS = NAME, TIMINGS, SPATIALS, CHECK_HASH, HEADS
+    CHECKS_CROPS = True  # setting_problems: 1, 3 or 10 (CROPS)
+    LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the file strictly
+    CUTS_CLIPS = True  # cut_clips: its config's sampler and OpenCV resize, in the loader
+    OWN_TEST_LOOP = True  # reference_video: its Compose + test_step
+    EXTRA = EXTRA
+    version = staticmethod(version)
+    build = staticmethod(build)
+    checkpoint_state = staticmethod(checkpoint_state)
+    official_url = staticmethod(official_url)
+    class_names = staticmethod(class_names)
+    pts_windows = staticmethod(pts_windows)
+    views = staticmethod(views)
+    setting_problems = staticmethod(setting_problems)
+    apply_head = staticmethod(apply_head)
+    input_spec = staticmethod(input_spec)
+    resolve_weights = staticmethod(resolve_weights)
+    where_weights_go = staticmethod(where_weights_go)
+    cut_clips = staticmethod(cut_clips)
+    framework_gflops = staticmethod(framework_gflops)
+    reference_video = staticmethod(reference_video)
+
+    def clip_windows(self, video, clip_duration, clips, timing, frame_rate=None, clip_len=None):
+        """Refused: a clip duration says nothing of a config's sampler, so the run cuts
+        mmaction2's clips with ``cut_clips`` (``CUTS_CLIPS``); the module's ``clip_windows``
+        takes the model's pipeline or spec instead."""
+        raise ValueError("protocol.clips=mmaction2: the clips follow a model's test_pipeline; "
+                         "pass its Pipeline or spec, not a clip duration")
+
+    def clips_problem(self, spec, clips, timing):
+        return clips_problem(spec, clips, timing)
+
+    def rewrites(self) -> dict:
+        """None: its convolutions are mmcv's own Conv3d class, which no rewrite knows."""
+        return {}

@@ -3,6 +3,10 @@
 test protocol: clips by frame count (``VideoClips`` + ``UniformClipSampler``) and
 ``weights.transforms()``'s resize and centre crop. The only code that imports torchvision's
 models; the shared view code uses ``torch.nn.functional`` only.
+
+The smallest complete adapter (docs/architecture.md points a newcomer here): module functions
+for each required member of ``frameworks/api.py``'s ``Adapter``, and ``TorchvisionAdapter``
+at the end naming them; every optional member keeps the base class's default.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torchvision.models
 import torchvision.models.video
 import torchvision.transforms.functional as TF
 
+from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.clips import TooShort
 from benchmark.frameworks.common import instantiate_builder, state_dict_of
 from benchmark.frameworks.views import InputSpec, normalise_, pack_pathways
@@ -43,7 +48,7 @@ checkpoint_state = state_dict_of
 def weights(cfg):
     """The torchvision weights enum member a model config names (``torchvision_weights``, e.g.
     ``R3D_18_Weights.KINETICS400_V1``), or None for other models."""
-    name = cfg.get("torchvision_weights")
+    name = cfg.torchvision_weights
     if not name:
         return None
     try:
@@ -55,7 +60,7 @@ def weights(cfg):
 
 def official_url(model_cfg) -> str | None:
     enum = weights(model_cfg)
-    return model_cfg.get("checkpoint_url") or (enum.url if enum is not None else None)
+    return model_cfg.checkpoint_url or (enum.url if enum is not None else None)
 
 
 def class_names(model_cfg) -> tuple[str, list[str]] | None:
@@ -162,3 +167,23 @@ def apply_head(module: torch.nn.Module, head: str) -> bool:
     """torchvision's video heads pool before their one linear layer: one location, where the
     softmax before or after the mean agree; nothing to change."""
     return False
+
+
+class TorchvisionAdapter(Adapter):
+    """torchvision's adapter (frameworks/api.py types each member): the functions above."""
+
+    NAME, TIMINGS, SPATIALS, CHECK_HASH = NAME, TIMINGS, SPATIALS, CHECK_HASH
+    version = staticmethod(version)
+    build = staticmethod(build)
+    checkpoint_state = staticmethod(checkpoint_state)
+    official_url = staticmethod(official_url)
+    class_names = staticmethod(class_names)
+    clip_windows = staticmethod(clip_windows)
+    pts_windows = staticmethod(pts_windows)
+    views = staticmethod(views)
+    setting_problems = staticmethod(setting_problems)
+    apply_head = staticmethod(apply_head)
+    # Not in the interface: Kinetics-400's names as torchvision ships them (run/models.py's
+    # offline class names).
+    kinetics400_names = staticmethod(kinetics400_names)
+    KINETICS400_LABEL = TORCHVISION_NAMES

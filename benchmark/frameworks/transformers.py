@@ -39,10 +39,12 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
+from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.common import Extra, first_line, installed_version, plain
 from benchmark.frameworks.views import InputSpec
 
@@ -1056,3 +1058,46 @@ def example_views(spec, batch: int = 1) -> list[torch.Tensor]:
     """A random batch in the models' (B, T, C, H, W) layout, one pathway (FLOPs, throughput)."""
     return [torch.randn(batch, spec.num_frames, 3, spec.crop_size, spec.crop_size)]
 
+
+class TransformersAdapter(Adapter):
+    """The transformers adapter (frameworks/api.py types each member): the functions above."""
+
+    NAME, CHECK_HASH, HEADS = NAME, CHECK_HASH, HEADS
+    TIMINGS = tuple(TIMINGS)
+    SPATIALS = tuple(SPATIALS)
+    MAX_CLIPS = MappingProxyType(MAX_CLIPS)
+    FLOP_CONVENTIONS = MappingProxyType(FLOP_CONVENTIONS)
+    CHANNELS_LAST = CHANNELS_LAST
+    OWN_PROTOCOLS_ONLY = OWN_PROTOCOLS_ONLY
+    EXTRA = EXTRA
+    LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the directory strictly
+    version = staticmethod(version)
+    build = staticmethod(build)
+    checkpoint_state = staticmethod(checkpoint_state)
+    official_url = staticmethod(official_url)
+    class_names = staticmethod(class_names)
+    clip_windows = staticmethod(clip_windows)
+    pts_windows = staticmethod(pts_windows)
+    views = staticmethod(views)
+    setting_problems = staticmethod(setting_problems)
+    apply_head = staticmethod(apply_head)
+    resolve_weights = staticmethod(resolve_weights)
+    where_weights_go = staticmethod(where_weights_go)
+    example_views = staticmethod(example_views)
+    input_spec = staticmethod(input_spec)
+
+    def counted_as(self, module, convention):
+        return counted_as(module, convention)
+
+    def reference_problem(self, protocol) -> str | None:
+        """The card pipeline (``reference_views``) is the checkpoint's processor: the harness
+        beside it runs the model card's protocol (``spatial: processor``), not the authors'."""
+        if protocol.spatial != "processor":
+            return (f"protocol: the card pipeline is the checkpoint's processor, so the harness "
+                    f"runs the model card's protocol: pass protocol={protocol.name}_processor, "
+                    f"got {protocol.name}")
+        return None
+
+    def reference_views(self, path, spec, clips, crops, *, model_cfg, protocol):
+        return reference_views(path, spec, clips, crops, model_cfg=model_cfg,
+                               timing=protocol.clips, spatial=protocol.spatial)

@@ -7,7 +7,8 @@ Two stages, so frames can stay uint8 until they reach the model's device:
   crop, pathway packing. The model card's operations, ordered to touch fewer pixels (see
   ``make_views``); the views equal the reference pipeline's within float rounding
   (tests/test_views.py holds them to 1e-5). Another framework's spatial step (torchvision's
-  ``weights.transforms()``) is its adapter's ``views``, found by the protocol's ``spatial``.
+  ``weights.transforms()``) is its adapter's ``views``, resolved once to a ``Spatial`` when the
+  run composes the protocol (``frameworks.spatial``).
 
 The shared tensor work of every framework's protocol lives here, below the adapters, and imports
 no framework: pytorchvideo's ``uniform_temporal_subsample``, ``short_side_scale`` and
@@ -18,14 +19,14 @@ equal to it by tests/test_views.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
 import torch
 
-from benchmark import frameworks
 from benchmark.data.decode import DecodedVideo, DecodeError, decode_video, open_video, stream_timing
-from benchmark.frameworks.clips import clip_windows, pts_windows
+from benchmark.frameworks.clips import Timing
 
 
 @dataclass(frozen=True)
@@ -82,16 +83,15 @@ def cut_clips(video: DecodedVideo, spec: InputSpec, windows: list[list[int]]) ->
     return frames.view(len(windows), spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
 
 
-def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
+def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: Timing,
                  fault: str | None = None) -> torch.Tensor:
     """uint8 (clips, C, num_frames, H, W): each clip's frames as the protocol's ``clips``
-    timing picks them (clips.py), temporally subsampled; a timing's adapter with ``cut_clips``
-    cuts them itself (mmaction2: its config's sampler and resize, resized frames)."""
-    own = getattr(frameworks.owner("TIMINGS", timing), "cut_clips", None)
-    if own is not None:
-        return own(video, spec, clips, timing, fault)
-    windows = clip_windows(video, spec.clip_duration, clips, timing,
-                           frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
+    timing picks them (clips.py), temporally subsampled; a timing whose adapter cuts its clips
+    itself (``timing.cut_clips``: mmaction2's config's sampler and resize) gives resized frames."""
+    if timing.cut_clips is not None:
+        return timing.cut_clips(video, spec, clips, fault=fault)
+    windows = timing.clip_windows(video, spec.clip_duration, clips,
+                                  frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
     if fault == "clips_from_start":
         windows = [windows[0]] * clips
     return _faulted(cut_clips(video, spec, windows), fault)
@@ -109,7 +109,7 @@ class _OutOfOrder(Exception):
     """A frame came after a clip that would have used it was cut: decode again, keeping all."""
 
 
-def decode_clips(path, spec: InputSpec, clips: int, timing: str, threads: int = 0,
+def decode_clips(path, spec: InputSpec, clips: int, timing: Timing, threads: int = 0,
                  fault: str | None = None) -> torch.Tensor:
     """``sample_clips(decode_video(path))``, the same tensor, holding only the frames some clip
     may still use while decoding.
@@ -127,14 +127,14 @@ def decode_clips(path, spec: InputSpec, clips: int, timing: str, threads: int = 
         return sample_clips(decode_video(path, threads), spec, clips, timing, fault)
 
 
-def _streamed_clips(path, spec: InputSpec, n: int, timing: str, threads: int,
+def _streamed_clips(path, spec: InputSpec, n: int, timing: Timing, threads: int,
                     fault: str | None) -> torch.Tensor:
     with open_video(path, threads) as (stream, frames, count):
         time_base, start_pts, end_pts = stream_timing(stream, None)
         if stream.duration is None:
             # No duration in the header (the last frame's time decides): decode whole.
             raise _OutOfOrder
-        windows = pts_windows(time_base, start_pts, end_pts, spec.clip_duration, n, timing)
+        windows = timing.pts_windows(time_base, start_pts, end_pts, spec.clip_duration, n)
         if windows is None:  # clips by frame count (torchvision): decode whole
             raise _OutOfOrder
         if fault == "clips_from_start":
@@ -226,12 +226,11 @@ def normalise_(views: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
 
 def make_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
                memory_format: torch.memory_format = torch.contiguous_format,
-               spatial: str = "uniform_crop") -> list[torch.Tensor]:
+               spatial: Spatial | None = None) -> list[torch.Tensor]:
     """Pathway tensors with batch clips * crops (clip-major) from uint8 (clips, C, T, H, W), as
-    the protocol's ``spatial`` step makes them: the adapter that owns it does (``uniform_crop``:
-    pytorchvideo's, ``uniform_crop_views``; ``torchvision``: its adapter's one centre crop)."""
-    return frameworks.owner("SPATIALS", spatial).views(clips, spec, crops, fault, memory_format,
-                                                        spatial)
+    the protocol's ``spatial`` step makes them (resolved to its adapter's ``views`` once:
+    ``frameworks.spatial``; by default pytorchvideo's ``uniform_crop``, written below)."""
+    return (spatial or UNIFORM_CROP).views(clips, spec, crops, fault, memory_format)
 
 
 def uniform_crop_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: str | None = None,
@@ -274,6 +273,19 @@ def uniform_crop_views(clips: torch.Tensor, spec: InputSpec, crops: int, fault: 
     if spec.alpha is None:
         return [fast]
     return [crops_of(frames.index_select(2, slow_indices(t, spec.alpha, frames.device))), fast]
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """A protocol's ``spatial`` resolved once to its adapter's step (``frameworks.spatial``):
+    ``views(clips, spec, crops, fault, memory_format)`` -> pathway tensors."""
+
+    name: str
+    views: Callable[..., list[torch.Tensor]]
+
+
+# pytorchvideo's spatial step: shared code, so the default needs no registry.
+UNIFORM_CROP = Spatial("uniform_crop", uniform_crop_views)
 
 
 # ---- pytorchvideo 0.1.5's transforms/functional.py, restated (the shared code imports no

@@ -67,8 +67,7 @@ def example_views(adapter, spec, batch: int = 1) -> list[torch.Tensor]:
     """A random batch of ``batch`` views in the layout the adapter's models take: its own
     ``example_views`` where it has one (transformers: (B, T, C, H, W)), else the (B, C, T, H, W)
     pathways of ``InputSpec.example``."""
-    own = getattr(adapter, "example_views", None)
-    return own(spec, batch) if own is not None else spec.example(batch)
+    return adapter.example_views(spec, batch)
 
 
 def adapter_flop_counts(adapter, model: torch.nn.Module, spec, device: torch.device | None = None,
@@ -83,13 +82,12 @@ def adapter_flop_counts(adapter, model: torch.nn.Module, spec, device: torch.dev
     ``counted_as`` the model is counted as it runs (no ``gflops_sdpa``).
     """
     example = [x.to(device) if device is not None else x for x in example_views(adapter, spec, 1)]
-    counted_as = getattr(adapter, "counted_as", None)
-    if counted_as is None:
+    if not adapter.FLOP_CONVENTIONS:
         return flop_counts(model, example)
-    with counted_as(model, "eager"):
+    with adapter.counted_as(model, "eager"):
         counts = flop_counts(model, example)
     if sdpa:
-        with counted_as(model, "sdpa"):
+        with adapter.counted_as(model, "sdpa"):
             counts["gflops_sdpa"] = flop_counts(model, example)["gflops"]
     return counts
 

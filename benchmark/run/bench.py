@@ -4,7 +4,8 @@ In one process, on the same generated videos (``conf/data/bench.yaml``: 10 s, 30
 and the same weights (one module for both):
 
 1. ``reference``: pytorchvideo 0.1.5's own 10x3 pipeline as a pytorchvideo user writes it
-   (``benchmark/frameworks/pytorchvideo/reference.py``: ``LabeledVideoDataset``, decoding each clip anew, the card's
+   (its adapter's ``reference_views``: frameworks/pytorchvideo/reference.py's
+   ``LabeledVideoDataset``, decoding each clip anew, the card's
    transforms, ``UniformCropVideo`` per crop), the model per view: batch 1, fp32, NCDHW,
    ``torch.no_grad``; the harness runs the same protocol (``protocol=pytorchvideo``). For a
    transformers model (``model=videomae_base_k400``, or each of ``bench.transformers`` after
@@ -28,6 +29,7 @@ Writes ``bench.json`` into the run dir and updates ``results/bench-<device>.csv`
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 import copy
 import json
 import logging
@@ -48,7 +50,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from benchmark import frameworks
 from benchmark.results import cost
-from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.frameworks import fuse, protocol_from_config
 from benchmark.data.decode import decode_threads
 from benchmark.run.device import (
     device_name,
@@ -59,23 +61,22 @@ from benchmark.run.device import (
     precision_problem,
     reuse_freed_memory,
 )
-from benchmark.run.evaluate import (
+from benchmark.run.batches import on_device, predict
+from benchmark.run.clip_loader import video_loader
+from benchmark.run.record import versions
+from benchmark.run.settings import (
     SettingsError,
     batch_views_for,
     check_settings,
     fuse_rewrites,
     loader_workers,
-    on_device,
-    predict,
     resolve_device,
     settle_channels_last,
-    versions,
-    video_loader,
 )
-from benchmark.data.manifest import Video, load_dataset
+from benchmark.data.load import load_dataset
+from benchmark.data.manifest import Video
 from benchmark.run.models import (CONF_DIR, build_model, compose_for_model,
                                   offline_class_names)
-from benchmark.frameworks.pytorchvideo.reference import reference_views
 from benchmark.results.tables import cell, upsert_table
 from benchmark.frameworks.views import InputSpec
 
@@ -138,7 +139,7 @@ BENCH_NOTE = (
     "process + loader workers after the first and the last video. speedup = reference / "
     "harness, same run. others' CPU: the share of the machine's CPU time other processes took "
     "while the pipeline ran (they slow it, unevenly: compare quiet runs). fuse: the exact "
-    "inference rewrites the harness made (eval.fuse, benchmark/frameworks/pytorchvideo/fuse.py; "
+    "inference rewrites the harness made (eval.fuse, benchmark/frameworks/fuse.py; "
     "bn and relu fit pytorchvideo's blocks only: none in a transformers or mmaction2 model); "
     "with bench.compare_fuse it also runs without them (fuse none). reference (mmaction2): "
     "mmaction2 1.2.0's own test loop on an mm_* model (its Compose of the config's "
@@ -200,7 +201,7 @@ def others_share(start: tuple[float, float], wall_s: float) -> float:
 # ---- the two pipelines ----------------------------------------------------------------------
 
 def run_reference(module: torch.nn.Module, videos: list[Video], spec: InputSpec, clips: int,
-                  crops: int, device: torch.device, views_of=reference_views
+                  crops: int, device: torch.device, views_of: Callable
                   ) -> tuple[list[dict], list[torch.Tensor], float]:
     """Per-video timings and mean softmax of the model card's pipeline (``views_of``:
     ``card_pipeline``'s), and the seconds of its untimed warm-up: the first video's first clip
@@ -221,7 +222,7 @@ def run_reference(module: torch.nn.Module, videos: list[Video], spec: InputSpec,
 
 
 def reference_video(module: torch.nn.Module, path: Path, spec: InputSpec, clips: int, crops: int,
-                    device: torch.device, views_of=reference_views
+                    device: torch.device, views_of: Callable
                     ) -> tuple[float, float, list[torch.Tensor]]:
     """(data seconds, model seconds, each view's softmax) of one video through the reference."""
     data = model_s = 0.0
@@ -258,11 +259,13 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
     crops = int(cfg.views.crops)
     batch_views = batch_views_for(cfg.eval.batch_views, device.type)
     order = [i % len(videos) for i in range(count)]
-    loader = video_loader(videos, [0, *order], spec, cfg, device)
+    loader = video_loader(videos, [0, *order], spec, cfg, device,
+                          frameworks.timing(str(cfg.protocol.clips)))
     items = iter(on_device(loader, device))
     settings = (spec, crops, batch_views, device, str(cfg.precision), bool(cfg.eval.channels_last))
     # uniform_crop, or a transformers protocol's; how its views combine
-    spatial = {"spatial": str(cfg.protocol.spatial), "combine": str(cfg.protocol.combine)}
+    spatial = {"spatial": frameworks.spatial(str(cfg.protocol.spatial)),
+               "combine": str(cfg.protocol.combine)}
 
     first = next(items)
     if first.failure is not None:
@@ -405,7 +408,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     adapter = frameworks.get(str(cfg.model.framework))
     if views_of is None:  # the framework's own test loop is the reference (mmaction2)
         return bench_own_loop(cfg, run_dir, adapter.reference_video, device, videos, load_start)
-    own = getattr(adapter, "OWN_PROTOCOLS_ONLY", False)  # its protocols' head; X-CLIP's names
+    own = adapter.OWN_PROTOCOLS_ONLY  # its protocols' head; X-CLIP's names
     model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
                         class_names=manifest.class_names if own else None)
     module, spec = model.module.to(device), model.spec
@@ -443,14 +446,15 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     if cfg.eval.reuse_memory:
         reuse_freed_memory()
     count = int(cfg.bench.harness_videos or len(videos))
-    rewrites = fuse.applied(fuse.fused(module, rewrites)) if rewrites else ()  # those that fit
+    rewrites = (fuse.applied(fuse.fused(module, rewrites, adapter.rewrites())) if rewrites
+                else ())  # those that fit
     variants = [("harness", rewrites)]
-    if cfg.bench.get("compare_fuse") and rewrites:
+    if cfg.bench.compare_fuse and rewrites:
         variants.insert(0, ("harness_unfused", ()))
     sides: dict[str, tuple[dict, dict, list[torch.Tensor]]] = {}
     for name, chosen in variants:
         runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
-                               chosen)
+                               chosen, adapter)
         cpu, start = cpu_seconds(), time.perf_counter()
         summary, probs = run_harness(runner, videos, count, spec, cfg, device, gflops)
         del runner
@@ -519,7 +523,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
         upsert_table(stem, table_row("harness (RSS check)", rss["summary"], settings, {},
                                      {**meta, "model": rss["model"], "weights": rss["weights"]}),
                      BENCH_KEY, BENCH_COLUMNS, BENCH_NOTE, BENCH_SHOWN)
-    if cfg.bench.get("transformers"):  # after the rows above are written: none is lost
+    if cfg.bench.transformers:  # after the rows above are written: none is lost
         result["transformers"] = transformers_rows(cfg, run_dir)
         (run_dir / "bench.json").write_text(json.dumps(result, indent=1))
     return result
@@ -529,27 +533,21 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
 
 def card_pipeline(cfg: DictConfig):
     """The model card's pipeline for the bench's model, as ``views_of(path, spec, clips,
-    crops)``: pytorchvideo 0.1.5's own (``protocol=pytorchvideo``), or for a transformers model
-    its checkpoint's video processor per clip on the frames its authors' protocol picks
-    (``frameworks/transformers.py``'s ``reference_views``; the harness then runs the model
-    card's protocol, ``<authors'>_processor``); None for a framework whose own
-    test loop is the reference (an adapter's ``reference_video``: mmaction2). Also turns ``eval.channels_last``
-    off for a framework without that layout, as ``evaluate`` does."""
+    crops)``: the protocol's adapter's ``reference_views`` (pytorchvideo 0.1.5's own under
+    ``protocol=pytorchvideo``; for a transformers model its checkpoint's video processor per
+    clip on the frames its authors' protocol picks, which needs the model card's protocol,
+    ``<authors'>_processor``); None for a model whose framework's own
+    test loop is the reference (``OWN_TEST_LOOP``: mmaction2). Also turns
+    ``eval.channels_last`` off for a framework without that layout, as ``evaluate`` does."""
     settle_channels_last(cfg)
-    adapter = frameworks.get(str(cfg.model.get("framework", "pytorchvideo")))
-    if getattr(adapter, "reference_video", None) is not None:
+    if frameworks.get(str(cfg.model.framework)).OWN_TEST_LOOP:
         return None  # its own test loop: bench_own_loop
-    if getattr(adapter, "reference_views", None) is not None:  # transformers' card pipeline
-        if str(cfg.protocol.spatial) != "processor":
-            raise SettingsError(f"protocol: the card pipeline is the checkpoint's processor, so "
-                                f"the harness runs the model card's protocol: pass "
-                                f"protocol={cfg.protocol.name}_processor, got {cfg.protocol.name}")
-        return partial(adapter.reference_views, model_cfg=cfg.model,
-                       timing=str(cfg.protocol.clips), spatial=str(cfg.protocol.spatial))
-    if cfg.protocol.name != "pytorchvideo":
-        raise SettingsError("protocol: the benchmark's reference is pytorchvideo 0.1.5's own "
-                            f"pipeline, so it needs protocol=pytorchvideo, got {cfg.protocol.name}")
-    return reference_views
+    protocol = protocol_from_config(cfg.protocol)
+    adapter = frameworks.get(protocol.framework)
+    problem = adapter.reference_problem(protocol)
+    if problem:
+        raise SettingsError(problem)
+    return partial(adapter.reference_views, model_cfg=cfg.model, protocol=protocol)
 
 
 def model_config(name: str, overrides: list[str]) -> DictConfig:
@@ -578,7 +576,7 @@ def transformers_rows(cfg: DictConfig, run_dir: Path) -> dict:
     comparison: the rewrites are pytorchvideo's)."""
     out = {}
     for name in cfg.bench.transformers:
-        overrides = [str(o) for o in cfg.bench.get("transformers_overrides") or []]
+        overrides = [str(o) for o in cfg.bench.transformers_overrides]
         authors = str(model_config(str(name), overrides).protocol.name)
         composed_cfg = model_config(str(name), [f"protocol={authors}_processor", *overrides])
         sub = copy.deepcopy(cfg)
@@ -634,7 +632,7 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
                  "others_cpu": others_share(cpu, time.perf_counter() - start)}
     settings = harness_settings(cfg, device)
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
-                           fuse_rewrites(cfg, device))
+                           fuse_rewrites(cfg, device), frameworks.get(str(cfg.model.framework)))
     settings["fuse"] = fuse.label(fuse.applied(runner))
     cpu, start = cpu_seconds(), time.perf_counter()
     harness, probs = run_harness(runner, videos, len(videos), spec, cfg, device, gflops)
@@ -688,7 +686,8 @@ def rss_check(settings: dict, videos: list[Video], device: torch.device) -> dict
     torch.manual_seed(int(cfg.seed))
     model = build_model(compose_for_model(str(cfg.bench.rss_model)).model)
     runner = prepare_model(model.module, device, bool(cfg.eval.channels_last), bool(cfg.compile),
-                           fuse.resolve(cfg.eval.get("fuse", "none"), device.type))
+                           fuse.resolve(cfg.eval.fuse, device.type),
+                           frameworks.get(str(cfg.model.framework)))
     gflops = cost.gflops_per_view(model.module, [x.to(device) for x in model.spec.example(1)])
     before = tree_rss_mb()
     summary, _ = run_harness(runner, videos, len(videos), model.spec, cfg, device, gflops)

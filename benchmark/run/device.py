@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.frameworks.pytorchvideo import fuse as fuse_module
+from benchmark.frameworks import fuse as fuse_module
+from benchmark.frameworks.api import Adapter
 
 # precision -> the autocast dtype around the model (fp32: no autocast).
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -65,10 +66,12 @@ def compile_problem() -> str | None:
 
 
 def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: bool,
-                  compile: bool, fuse: tuple[str, ...] = ()) -> torch.nn.Module:
+                  compile: bool, fuse: tuple[str, ...] = (),
+                  adapter: Adapter | None = None) -> torch.nn.Module:
     """The module on ``device`` in eval mode, its weights channels-last (``eval.channels_last``:
     oneDNN and cuDNN run 3D convolutions faster on NDHWC), rewritten (``eval.fuse``: the
-    rewrites ``frameworks/pytorchvideo/fuse.py``'s ``resolve`` names, applied to a copy) and compiled (``compile``).
+    rewrites frameworks/fuse.py's ``resolve`` names that its framework's ``adapter`` declares,
+    applied to a copy) and compiled (``compile``).
 
     Returns the module to call; with ``fuse`` or ``compile`` it is not ``module``, which stays
     the one to count FLOPs and parameters on.
@@ -76,7 +79,9 @@ def prepare_model(module: torch.nn.Module, device: torch.device, channels_last: 
     module = fuse_module.plain_conv_args(module.to(device).eval())  # torch.compile: no breaks
     if channels_last:
         module = channels_last_3d(module)
-    runner = fuse_module.fused(module, fuse) if fuse else module
+    if fuse and adapter is None:
+        raise ValueError("prepare_model: eval.fuse's rewrites need the model's adapter")
+    runner = fuse_module.fused(module, fuse, adapter.rewrites()) if fuse else module
     if fuse and channels_last:  # folded weights are new tensors
         runner = channels_last_3d(runner)
     if device.type == "cuda":

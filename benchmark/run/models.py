@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import schema  # noqa: F401  (registers the config schemas compose reads)
 from benchmark.data.files import file_problem
-from benchmark.frameworks.common import first_line, load_torch_file
+from benchmark.frameworks.api import Adapter
+from benchmark.frameworks.common import first_line, hub_cache_path, load_torch_file
 from benchmark.frameworks.views import InputSpec
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Model:
     checkpoint_sha256: str | None = None  # of the loaded file (weights=auto too); None: random
 
 
-def framework_of(cfg: DictConfig):
+def framework_of(cfg: DictConfig) -> Adapter:
     """The adapter of the framework a model config names (``model.framework``)."""
     try:
         return frameworks.get(str(cfg.framework))
@@ -72,7 +73,7 @@ def framework_of(cfg: DictConfig):
 def offline_class_names() -> tuple[list[str], str]:
     """Kinetics-400's class names as torchvision ships them (no network), for the manifest."""
     torchvision = frameworks.get("torchvision")
-    return torchvision.kinetics400_names(), torchvision.TORCHVISION_NAMES
+    return torchvision.kinetics400_names(), torchvision.KINETICS400_LABEL
 
 
 def _asked(question, cfg: DictConfig):
@@ -84,20 +85,10 @@ def _asked(question, cfg: DictConfig):
         raise WeightsError(str(err)) from None
 
 
-def input_spec(cfg: DictConfig) -> InputSpec:
-    values = OmegaConf.to_container(cfg.input, resolve=True)
-    return InputSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
 def model_spec(cfg: DictConfig) -> InputSpec:
-    """The model's test input; a framework whose configs carry their own test pipeline
-    (mmaction2) gives a spec holding it. A config that disagrees with itself: WeightsError."""
-    return _asked(getattr(framework_of(cfg), "input_spec", input_spec), cfg)
-
-
-def hub_cache_path(url: str) -> Path:
-    """Where ``torch.hub.load_state_dict_from_url`` keeps ``url`` (pytorchvideo's hub uses it)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    """The model's test input (its adapter's ``input_spec``: mmaction2's carries its config's
+    test pipeline). A config that disagrees with itself: WeightsError."""
+    return _asked(framework_of(cfg).input_spec, cfg)
 
 
 def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
@@ -199,7 +190,7 @@ def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytor
         raise WeightsError(f"{path}: does not fit this model: missing keys [{show(missing)}], "
                            f"unexpected keys [{show(unexpected)}], wrong shapes [{show(wrong)}]")
     # NaN or inf weights make every answer NaN, or, where a fused kernel hides them
-    # (benchmark/frameworks/pytorchvideo/fuse.py), finite and wrong: refused here, before any work.
+    # (benchmark/frameworks/fuse.py), finite and wrong: refused here, before any work.
     nonfinite = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
                  and not bool(torch.isfinite(v).all())]
     if nonfinite:
@@ -251,9 +242,8 @@ def resolve_weights(cfg: DictConfig, refuse_random_on: str | None = None
     one): ``auto`` without a checkpoint then stops with one line instead of falling back."""
     weights = str(cfg.weights)
     adapter = framework_of(cfg)
-    own = getattr(adapter, "resolve_weights", None)
-    if own is not None:  # checkpoint directories its adapter loads (transformers)
-        path = _asked(own, cfg)  # its CheckpointError (a ValueError) names the key
+    if adapter.LOADS_OWN_WEIGHTS:  # checkpoints its adapter finds and loads (transformers)
+        path = _asked(adapter.resolve_weights, cfg)  # its CheckpointError names the key
         if path is None:
             if weights == "auto" and refuse_random_on:
                 raise random_refused(cfg, refuse_random_on, _asked(adapter.where_weights_go, cfg))
@@ -308,7 +298,7 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
     data set's, for a model that classifies by their text (X-CLIP)."""
     adapter = framework_of(cfg)
     spec = model_spec(cfg)
-    if hasattr(adapter, "resolve_weights"):
+    if adapter.LOADS_OWN_WEIGHTS:
         path, label = resolved if resolved is not None else resolve_weights(cfg)
         module, label, digest = _build_own(adapter, cfg, path, label, class_names)
         adapter.apply_head(module, head)
@@ -318,7 +308,7 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
                      len(class_names) if getattr(module, "class_names", None) else
                      int(cfg.num_classes), digest)
     module = adapter.build(cfg)
-    output = "probs" if adapter.apply_head(module, head) else str(cfg.get("output", "logits"))
+    output = "probs" if adapter.apply_head(module, head) else str(cfg.output)
     module = adapt_io(module, spec.alpha is None, output)
     path, label = resolved if resolved is not None else resolve_weights(cfg)
     digest = None

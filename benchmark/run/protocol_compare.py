@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.frameworks.clips import protocol_from_config
+from benchmark.frameworks import protocol_from_config
+from benchmark.run.schema import ProtocolSchema
 
 
 def model_setting(name: str, base: list[str]) -> tuple[list[str], list[str]]:
@@ -80,7 +81,9 @@ def protocol_table(runs: dict, default: str):
         ours, theirs = probs[name], probs[default]
         top = accuracy(torch.from_numpy(ours), labels, ours.shape[1])
         # The protocol as the run had it (its resolved config), not as the preset reads now.
-        ran = protocol_from_config(OmegaConf.load(run_dir / ".hydra" / "config.yaml").protocol)
+        # Its keys over the schema's defaults (a run saved before a key existed has none).
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml").protocol
+        ran = protocol_from_config(OmegaConf.merge(OmegaConf.structured(ProtocolSchema), saved))
         rows.append({
             "protocol": name, "clips": ran.clips, "head": ran.head, "combine": ran.combine,
             "spatial": ran.spatial, "precision": ran.precision or "",

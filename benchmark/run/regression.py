@@ -38,7 +38,7 @@ from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 from benchmark import CONF_DIR  # noqa: E402
 
 from benchmark.results import cost  # noqa: E402
-from benchmark.run.evaluate import versions  # noqa: E402
+from benchmark.run.record import versions  # noqa: E402
 from benchmark.run.models import build_model, compose_for_model  # noqa: E402
 from benchmark.results.tables import run_class_names  # noqa: E402
 from benchmark.data.files import atomic_write  # noqa: E402

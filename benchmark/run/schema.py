@@ -6,7 +6,7 @@ are presets validated against these types and OmegaConf rejects a value of the w
 (``strict=maybe``, ``views.clips=2.5``, ``device.type=mps``), naming the key, while the config is
 composed: before any import of the heavy modules, before any work. What a type cannot say
 (ranges, rules between keys, ``auto``-or-a-number) is checked once after composition, in
-``benchmark.run.evaluate.check_settings``.
+``benchmark.run.settings.check_settings``.
 
 ``config_error_line`` turns OmegaConf's and Hydra's multi-line errors into the one line the
 command prints; ``hydra_cli`` runs a ``@hydra.main`` function with it.
@@ -62,7 +62,7 @@ class DecoderName(Choice):
 
 
 class DataFormat(Choice):
-    """``data.format``: which official annotation files the data set has (benchmark/data/manifest.py
+    """``data.format``: which official annotation files the data set has (benchmark/data/load.py
     load_dataset; docs/data.md)."""
 
     kinetics = "kinetics"  # the Kinetics CSV (400, 600, 700) or a ``path label`` list
@@ -183,7 +183,7 @@ class DeviceSchema:
 class EvalSettings:
     batch_views: Any = AUTO  # auto | N >= 1 (check_settings)
     channels_last: bool = True
-    fuse: Any = "auto"  # auto | none | all | names (benchmark/frameworks/pytorchvideo/fuse.py checks them)
+    fuse: Any = "auto"  # auto | none | all | names (benchmark/frameworks/fuse.py checks them)
     reuse_memory: bool = True
     tf32: bool = False
     flush_every: int = 20
@@ -227,6 +227,27 @@ class EvalConfig:
     cache_dir: str = MISSING
 
 
+@dataclass
+class BenchSettings:
+    """``bench:`` in ``conf/bench.yaml`` (``python -m benchmark.bench``, docs/speed.md)."""
+
+    videos: int = 1  # videos timed through both pipelines
+    harness_videos: Optional[int] = None  # videos the harness runs (null: the same)
+    compare_fuse: bool = True  # the harness a second time with eval.fuse=none (first)
+    matmul_size: int = 2048  # the device's peak: a size^3 matrix product
+    rss_videos: int = 50  # the RSS check's videos (0: skip)
+    rss_model: str = "slowfast_tiny"
+    transformers: List[str] = field(default_factory=list)  # their card pipelines' rows
+    transformers_overrides: List[str] = field(default_factory=list)  # Hydra overrides for those
+
+
+@dataclass
+class BenchConfig(EvalConfig):
+    """``conf/bench.yaml``: the eval config's keys (the harness's settings) and ``bench``."""
+
+    bench: BenchSettings = field(default_factory=BenchSettings)
+
+
 GROUPS = {"model": ModelSchema, "data": DataSchema, "views": ViewsSchema,
           "protocol": ProtocolSchema, "device": DeviceSchema, "decoder": DecoderSchema}
 
@@ -237,6 +258,7 @@ def register() -> None:
     for group, schema in GROUPS.items():
         store.store(group=group, name=f"{group}_schema", node=schema)
     store.store(name="eval_schema", node=EvalConfig)
+    store.store(name="bench_schema", node=BenchConfig)
 
 
 register()

@@ -7,19 +7,22 @@ import time
 import torch
 from torch import nn
 
-from benchmark.frameworks.pytorchvideo import fuse
+from benchmark.frameworks import fuse
+from benchmark.frameworks.api import Adapter
 from benchmark.run.device import autocast, clock, prepare_model
 
 
-def time_variants(module: nn.Module, example: list[torch.Tensor], device: torch.device,
-                  precision: str, variants: list[str], iters: int, channels_last: bool = True,
-                  compile: bool = False) -> list[dict]:
+def time_variants(module: nn.Module, adapter: Adapter, example: list[torch.Tensor],
+                  device: torch.device, precision: str, variants: list[str], iters: int,
+                  channels_last: bool = True, compile: bool = False) -> list[dict]:
     """Model-only seconds per forward pass of each ``eval.fuse`` variant, the passes
     interleaved (variant after variant, ``iters`` rounds) so that other work on the machine
     slows all of them alike; one untimed warm-up pass each (kernel choice, compiling). On a
     CPU also the process's CPU seconds per pass (all threads), which other processes taking
-    cores inflate less than the wall time."""
-    runners = {v: prepare_model(module, device, channels_last, compile, fuse.resolve(v, device.type))
+    cores inflate less than the wall time. ``adapter``: the model's framework's (which
+    rewrites fit its models)."""
+    runners = {v: prepare_model(module, device, channels_last, compile,
+                                fuse.resolve(v, device.type), adapter)
                for v in variants}
     seconds: dict[str, list[float]] = {v: [] for v in variants}
     cpu: dict[str, list[float]] = {v: [] for v in variants}

@@ -109,7 +109,7 @@ def test_loader_workers_use_the_tasks_cores_once(tmp_path):
         import benchmark
         from benchmark.run import distributed
         from benchmark.data.decode import decode_threads, process_cores
-        from benchmark.run.evaluate import loader_workers
+        from benchmark.run.settings import loader_workers
 
         ranks = distributed.init("cpu")  # exports torchrun's variables as a 2-task eval does
         try:

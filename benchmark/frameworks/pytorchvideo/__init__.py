@@ -5,8 +5,11 @@
   release), main (commit 9368f30), and its SSv2 dataset's segment sampling (``pytorchvideo_ssv2``,
   PySlowFast's ``Ptvssv2`` test); the spatial step ``uniform_crop`` (short-side scale and
   ``UniformCropVideo``, written in the shared views.py and proved equal to pytorchvideo's);
-- heads: ``apply_head`` (PySlowFast's softmax per location); ``eval.fuse``'s inference rewrites
-  over its blocks (fuse.py); its own 0.1.5 dataset pipeline for the proofs and the bench (reference.py).
+- heads: ``apply_head`` (PySlowFast's softmax per location); ``eval.fuse``'s ``bn`` and ``relu``
+  over its blocks (fuse.py); its own 0.1.5 dataset pipeline for the proofs and the bench
+  (reference.py).
+``PytorchvideoAdapter`` (the end of this file) is the typed interface the run calls
+(frameworks/api.py).
 
 pytorchvideo itself is imported where it is used, after compat.py's torchvision alias, so that
 loader workers that only cut clips do not load its models.
@@ -20,7 +23,9 @@ import numpy as np
 import torch
 
 from benchmark.frameworks.pytorchvideo import compat  # noqa: F401  (before any pytorchvideo import)
+from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.clips import Window, frames_in, seconds_window
+from benchmark.frameworks.fuse import pad_stem_channels
 from benchmark.frameworks.common import instantiate_builder, state_dict_of
 from benchmark.frameworks.views import uniform_crop_views
 from benchmark.data.decode import DecodedVideo
@@ -47,10 +52,10 @@ checkpoint_state = state_dict_of
 
 
 def official_url(model_cfg) -> str | None:
-    return model_cfg.get("checkpoint_url") or None
+    return model_cfg.checkpoint_url or None
 
 
-def class_names(model_cfg) -> list[str] | None:
+def class_names(model_cfg) -> None:
     """The zoo's models have no class names of their own (kinetics_classnames.json maps them)."""
     return None
 
@@ -187,3 +192,42 @@ def apply_head(module: torch.nn.Module, head: str) -> bool:
             m.activation = torch.nn.Softmax(dim=1)
             changed = True
     return changed
+
+
+def reference_views(path, spec, clips: int, crops: int):
+    """pytorchvideo 0.1.5's own pipeline, per view (reference.py: imported here, on first use,
+    so that loader workers and a run without the bench do not load its dataset code)."""
+    from benchmark.frameworks.pytorchvideo.reference import reference_views as views_of
+
+    return views_of(path, spec, clips, crops)
+
+
+class PytorchvideoAdapter(Adapter):
+    """pytorchvideo's adapter (frameworks/api.py types each member): the functions above."""
+
+    NAME, TIMINGS, SPATIALS, CHECK_HASH = NAME, TIMINGS, SPATIALS, CHECK_HASH
+    version = staticmethod(version)
+    build = staticmethod(build)
+    checkpoint_state = staticmethod(checkpoint_state)
+    official_url = staticmethod(official_url)
+    class_names = staticmethod(class_names)
+    clip_windows = staticmethod(clip_windows)
+    pts_windows = staticmethod(pts_windows)
+    views = staticmethod(views)
+    setting_problems = staticmethod(setting_problems)
+    apply_head = staticmethod(apply_head)
+
+    def rewrites(self):
+        """All three: ``bn`` and ``relu`` over its blocks (fuse.py), the generic ``stem``."""
+        from benchmark.frameworks.pytorchvideo.fuse import fold_batch_norms, fuse_relus
+
+        return {"bn": fold_batch_norms, "stem": pad_stem_channels, "relu": fuse_relus}
+
+    def reference_problem(self, protocol) -> str | None:
+        if protocol.name != "pytorchvideo":
+            return ("protocol: the benchmark's reference is pytorchvideo 0.1.5's own pipeline, "
+                    f"so it needs protocol=pytorchvideo, got {protocol.name}")
+        return None
+
+    def reference_views(self, path, spec, clips, crops, *, model_cfg, protocol):
+        return reference_views(path, spec, clips, crops)

@@ -99,9 +99,16 @@ profile: install
 
 # The same model and data under every protocol (conf/protocol/): results/protocols.csv/.md.
 # Default: the toy model on the toy set; ARGS="model=slowfast_r50 data=kinetics400 ..." for yours.
+# Then each transformers model under its authors' protocol and the model card's (the checkpoint's
+# processor): results/protocols-<model>.csv/.md, with the hub cache's weights (else random init),
+# HF_PROTOCOL_ARGS on top (full-size models: on a CPU minutes a video; device=cuda, data=... there).
+HF_PROTOCOL_MODELS ?= videomae_base_k400 videomae_base_ssv2 timesformer_base_k400 vivit_b_16x2_k400 xclip_base_p32_k400
+HF_PROTOCOL_ARGS ?= data.limit=4
 .PHONY: protocols
 protocols: install
 	$(PY) -m benchmark.protocols $(ARGS)
+	for model in $(HF_PROTOCOL_MODELS); do \
+		$(PY) -m benchmark.protocols --model $$model $(HF_PROTOCOL_ARGS) || exit 1; done
 
 # On a lent GPU machine (no registry there: no install step; wheels from .ci/gpu-wheels):
 # issue 14's tests, model-only fuse comparison, profiles and bench (header of .ci/gpu-check).

@@ -108,9 +108,12 @@ def test_the_reference_pipeline_is_found_through_the_protocols_adapter():
     assert frameworks.get("torchvision").reference_problem(
         Protocol("torchvision", "torchvision", "pooled_logits", "softmax_mean", "torchvision",
                  "torchvision")).startswith("protocol: torchvision's protocols have no reference")
+    # transformers' card pipeline is the checkpoint's processor: the model card's protocol only
     assert transformers.reference_problem(
-        Protocol("videomae", "videomae", "model", "softmax_mean", "videomae",
+        Protocol("videomae_processor", "videomae", "model", "softmax_mean", "processor",
                  "transformers")) is None
+    assert "pass protocol=videomae_processor, got videomae" in transformers.reference_problem(
+        Protocol("videomae", "videomae", "model", "softmax_mean", "videomae", "transformers"))
 
 
 def test_the_shared_view_code_never_asks_the_registry():

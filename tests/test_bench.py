@@ -36,7 +36,7 @@ def bench_run(tmp_path_factory, tiny_videomae):
     """The toy SlowFast's rows, then a transformers row (bench.transformers): the tiny VideoMAE
     (its config overridden through bench.transformers_overrides) on the same videos."""
     tmp = tmp_path_factory.mktemp("bench")
-    overrides = [a for a in tiny_videomae_args(tiny_videomae)[2:9]] + ["views.clips=2"]
+    overrides = [a for a in tiny_videomae_args(tiny_videomae)[3:10]] + ["views.clips=2"]
     return tmp, bench(tmp, "bench.videos=2", "bench.harness_videos=5", "bench.rss_videos=3",
                       "bench.transformers=[videomae_base_k400]",
                       "bench.transformers_overrides=[" + ",".join(f"'{o}'" for o in overrides)
@@ -122,7 +122,8 @@ def tiny_videomae(tmp_path_factory) -> Path:
 
 
 def tiny_videomae_args(path: Path) -> list[str]:
-    return ["data=toy", "model=videomae_base_k400", f"model.weights={path}",
+    return ["data=toy", "model=videomae_base_k400", "protocol=videomae_processor",
+            f"model.weights={path}",
             "model.num_classes=10", "model.input.num_frames=4", "model.input.side_size=32",
             "model.input.crop_size=32", "model.builder.preprocessor.shortest_edge=32",
             "model.builder.preprocessor.crop_size=[32,32]", "views.clips=2", "precision=fp32",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from benchmark.frameworks.clips import COMBINES, Protocol, Timing
+from benchmark.frameworks.clips import COMBINES, PROTOCOL_PRECISIONS, Protocol, Timing
 from benchmark.frameworks.views import Spatial
 
 if TYPE_CHECKING:
@@ -86,7 +86,11 @@ def protocol_from_config(cfg) -> Protocol:
     """The ``protocol`` config group as a value; an unknown choice names its key. ``clips`` and
     ``spatial`` are the named framework's (its adapter's ``TIMINGS`` and ``SPATIALS``)."""
     protocol = Protocol(str(cfg.name), str(cfg.clips), str(cfg.head), str(cfg.combine),
-                        str(cfg.spatial), str(cfg.framework))
+                        str(cfg.spatial), str(cfg.framework),
+                        None if cfg.get("precision") is None else str(cfg.precision))
+    if protocol.precision is not None and protocol.precision not in PROTOCOL_PRECISIONS:
+        raise ValueError(f"protocol.precision: must be one of {', '.join(PROTOCOL_PRECISIONS)}, "
+                         f"got {protocol.precision}")
     try:
         adapter = get(protocol.framework)
     except ValueError as err:

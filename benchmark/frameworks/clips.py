@@ -13,10 +13,13 @@ names those choices:
 - ``head`` (transformers: ``model``, its own pooled head): ``pooled_logits`` (the hub model as it is: logits averaged over the head's output
   locations, one softmax) or ``softmax_per_location`` (PySlowFast's PTV models at test time:
   a softmax at each location, then the mean);
-- ``combine``: descriptive only: how the framework's own test combines a video's views,
-  ``softmax_mean`` or ``softmax_sum`` (PySlowFast's ``DATA.ENSEMBLE_METHOD: sum``). The two rank
-  the classes identically, so the harness always computes and reports the mean; the key is
-  recorded with the run so that a table says which the framework used;
+- ``combine``: how the framework's own test combines a video's views: ``softmax_mean`` or
+  ``softmax_sum`` (PySlowFast's ``DATA.ENSEMBLE_METHOD: sum`` on softmax scores; the two rank the
+  classes identically, so the harness computes and reports the mean), or ``logit_mean`` (the
+  mean of the views' logits, also their sum: TimeSformer's TestMeter sums its head's raw logits,
+  ViViT's test step averages them; the run stores the softmax of the mean logits);
+- ``precision`` (optional): the precision the authors tested in (VideoMAE's fp16 autocast); a
+  run in another precision says so in its log;
 - ``spatial``: how a clip becomes views (its adapter's ``SPATIALS``): ``uniform_crop``
   (pytorchvideo: short-side scale, ``UniformCropVideo`` crops, views.py) or ``torchvision``
   (``weights.transforms()``: a fixed or short-side resize of the uint8 frames, antialias off, one
@@ -38,7 +41,8 @@ from fractions import Fraction
 from benchmark.data.decode import DecodedVideo
 
 HEADS = ("pooled_logits", "softmax_per_location")
-COMBINES = ("softmax_mean", "softmax_sum")
+COMBINES = ("softmax_mean", "softmax_sum", "logit_mean")
+PROTOCOL_PRECISIONS = ("fp32", "bf16", "fp16")  # benchmark.run.device.PRECISIONS' names
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Protocol:
     combine: str
     spatial: str = "uniform_crop"
     framework: str = "pytorchvideo"
+    precision: str | None = None  # the authors' test precision, where the protocol states it
 
 
 @dataclass(frozen=True)

@@ -1,27 +1,36 @@
 """The Hugging Face ``transformers`` adapter: VideoMAE, TimeSformer, ViViT and X-CLIP, each
-evaluated as its authors measured its published number.
+under two protocols: its authors' test code (how the published number was measured) and the
+model card's pipeline (the checkpoint's video processor, ``<family>_processor``).
 
 Why an adapter of its own: the model cards' pipelines differ from the authors' test protocols
-(the video processors sample no frames, the processors' class defaults are not the checkpoints'
-preprocessing), and ``from_pretrained`` fills a missing weight with an initial value and only logs
-it. Here:
+(the video processors sample no frames, antialias their resize, and ViViT's normalises to
+[-3, 1] where its authors fed [-1, 1]), and ``from_pretrained`` fills a missing weight with an
+initial value and only logs it. Here:
 - ``build`` loads a ``save_pretrained`` directory or the hub cache offline and refuses any
   missing, unexpected or mismatched key (``load_checkpoint``); without weights it builds the
   architecture from the config's published hyper-parameters and warns loudly;
-- ``clip_windows`` picks each clip's frames as the authors' test code does (``TIMINGS``), as
-  frame indices into a ``DecodedVideo``;
-- ``views`` resizes and normalises as the checkpoint's preprocessor config says, exactly as the
-  transformers processor does (tests/test_transformers.py proves it on the shared videos), and
-  crops where the authors' test code crops (``SPATIALS``), writing the (B, T, C, H, W) batch the
-  models take directly;
+- ``clip_windows`` picks each clip's frames as the authors' test code does (``TIMINGS``; ViViT's
+  from the video resampled to 25 fps, as its TFRecords were written), as frame indices into a
+  ``DecodedVideo``;
+- ``views`` resizes, crops and normalises as the protocol's ``spatial`` rule says
+  (``SPATIALS``): each authors' code (cv2 for VideoMAE and X-CLIP, float bilinear for
+  TimeSformer, TF-style bilinear truncated to uint8 for ViViT; ``model.input``'s mean/std), or
+  the checkpoint's processor (``processor``: ``builder.preprocessor``, equal to the transformers
+  processor on the shared videos), writing the (B, T, C, H, W) batch the models take directly;
+- how a video's views combine is the protocol's ``combine`` (the run's loop; ``probabilities``
+  here): TimeSformer and ViViT average logits, VideoMAE and X-CLIP softmax scores;
 - X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``).
-This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize is
-the processor's own resize, so the views equal the processor's bit for bit before normalising).
+Not followed (each stated in its conf/protocol file): the authors' decoders, X-CLIP's random
+multi-view offsets (a fixed rule), VideoMAE's single crop and clip (its code divides by zero).
+This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize
+is the processor's own resize, so the model card's views equal the processor's bit for bit
+before normalising).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -37,10 +46,11 @@ from torch import nn
 
 from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.common import Extra, first_line, installed_version, plain
+from benchmark.frameworks.views import InputSpec
 
 NAME = "transformers"
 # The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
-EXTRA = Extra(NAME, ("transformers",), "pip install -e '.[hf]'")
+EXTRA = Extra(NAME, ("transformers", "cv2"), "pip install -e '.[hf]'")  # cv2: authors' resizes
 # 5.23 maps VideoMAE's original q_bias/v_bias names (earlier 5.x releases zeroed them silently).
 MIN_VERSION = (5, 23)
 
@@ -419,12 +429,16 @@ def logits(module: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out.logits
 
 
-def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int) -> torch.Tensor:
-    """Per-video class probabilities: softmax per view, mean over each video's views (every
-    protocol here: VideoMAE, TimeSformer, X-CLIP average softmax scores; ViViT averages logits,
-    which the harness's mean of softmax approximates and which ranks alike only per view)."""
+def probabilities(module: nn.Module, views: torch.Tensor, views_per_video: int,
+                  combine: str = "softmax_mean") -> torch.Tensor:
+    """Per-video class probabilities as the protocol's ``combine`` says (what the run's loop
+    computes): the mean of the views' softmax (``softmax_mean``, ``softmax_sum``: the same
+    ranking), or the softmax of their mean logits (``logit_mean``)."""
     with torch.no_grad():
-        p = logits(module, views).softmax(-1)
+        out = logits(module, views)
+    if combine == "logit_mean":
+        return out.view(-1, views_per_video, out.shape[-1]).mean(1).softmax(-1)
+    p = out.softmax(-1)
     return p.view(-1, views_per_video, p.shape[-1]).mean(1)
 
 
@@ -484,57 +498,165 @@ def resize(frames: torch.Tensor, pre: Preprocess) -> torch.Tensor:
                       antialias=True)
 
 
-# Where each protocol puts its crops along an axis of length L (crop c, n crops). A single crop is
-# the processor's centre crop (torchvision center_crop: round((L - c) / 2)) under every rule.
+# Each protocol's spatial step (protocol.spatial): how a clip's frames are resized, where the crops
+# lie and how the pixels are normalised. The four authors' rules restate their test code (the
+# protocol files cite file and line); ``processor`` is the model card's: the checkpoint's video
+# processor (antialiased resize, builder.preprocessor's rescale and normalisation, its centre
+# crop; three crops at uniform_crop's boxes, as the processor has none).
+SPATIALS = {
+    "processor": "the checkpoint's video processor (torchvision bilinear with antialias)",
+    "videomae": "VideoMAE kinetics.py/ssv2.py: cv2 INTER_LINEAR to int(S * L / s), crops "
+                "int(k * (L - c) / (n - 1)) along the long side",
+    "pyslowfast": "TimeSformer (PySlowFast): F.interpolate bilinear on floats to floor(L / s * S), "
+                  "uniform_crop",
+    "scenic": "ViViT (scenic + DMVR): tf.image.resize bilinear to max(S, L * S // s), truncated "
+              "to uint8, three_spatial_crops (one: the central crop)",
+    "mmaction": "X-CLIP (VideoX pipeline.py, mmcv): cv2 INTER_LINEAR to int(L * S / s + 0.5), "
+                "ThreeCrop (one: CenterCrop)",
+}
+
+
 def _centre(length: int, crop: int) -> int:
+    """torchvision's center_crop offset (the processors' centre crop)."""
     return int(round((length - crop) / 2.0))
 
 
-SPATIALS = {
-    # VideoMAE kinetics.py (test mode): spatial_step = (L - short_side) / (crops - 1),
-    # start = int(k * step), along the long side.
-    "videomae": lambda L, c, n: [int(k * (L - c) / (n - 1)) for k in range(n)],
-    # PySlowFast uniform_crop (TimeSformer's lib/datasets/utils.py): 0, ceil((L - c) / 2), L - c.
-    "pyslowfast": lambda L, c, n: [0, int(math.ceil((L - c) / 2)), L - c],
-    # mmaction ThreeCrop (X-CLIP datasets/pipeline.py): step = (L - c) // 2; 0, step, 2 * step.
-    "mmaction": lambda L, c, n: [k * ((L - c) // 2) for k in range(n)],
-    # DMVR crop_image(num_crops=3) (ViViT): 0, round(L / 2 - c // 2), L - c; top/left on the
-    # short axis.
-    "dmvr": lambda L, c, n: [0, int(round(L / 2 - c // 2)), L - c],
-}
-# The short axis under 3 crops: centred (processor rule), except DMVR which starts at 0.
-_SHORT_AXIS_AT_ZERO = {"dmvr"}
+def _uniform_crop(h: int, w: int, c: int) -> list[tuple[int, int]]:
+    """uniform_crop's three boxes (PySlowFast transform.uniform_crop, scenic's deterministic_crop):
+    centre ceil((L - c) / 2) on both axes, then 0 and L - c along the height when height > width,
+    else along the width."""
+    y, x = int(math.ceil((h - c) / 2)), int(math.ceil((w - c) / 2))
+    if h > w:
+        return [(0, x), (y, x), (h - c, x)]
+    return [(y, 0), (y, x), (y, w - c)]
 
 
 def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
                rule: str) -> list[tuple[int, int]]:
-    """(top, left) of each crop of an (h, w) frame."""
+    """(top, left) of each crop of an (h, w) frame under the spatial ``rule``, in the authors'
+    order (a video's views are averaged, so the order changes no number)."""
     ch, cw = crop
     if ch > h or cw > w:
         raise ValueError(f"frames of {h}x{w} are smaller than the {ch}x{cw} crop")
-    if crops == 1:
-        return [(_centre(h, ch), _centre(w, cw))]
     if rule not in SPATIALS:
         raise ValueError(f"protocol.spatial: {rule!r} is not one of {sorted(SPATIALS)}")
-    if crops != 3:
+    if crops not in (1, 3):
         raise ValueError(f"views.crops: the {rule} protocol takes 1 or 3 crops, got {crops}")
-    tall = h > w if rule == "mmaction" else h >= w
-    along = SPATIALS[rule](h if tall else w, ch if tall else cw, crops)
-    other = 0 if rule in _SHORT_AXIS_AT_ZERO else _centre(w if tall else h, cw if tall else ch)
-    return [(p, other) if tall else (other, p) for p in along]
+    if crops == 1:
+        if rule in ("scenic", "mmaction"):  # tf.image.resize_with_crop_or_pad, CenterCrop: floor
+            return [((h - ch) // 2, (w - cw) // 2)]
+        if rule == "pyslowfast":  # uniform_crop(spatial_idx=1)
+            return [_uniform_crop(h, w, ch)[1]]
+        return [(_centre(h, ch), _centre(w, cw))]  # the processor's (VideoMAE: no rule of its own)
+    if rule in ("pyslowfast", "scenic", "processor"):
+        return _uniform_crop(h, w, ch)
+    if rule == "videomae":  # kinetics.py: along the height when H >= W; the short axis whole
+        tall = h >= w
+        length = h if tall else w
+        along = [int(k * (length - ch) / (crops - 1)) for k in range(crops)]
+        return [(p, _centre(w, cw)) if tall else (_centre(h, ch), p) for p in along]
+    # mmaction ThreeCrop: left, right, middle (step (L - c) // 2) when the crop spans the height
+    if ch == h:
+        step = (w - cw) // 2
+        return [(0, 0), (0, 2 * step), (0, step)]
+    if cw == w:
+        step = (h - ch) // 2
+        return [(0, 0), (2 * step, 0), (step, 0)]
+    raise ValueError(f"ThreeCrop {ch} needs a side of {ch} after the resize, got {h}x{w}")
+
+
+def _cv2_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) frames through cv2.resize INTER_LINEAR (what VideoMAE's
+    functional.resize_clip and mmcv.imresize call: the authors' library, whose fixed-point
+    arithmetic no torch resize reproduces), back on the frames' device."""
+    import cv2
+    import numpy as np
+
+    h, w = size
+    host = frames.permute(0, 2, 3, 1).cpu().numpy()
+    out = np.stack([cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_LINEAR)
+                    for f in host])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(frames.device)
+
+
+def _bilinear(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """float bilinear, half-pixel centres, no antialias: F.interpolate(align_corners=False), as
+    PySlowFast calls it; tf.image.resize(BILINEAR) computes the same weights."""
+    return torch.nn.functional.interpolate(frames.float(), size=list(size), mode="bilinear",
+                                           align_corners=False)
+
+
+def videomae_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """VideoMAE functional.get_resize_sizes: the short side ``side``, the long int(side * L / s)."""
+    if w < h:
+        return int(side * h / w), side
+    return side, int(side * w / h)
+
+
+def pyslowfast_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """PySlowFast transform.random_short_side_scale_jitter: the long side floor(L / s * side)."""
+    if w < h:
+        return int(math.floor((float(h) / w) * side)), side
+    return side, int(math.floor((float(w) / h) * side))
+
+
+def scenic_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """DMVR processors.resize_smallest: max(side, L * side // s) on each axis."""
+    return max(side, (h * side) // w), max(side, (w * side) // h)
+
+
+def mmcv_size(h: int, w: int, side: int) -> tuple[int, int]:
+    """mmcv.rescale_size((w, h), (inf, side)): factor side / short side, int(x * factor + 0.5)."""
+    factor = side / min(h, w)
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
+def one_crop_side(rule: str, crop: int, side: int) -> int:
+    """The short side a single-crop test resizes to: TimeSformer's TRAIN_JITTER_SCALES[0] (256,
+    its kinetics.py 175-180 when NUM_SPATIAL_CROPS is 1), X-CLIP's int(256 / 224 * INPUT_SIZE)
+    (its datasets/build.py 245, 289); every other rule keeps ``side``."""
+    if rule == "pyslowfast":
+        return 256
+    if rule == "mmaction":
+        return int(256 / 224 * crop)
+    return side
+
+
+def spatial_resize(frames: torch.Tensor, rule: str, pre: Preprocess) -> torch.Tensor:
+    """uint8 (N, C, H, W) frames with the short side at ``pre.shortest_edge`` as ``rule``'s code
+    resizes them: uint8 for every rule but ``pyslowfast`` (its floats are never rounded)."""
+    h, w = frames.shape[-2:]
+    side = pre.shortest_edge
+    if rule == "processor":
+        return resize(frames, pre)
+    if rule == "videomae":  # resize_clip returns the clip as it is when the short side fits
+        return frames if min(h, w) == side else _cv2_resize(frames, videomae_size(h, w, side))
+    if rule == "mmaction":  # mmcv resizes always (cv2 returns a same-size frame unchanged)
+        return _cv2_resize(frames, mmcv_size(h, w, side))
+    if rule == "pyslowfast":
+        return frames if min(h, w) == side else _bilinear(frames, pyslowfast_size(h, w, side))
+    size = scenic_size(h, w, side)
+    if size == (h, w):
+        return frames
+    return _bilinear(frames, size).floor_().to(torch.uint8)  # tf.cast(float -> uint8) truncates
 
 
 def preprocess_views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str,
                      out: torch.Tensor | None = None) -> torch.Tensor:
     """float (clips * crops, T, C, H, W) views, clip-major, from uint8 clips in the harness's
-    (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames).
+    (N, C, T, H, W) layout (a permuted view of its (N, T, H, W, C) frames): resized and cropped
+    as ``rule`` says, rescaled and normalised as ``pre`` says.
 
     The (N, T, C, H, W) order is a permutation of the same memory, so the frames reach the
     resize without a copy; each crop is written once, straight into the batch the model takes,
-    and rescale + normalise run in place on it as one multiply-add per value.
+    and rescale + normalise run in place on it as one multiply-add per value (the resize is
+    bilinear, whose weights sum to 1, so normalising after it equals PySlowFast's before).
     """
     n, c, t, h, w = clips.shape
-    frames = resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), pre)
+    if crops == 1 and rule != "processor":
+        pre = dataclasses.replace(pre, shortest_edge=one_crop_side(rule, pre.crop_size[0],
+                                                                    pre.shortest_edge))
+    frames = spatial_resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), rule, pre)
     frames = frames.view(n, t, c, *frames.shape[-2:])
     boxes = crop_boxes(frames.shape[-2], frames.shape[-1], pre.crop_size, crops, rule)
     ch, cw = pre.crop_size
@@ -618,34 +740,64 @@ def pyslowfast_windows(video, spec, clips: int) -> list[list[int]]:
     return out
 
 
+def resampled_frames(video, rate) -> list[int]:
+    """The decoded frames as a video re-encoded at ``rate`` fps by FFmpeg's ``fps`` filter
+    (DMVR examples/generate_from_file.py extract_frames, how scenic's Kinetics TFRecords were
+    written: "Kinetics videos has 250 frames", 25 fps): index into ``video.frames`` of each
+    output frame. Output frame k (time k / rate from the first frame) shows the latest frame
+    whose time, rounded to the nearest 1 / rate tick (halves away from zero, FFmpeg's
+    AV_ROUND_NEAR_INF), is at most k; the output runs to the last frame's tick. Times come from
+    the timestamps (a late first frame starts the output), else from the frame rate."""
+    from fractions import Fraction
+
+    n, rate = _count(video), Fraction(rate)
+    if len(video.pts) == n and n > 1:
+        times = [(p - video.pts[0]) * Fraction(video.time_base) for p in video.pts]
+    else:
+        times = [Fraction(i) / Fraction(_fps(video)) for i in range(n)]
+    ticks = [math.floor(t * rate + Fraction(1, 2)) for t in times]  # t >= 0: halves up
+    out, i = [], 0
+    for k in range(ticks[-1] + 1):
+        while i + 1 < n and ticks[i + 1] <= k:
+            i += 1
+        out.append(i)
+    return out
+
+
 def dmvr_windows(video, spec, clips: int) -> list[list[int]]:
-    """ViViT (scenic, DMVR processors.sample_linspace_sequence): offsets =
+    """ViViT (scenic, DMVR processors.sample_linspace_sequence) on the video resampled to
+    ``frames_per_second`` (25: scenic's TFRecords, ``resampled_frames``): offsets =
     int(linspace(0, max(N - num_frames * stride, 0), clips)), frames offset + stride * s, the
     sequence repeated when too short (index mod N). One clip: DMVR's sample_sequence centre,
     offset max((N - num_frames * stride) // 2, 0)."""
-    n, t, stride = _count(video), spec.num_frames, spec.sampling_rate
+    grid = resampled_frames(video, float(spec.frames_per_second))
+    n, t, stride = len(grid), spec.num_frames, spec.sampling_rate
     top = max(n - t * stride, 0)
     if clips == 1:
         offsets = [top // 2]
     else:
         offsets = torch.linspace(0.0, float(top), clips, dtype=torch.float32).int().tolist()
-    return [[(o + s * stride) % n for s in range(t)] for o in offsets]
+    return [[grid[(o + s * stride) % n] for s in range(t)] for o in offsets]
 
 
-def tsn_windows(video, spec, clips: int) -> list[list[int]]:
+def xclip_windows(video, spec, clips: int) -> list[list[int]]:
     """X-CLIP (VideoX X-CLIP datasets/pipeline.py SampleFrames, clip_len 1, num_clips =
-    num_frames segments): one frame per segment of N / num_frames frames. One clip is the test
-    mode's segment centres, int(k * avg + avg / 2), avg = N / num_frames. The authors' multi-view
-    test draws each view's offsets at random within the segments (SampleFrames without
-    test_mode); here view v of V takes the fixed fraction (v + 0.5) / V of each segment (V = 1:
-    the test mode exactly). Indices past the end loop (mod N)."""
+    num_frames segments). One clip (TEST.NUM_CLIP 1): the test mode's segment centres,
+    int(k * avg + avg / 2), avg = N / num_frames. Several (TEST.NUM_CLIP 4: ``multiview``): each
+    view is the training sampler's, segments of avg = N // num_frames frames from k * avg plus
+    a random offset below avg, which here is the fixed int(avg * (v + 0.5) / V) for view v of V
+    (the authors' numbers are one draw); a video shorter than num_frames takes
+    np.around(k * N / num_frames) (round half to even) in every view. Indices past the end
+    loop (mod N)."""
     n, t = _count(video), spec.num_frames
-    avg = n / float(t)
-    out = []
-    for v in range(clips):
-        frac = (v + 0.5) / clips
-        out.append([int(k * avg + avg * frac) % n for k in range(t)])
-    return out
+    if clips == 1:
+        avg = n / float(t)
+        return [[int(k * avg + avg / 2.0) % n for k in range(t)]]
+    avg = n // t
+    if avg == 0:
+        return [[round(k * n / t) % n for k in range(t)] for _ in range(clips)]
+    return [[(k * avg + int(avg * (v + 0.5) / clips)) % n for k in range(t)]
+            for v in range(clips)]
 
 
 # Timings that take at most so many clips (check_settings refuses more before any work).
@@ -656,7 +808,7 @@ TIMINGS = {
     "videomae_ssv2": videomae_ssv2_windows,
     "pyslowfast": pyslowfast_windows,
     "dmvr": dmvr_windows,
-    "tsn": tsn_windows,
+    "xclip": xclip_windows,
 }
 
 
@@ -768,9 +920,10 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
     start up to the clip's last frame and keeps the protocol's frames (the docs'
     ``read_video_pyav``; the frame count from the stream header, as their ``seg_len``), and
     the checkpoint's video processor resizes, crops and normalises them; three crops are cut
-    from the processor's resized, normalised frames at the authors' crop boxes (the processor
-    has only the centre crop). The frame indices and crop boxes are the protocol's
-    (``frame_windows``, ``crop_boxes``): the pipeline differs from the harness's in how it
+    from the processor's resized, normalised frames at the protocol's crop boxes (the processor
+    has only the centre crop; the model card's protocols, ``spatial: processor``, take
+    uniform_crop's). The frame indices and crop boxes are the protocol's (``frame_windows``,
+    ``crop_boxes``): the pipeline differs from the harness's under the same protocol in how it
     decodes, resizes, normalises and batches.
     """
     from types import SimpleNamespace
@@ -807,8 +960,9 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
 
 # ---------------------------------------------------------------------------------------------
 # The registry's adapter API (benchmark/frameworks/__init__.py): what the run calls. The run
-# passes ``InputSpec`` values; ``model.input`` mirrors ``builder.preprocessor`` (``build`` refuses
-# a config where they differ), so the views follow the checkpoint's preprocessing.
+# passes this adapter's ``Spec`` (``input_spec``): ``model.input`` is the authors' test input,
+# ``builder.preprocessor`` the checkpoint's processor (their sizes agree: ``build`` refuses a
+# config where they differ); the protocol's spatial rule picks which normalisation applies.
 
 CHECK_HASH = False  # no URL: the weights are a save_pretrained directory or the hub cache's
 CHANNELS_LAST = False  # (B, T, C, H, W) views, 2D patch convolutions: eval.channels_last is off
@@ -881,8 +1035,8 @@ def checkpoint_class_names(module: nn.Module) -> list[str] | None:
 
 def preprocess_of(spec) -> Preprocess:
     """The preprocessing an ``InputSpec`` says: short side ``side_size``, a square
-    ``crop_size`` crop, /255 and the mean/std (ViViT's x / 127.5 - 1 then 0.5/0.5 is the same
-    multiply-add as /255 then mean 0.75, std 0.25: its ``model.input`` says so)."""
+    ``crop_size`` crop, /255 and the mean/std (the authors' normalisation: ViViT's x * 2 / 255 - 1
+    is /255 then mean 0.5, std 0.5)."""
     return Preprocess(shortest_edge=int(spec.side_size),
                       crop_size=(int(spec.crop_size), int(spec.crop_size)),
                       rescale_factor=1 / 255, offset=False, image_mean=tuple(spec.mean),
@@ -890,8 +1044,9 @@ def preprocess_of(spec) -> Preprocess:
 
 
 def input_problem(model_cfg) -> str | None:
-    """Where ``model.input`` (what the run's views use) differs from ``builder.preprocessor``
-    (the checkpoint's): a line naming the key, or None."""
+    """Where ``model.input``'s sizes (the authors' short side and crop) differ from
+    ``builder.preprocessor``'s (the checkpoint's processor): a line naming the key, or None.
+    Their normalisations may differ (ViViT: the authors' [-1, 1], the processor's [-3, 1])."""
     want = Preprocess.from_model(model_cfg)
     i = model_cfg["input"]
     have = preprocess_of(type("Spec", (), dict(side_size=i["side_size"], crop_size=i["crop_size"],
@@ -902,10 +1057,6 @@ def input_problem(model_cfg) -> str | None:
     if have.crop_size != want.crop_size:
         return (f"model.input.crop_size={have.crop_size[0]} but "
                 f"model.builder.preprocessor.crop_size={list(want.crop_size)}")
-    for a, b in zip(have.affine(), want.affine()):
-        if not torch.allclose(a, b, rtol=1e-6, atol=1e-6):
-            return ("model.input.mean/std: /255 then (x - mean) / std is not the "
-                    "builder.preprocessor's rescale, offset and normalisation")
     return None
 
 
@@ -937,7 +1088,39 @@ def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,
     layout transformers' models take (``memory_format`` does not apply to it)."""
     if fault == "centre_crop_only":
         raise ValueError("views.fault=centre_crop_only: pytorchvideo's crops only")
-    return [preprocess_views(clips, preprocess_of(spec), crops, spatial)]
+    return [preprocess_views(clips, pixels_of(spec, spatial), crops, spatial)]
+
+
+def pixels_of(spec, spatial: str | None) -> Preprocess:
+    """The rescale and normalisation of the protocol's spatial step: the checkpoint's
+    processor's (``Spec.processor``, builder.preprocessor) under ``processor``, the authors'
+    (``model.input``: /255 then mean/std) under theirs."""
+    if spatial == "processor":
+        if getattr(spec, "processor", None) is None:
+            raise ValueError("protocol.spatial=processor needs the checkpoint's preprocessor "
+                             "values: a transformers model's Spec (input_spec)")
+        return spec.processor
+    return preprocess_of(spec)
+
+
+@dataclass(frozen=True)
+class Spec(InputSpec):
+    """A transformers model's ``InputSpec``: ``model.input`` (its authors' test input, what the
+    authors' protocols use) beside ``processor``, the checkpoint's preprocessor values
+    (``builder.preprocessor``: what protocol spatial ``processor``, the model card's, uses)."""
+
+    processor: Preprocess | None = None
+
+
+def input_spec(model_cfg) -> Spec:
+    """The run's spec of a transformers model (``Spec``); a one-line error naming the key where
+    ``model.input``'s sizes differ from the checkpoint's."""
+    problem = input_problem(model_cfg)
+    if problem:
+        raise ValueError(problem)
+    values = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+              for k, v in plain(model_cfg["input"]).items()}
+    return Spec(**values, processor=Preprocess.from_model(model_cfg))
 
 
 def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]:
@@ -950,7 +1133,6 @@ def setting_problems(protocol, crops: int, model_input) -> list[tuple[str, str]]
 def example_views(spec, batch: int = 1) -> list[torch.Tensor]:
     """A random batch in the models' (B, T, C, H, W) layout, one pathway (FLOPs, throughput)."""
     return [torch.randn(batch, spec.num_frames, 3, spec.crop_size, spec.crop_size)]
-
 
 
 class TransformersAdapter(Adapter):
@@ -978,14 +1160,20 @@ class TransformersAdapter(Adapter):
     resolve_weights = staticmethod(resolve_weights)
     where_weights_go = staticmethod(where_weights_go)
     example_views = staticmethod(example_views)
+    input_spec = staticmethod(input_spec)
     checkpoint_class_names = staticmethod(checkpoint_class_names)
     source_values = staticmethod(source_values)
 
     def counted_as(self, module, convention):
         return counted_as(module, convention)
 
-    def reference_problem(self, protocol) -> None:
-        """None: every protocol of its has the card pipeline (``reference_views``)."""
+    def reference_problem(self, protocol) -> str | None:
+        """The card pipeline (``reference_views``) is the checkpoint's processor: the harness
+        beside it runs the model card's protocol (``spatial: processor``), not the authors'."""
+        if protocol.spatial != "processor":
+            return (f"protocol: the card pipeline is the checkpoint's processor, so the harness "
+                    f"runs the model card's protocol: pass protocol={protocol.name}_processor, "
+                    f"got {protocol.name}")
         return None
 
     def reference_views(self, path, spec, clips, crops, *, model_cfg, protocol):

@@ -18,8 +18,9 @@ class ViewBatcher:
     """Builds each video's views on the device and runs the model ``batch_views`` views at a
     time; a batch may hold the last views of one video and the first of the next, so the device
     always gets full batches. A video is finished once its last view has run: its mean (softmax
-    per view, then the mean; the softmax of the mean logits where ``spec.views_mean`` says so:
-    mmaction2's TSN) goes to the CPU and waits in ``finished`` (key, mean, copy event or None)
+    per view, then the mean; the softmax of the mean logits where ``spec.views_mean`` says so,
+    mmaction2's TSN, or the protocol's ``combine`` is ``logit_mean``: TimeSformer, ViViT) goes
+    to the CPU and waits in ``finished`` (key, mean, copy event or None)
     until it is handed over.
 
     The views are fp32 as the reference builds them (autocast casts them at the first layer),
@@ -33,11 +34,12 @@ class ViewBatcher:
     def __init__(self, model: torch.nn.Module, spec: InputSpec, crops: int, batch_views: int,
                  device: torch.device, precision: str, channels_last: bool = False,
                  fault: str | None = None, stopwatch: Stopwatch | None = None,
-                 spatial: Spatial | None = None, finished: list | None = None):
+                 spatial: Spatial | None = None, finished: list | None = None,
+                 combine: str = "softmax_mean"):
         self.model, self.spec, self.crops, self.batch_views = model, spec, crops, batch_views
         self.device, self.precision, self.fault, self.spatial = device, precision, fault, spatial
         self.layout = torch.channels_last_3d if channels_last else torch.contiguous_format
-        self.logits_mean = spec.views_mean == "logits"
+        self.logits_mean = spec.views_mean == "logits" or combine == "logit_mean"
         self.clips_per_build = max(1, -(-batch_views // crops))
         self.timed = stopwatch or (lambda name: contextlib.nullcontext())
         self.pending: list[tuple[list[torch.Tensor], Hashable]] = []  # built, not yet run
@@ -123,11 +125,12 @@ def predict(model: torch.nn.Module, videos: Iterable[tuple[Hashable, torch.Tenso
             spec: InputSpec, crops: int, batch_views: int, device: torch.device, precision: str,
             channels_last: bool = False, fault: str | None = None,
             stopwatch: Stopwatch | None = None, spatial: Spatial | None = None,
-            finished: list | None = None) -> Iterator[tuple[Hashable, torch.Tensor]]:
+            finished: list | None = None,
+            combine: str = "softmax_mean") -> Iterator[tuple[Hashable, torch.Tensor]]:
     """Each video's mean softmax over its clips x crops views, in the order the videos come:
     ``ViewBatcher(...).predict(videos)`` (its docstring says how)."""
     return ViewBatcher(model, spec, crops, batch_views, device, precision, channels_last, fault,
-                       stopwatch, spatial, finished).predict(videos)
+                       stopwatch, spatial, finished, combine).predict(videos)
 
 
 def finished_means(finished: list) -> Iterator[tuple[Hashable, torch.Tensor]]:

@@ -11,7 +11,8 @@ and the same weights (one module for both):
    transformers model (``model=videomae_base_k400``, or each of ``bench.transformers`` after
    the main rows) the card's pipeline is its checkpoint's video processor per clip on the
    frames its authors' protocol picks (``frameworks/transformers.py``'s ``reference_views``),
-   and the harness runs that protocol and its views;
+   and the harness runs the model card's protocol (``protocol=<authors'>_processor``: those
+   frames, the processor's pixels) and the authors' views;
 2. ``harness``: the harness's own path (loader workers decode once and cut uint8 clips, the
    views are built on the device, ``predict``) with the settings in ``conf/bench.yaml`` (the
    same keys as ``conf/eval.yaml``: precision, compile, eval.batch_views, ...), over
@@ -262,7 +263,9 @@ def run_harness(runner: torch.nn.Module, videos: list[Video], count: int, spec: 
                           frameworks.timing(str(cfg.protocol.clips)))
     items = iter(on_device(loader, device))
     settings = (spec, crops, batch_views, device, str(cfg.precision), bool(cfg.eval.channels_last))
-    spatial = {"spatial": frameworks.spatial(str(cfg.protocol.spatial))}
+    # uniform_crop, or a transformers protocol's; how its views combine
+    spatial = {"spatial": frameworks.spatial(str(cfg.protocol.spatial)),
+               "combine": str(cfg.protocol.combine)}
 
     first = next(items)
     if first.failure is not None:
@@ -532,7 +535,8 @@ def card_pipeline(cfg: DictConfig):
     """The model card's pipeline for the bench's model, as ``views_of(path, spec, clips,
     crops)``: the protocol's adapter's ``reference_views`` (pytorchvideo 0.1.5's own under
     ``protocol=pytorchvideo``; for a transformers model its checkpoint's video processor per
-    clip on the frames its authors' protocol picks); None for a model whose framework's own
+    clip on the frames its authors' protocol picks, which needs the model card's protocol,
+    ``<authors'>_processor``); None for a model whose framework's own
     test loop is the reference (``OWN_TEST_LOOP``: mmaction2). Also turns
     ``eval.channels_last`` off for a framework without that layout, as ``evaluate`` does."""
     settle_channels_last(cfg)
@@ -564,14 +568,17 @@ def model_config(name: str, overrides: list[str]) -> DictConfig:
 
 
 def transformers_rows(cfg: DictConfig, run_dir: Path) -> dict:
-    """``bench.transformers``: each named transformers model (random init, seeded) under its
-    authors' protocol and views, its card pipeline against the harness on the same videos with
-    the same harness settings: a bench of its own (``bench.json`` in ``run_dir/<name>``, rows
-    in the same table; no RSS check, no fuse comparison: the rewrites are pytorchvideo's)."""
+    """``bench.transformers``: each named transformers model (random init, seeded) under the
+    model card's protocol (``<authors' protocol>_processor``: the authors' frames and views, the
+    checkpoint's processor's pixels) with its authors' views, its card pipeline against the
+    harness on the same videos with the same harness settings: a bench of its own
+    (``bench.json`` in ``run_dir/<name>``, rows in the same table; no RSS check, no fuse
+    comparison: the rewrites are pytorchvideo's)."""
     out = {}
     for name in cfg.bench.transformers:
-        composed_cfg = model_config(str(name), [str(o) for o in
-                                                cfg.bench.transformers_overrides])
+        overrides = [str(o) for o in cfg.bench.transformers_overrides]
+        authors = str(model_config(str(name), overrides).protocol.name)
+        composed_cfg = model_config(str(name), [f"protocol={authors}_processor", *overrides])
         sub = copy.deepcopy(cfg)
         with open_dict(sub):
             for key in ("model", "protocol", "views"):

@@ -114,6 +114,10 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     log.info("dataset %s: %d videos (%s); model %s, weights %s; %dx%d views, protocol %s, on %s, %s",
              manifest.name, len(manifest.videos), cfg.data.description, model.name, model.weights,
              clips, crops, protocol.name, device, cfg.precision)
+    if protocol.precision is not None and protocol.precision != str(cfg.precision):
+        log.warning("precision=%s: the %s protocol's authors tested in %s (protocol.precision); "
+                    "this run's numbers may differ from theirs by that", cfg.precision,
+                    protocol.name, protocol.precision)
 
     def check_room() -> None:
         # Room for the parts and the final files (probabilities as float64, twice, with slack).
@@ -179,7 +183,7 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
     with store.timed_flushes(), Progress(len(todo), model.name) as progress:
         batcher = ViewBatcher(runner, spec, crops, batch_views, device, str(cfg.precision),
                               bool(cfg.eval.channels_last), cfg.views.fault, spatial=spatial,
-                              finished=finished)
+                              finished=finished, combine=protocol.combine)
         for index, probs in batcher.predict(loaded(progress)):
             video = manifest.videos[index]
             if record_prediction(store, video, probs, bool(cfg.strict), notes.pop(index, None)):

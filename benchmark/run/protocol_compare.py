@@ -10,6 +10,29 @@ from benchmark.frameworks import protocol_from_config
 from benchmark.run.schema import ProtocolSchema
 
 
+def model_setting(name: str, base: list[str]) -> tuple[list[str], list[str]]:
+    """For ``--model NAME`` (a transformers model): ``base``'s overrides (the toy set on the CPU)
+    without its model, weights, protocol and views, then ``model=NAME`` (its weights ``auto``: the
+    hub cache's checkpoint, else random init, and its authors' views); and the protocols to
+    compare: its authors' (``published.protocol``) first, then the model card's
+    (``<authors'>_processor``)."""
+    from omegaconf import OmegaConf
+
+    from benchmark import CONF_DIR
+
+    file = CONF_DIR / "model" / f"{name}.yaml"
+    if not file.is_file():
+        raise ValueError(f"--model: no conf/model/{name}.yaml")
+    authors = OmegaConf.load(file).get("published", {}).get("protocol")
+    card = f"{authors}_processor"
+    if authors is None or not (CONF_DIR / "protocol" / f"{card}.yaml").is_file():
+        raise ValueError(f"--model {name}: no model card protocol beside its authors' "
+                         f"(conf/protocol/{card}.yaml)")
+    dropped = ("model", "model.weights", "protocol", "views")
+    kept = [o for o in base if o.split("=", 1)[0].lstrip("+~") not in dropped]
+    return [*kept, f"model={name}"], [str(authors), card]
+
+
 def compare(overrides: list[str], run_root, protocols: list[str], default: str = "zoo"):
     """The same model and data under each protocol, through the real entry point: one row per
     protocol (``protocol_table``), ``default``'s run the one the others are compared with."""
@@ -63,6 +86,7 @@ def protocol_table(runs: dict, default: str):
         ran = protocol_from_config(OmegaConf.merge(OmegaConf.structured(ProtocolSchema), saved))
         rows.append({
             "protocol": name, "clips": ran.clips, "head": ran.head, "combine": ran.combine,
+            "spatial": ran.spatial, "precision": ran.precision or "",
             "videos": len(shared),
             "evaluated": f"{metrics['videos_evaluated']}/{metrics['videos_listed']}",
             "top1": round(100 * top["top1"], 2), "top5": round(100 * top["top5"], 2),

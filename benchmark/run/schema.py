@@ -179,6 +179,7 @@ class ProtocolSchema:
     head: str = MISSING
     combine: str = MISSING
     spatial: str = MISSING
+    precision: Optional[str] = None  # the authors' test precision (fp32 | bf16 | fp16), if stated
 
 
 @dataclass

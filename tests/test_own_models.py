@@ -204,6 +204,16 @@ def with_preprocessor(path: Path, side: int = 32) -> Path:
     return path
 
 
+def run_hf_source(source: Path, action_set: Path, tmp_path: Path, out: Path):
+    """``python -m benchmark.eval model=hf model.source=SOURCE`` on the generated action set
+    (Kinetics layout), on the CPU, into ``out``."""
+    return run_eval("model=hf", f"model.source={source}", "data=kinetics400",
+                    f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+                    f"data.class_names={action_set / 'kinetics_classnames.json'}", "device=cpu",
+                    "cost.throughput_iters=0", "data.workers=0",
+                    f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={out}")
+
+
 def test_model_hf_reads_the_checkpoint_and_picks_its_family_s_protocol(tiny_videomae_named,
                                                                        action_set, tmp_path):
     """model=hf model.source=DIR: architecture, frames, size, classes and normalisation from
@@ -212,11 +222,7 @@ def test_model_hf_reads_the_checkpoint_and_picks_its_family_s_protocol(tiny_vide
     source = with_preprocessor(tmp_path / "ckpt")
     shutil.copytree(tiny_videomae_named["reordered"], source, dirs_exist_ok=True)
     out = tmp_path / "out"
-    result = run_eval("model=hf", f"model.source={source}", "data=kinetics400",
-                      f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
-                      f"data.class_names={action_set / 'kinetics_classnames.json'}", "device=cpu",
-                      "cost.throughput_iters=0", "data.workers=0",
-                      f"results_dir={tmp_path / 'results'}", f"hydra.run.dir={out}")
+    result = run_hf_source(source, action_set, tmp_path, out)
     assert (f"model {source}: videomae (videomae on kinetics is tested as videomae_base_k400 "
             "is), 4 classes, 4 frames at 32 px; protocol videomae, views 5x3") in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -252,15 +258,20 @@ def test_model_hf_on_ssv2_a_hub_id_offline_and_what_it_cannot_run(tiny_videomae_
     chosen = [*overrides, "protocol=videomae", "views=1x1"]
     cfg = from_source(compose_eval(*chosen), chosen)
     assert (cfg.protocol.name, cfg.views.clips, cfg.views.crops) == ("videomae", 1, 1)
-    other = tmp_path / "vjepa"
+    other = tmp_path / "videoprism"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({"model_type": "vjepa2",
-                                                   "architectures": ["VJEPA2ForVideoClassification"]}))
+    (other / "config.json").write_text(json.dumps({
+        "model_type": "videoprism_vision_model",
+        "architectures": ["VideoPrismForVideoClassification"]}))
     with pytest.raises(WeightsError) as err:
         from_source(compose_eval("model=hf", f"model.source={other}"), [])
-    assert str(err.value) == (f"model.source={other}: model_type 'vjepa2' "
-                              "(VJEPA2ForVideoClassification) has no authors' test protocol here; "
-                              "the harness evaluates videomae, timesformer, vivit, xclip")
+    assert str(err.value) == (
+        f"model.source={other}: model_type 'videoprism_vision_model' "
+        "(VideoPrismForVideoClassification) has no authors' test protocol here (no fine-tuned "
+        "classifier to test: Google's released VideoPrism checkpoints (google/videoprism-*) are "
+        "encoders whose VideoPrismForVideoClassification head is untrained, and no authors' "
+        "classification test protocol comes with them); the harness evaluates videomae, "
+        "timesformer, vivit, xclip, vjepa2")
 
 
 # ---- an mmaction2 config file and checkpoint ----------------------------------------------------

@@ -1,6 +1,7 @@
 """The Hugging Face ``transformers`` adapter: VideoMAE, TimeSformer, ViViT and X-CLIP, each
 under two protocols: its authors' test code (how the published number was measured) and the
-model card's pipeline (the checkpoint's video processor, ``<family>_processor``).
+model card's pipeline (the checkpoint's video processor, ``<family>_processor``); V-JEPA 2's
+probe classifiers under their authors' test (``vjepa2``).
 
 Why an adapter of its own: the model cards' pipelines differ from the authors' test protocols
 (the video processors sample no frames, antialias their resize, and ViViT's normalises to
@@ -19,7 +20,9 @@ initial value and only logs it. Here:
   processor on the shared videos), writing the (B, T, C, H, W) batch the models take directly;
 - how a video's views combine is the protocol's ``combine`` (the run's loop; ``probabilities``
   here): TimeSformer and ViViT average logits, VideoMAE and X-CLIP softmax scores;
-- X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``).
+- X-CLIP classifies by the text of the class names the caller passes (``XCLIPClassifier``);
+- V-JEPA 2's probe reads all of a view's temporal segments at once: ``cut_clips`` joins the
+  segments into one view and ``VJEPA2SegmentClassifier`` encodes each apart before the probe.
 Not followed (each stated in its conf/protocol file): the authors' decoders, X-CLIP's random
 multi-view offsets (a fixed rule), VideoMAE's single crop and clip (its code divides by zero).
 This module imports neither pytorchvideo nor torchvision.models (torchvision.transforms' resize
@@ -62,6 +65,19 @@ ARCHITECTURES = {
     "timesformer": ("TimesformerConfig", "TimesformerForVideoClassification"),
     "vivit": ("VivitConfig", "VivitForVideoClassification"),
     "xclip": ("XCLIPConfig", "XCLIPModel"),
+    # V-JEPA 2's attentive-probe classifiers (a frozen encoder); build wraps them so that a view's
+    # segments are encoded apart and read by the probe at once (VJEPA2SegmentClassifier).
+    "vjepa2": ("VJEPA2Config", "VJEPA2ForVideoClassification"),
+}
+
+
+# model_types transformers' AutoModelForVideoClassification maps that the harness refuses, and
+# what is missing for them (source_values' line).
+NOT_EVALUATED = {
+    "videoprism_vision_model": "no fine-tuned classifier to test: Google's released VideoPrism "
+                               "checkpoints (google/videoprism-*) are encoders whose "
+                               "VideoPrismForVideoClassification head is untrained, and no "
+                               "authors' classification test protocol comes with them",
 }
 
 
@@ -263,11 +279,21 @@ def _file_preprocessor(raw: dict) -> dict:
             "resample": raw.get("resample", 2)}
 
 
+# The processor files a checkpoint directory may hold: an image processor's, or a video
+# processor's (V-JEPA 2's checkpoints carry only VJEPA2VideoProcessor's).
+PREPROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
+
+
+def preprocessor_file(path) -> Path | None:
+    """The checkpoint directory's processor file (``PREPROCESSOR_FILES``, first found), or None."""
+    return next((Path(path) / f for f in PREPROCESSOR_FILES if (Path(path) / f).is_file()), None)
+
+
 def check_preprocessor(path, model_cfg) -> None:
     """One line naming the key when the checkpoint's preprocessor_config.json disagrees with the
     values the model config stores (offline the harness cannot read them from the hub)."""
-    file = Path(path) / "preprocessor_config.json"
-    if not file.is_file():
+    file = preprocessor_file(path)
+    if file is None:
         return
     have = _file_preprocessor(_json_object(file))
     want = Preprocess.from_model(model_cfg)
@@ -312,6 +338,8 @@ def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
             raise ValueError(f"{model_cfg['name']}: X-CLIP classifies by the class names' text; "
                              "pass the data set's class names")
         return XCLIPClassifier(model, class_names, tokenizer=load_tokenizer(path)).eval()
+    if _builder(model_cfg)["architecture"] == "vjepa2":
+        return VJEPA2SegmentClassifier(model, int(model_cfg["input"]["num_frames"])).eval()
     return model
 
 
@@ -390,6 +418,42 @@ class XCLIPClassifier(nn.Module):
         video = video / video.norm(p=2, dim=-1, keepdim=True)
         text = text / text.norm(p=2, dim=-1, keepdim=True)
         return torch.einsum("bd,bkd->bk", video, m.logit_scale.exp() * text)
+
+
+class VJEPA2SegmentClassifier(nn.Module):
+    """V-JEPA 2's frozen encoder and attentive probe as its authors test them on several temporal
+    segments (facebookresearch/vjepa2 c2963a4, evals/video_classification_frozen/modelcustom/
+    vit_encoder_multiclip.py 107-147 ClipAggregation, then eval.py 318-320): each segment of
+    ``frames`` frames is encoded on its own (its RoPE positions start at 0), the segments' tokens
+    are concatenated in time order, and the probe (``pooler``) and linear head read them all at
+    once. A view (B, S * frames, C, H, W) -> (B, classes) logits; one segment is
+    ``VJEPA2ForVideoClassification``'s own forward. Feeding the S * frames frames to the model
+    as one clip would give the later segments other positions than the probe was trained on."""
+
+    _supports_sdpa = True  # the encoder's and the probe's attention (counted_as switches them)
+
+    def __init__(self, model: nn.Module, frames: int) -> None:
+        super().__init__()
+        self.model = model
+        self.frames = int(frames)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def set_attn_implementation(self, attention: str) -> None:
+        self.model.set_attn_implementation(attention)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        b, t, c, h, w = pixel_values.shape
+        if t % self.frames:
+            raise ValueError(f"a V-JEPA 2 view of {t} frames is not whole segments of "
+                             f"{self.frames} (model.input.num_frames)")
+        segments = pixel_values.reshape(b * (t // self.frames), self.frames, c, h, w)
+        tokens = self.model.vjepa2(pixel_values_videos=segments,
+                                   skip_predictor=True).last_hidden_state
+        tokens = tokens.reshape(b, -1, tokens.shape[-1])  # each view's segments, in time order
+        return self.model.classifier(self.model.pooler(tokens))
 
 
 def prompt(class_name: str) -> str:
@@ -513,6 +577,8 @@ SPATIALS = {
               "to uint8, three_spatial_crops (one: the central crop)",
     "mmaction": "X-CLIP (VideoX pipeline.py, mmcv): cv2 INTER_LINEAR to int(L * S / s + 0.5), "
                 "ThreeCrop (one: CenterCrop)",
+    "vjepa2": "V-JEPA 2 EvalVideoTransform: cv2 INTER_LINEAR to short side c, crops at "
+              "k * ((L - c) // (n - 1)) along the long side (one: short side S, CenterCrop)",
 }
 
 
@@ -550,6 +616,8 @@ def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
         return [(_centre(h, ch), _centre(w, cw))]  # the processor's (VideoMAE: no rule of its own)
     if rule in ("pyslowfast", "scenic", "processor"):
         return _uniform_crop(h, w, ch)
+    if rule == "vjepa2":
+        return vjepa2_boxes(h, w, ch, crops)
     if rule == "videomae":  # kinetics.py: along the height when H >= W; the short axis whole
         tall = h >= w
         length = h if tall else w
@@ -563,6 +631,18 @@ def crop_boxes(h: int, w: int, crop: tuple[int, int], crops: int,
         step = (h - ch) // 2
         return [(0, 0), (2 * step, 0), (step, 0)]
     raise ValueError(f"ThreeCrop {ch} needs a side of {ch} after the resize, got {h}x{w}")
+
+
+def vjepa2_boxes(h: int, w: int, crop: int, crops: int) -> list[tuple[int, int]]:
+    """V-JEPA 2's test views (facebookresearch/vjepa2 c2963a4, evals/video_classification_frozen/
+    utils.py 158-178 EvalVideoTransform): spatial_step = (max(H, W) - c) // (n - 1), view k
+    from k * spatial_step along the height when H > W, else along the width (the whole other
+    axis: the short side is c after its resize). Not VideoMAE's int(k * (L - c) / (n - 1)): the
+    step is floored first, so the last view ends a pixel short of the edge when L - c is odd."""
+    step = (max(h, w) - crop) // (crops - 1)
+    if h > w:
+        return [(k * step, 0) for k in range(crops)]
+    return [(0, k * step) for k in range(crops)]
 
 
 def _cv2_resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -629,7 +709,8 @@ def spatial_resize(frames: torch.Tensor, rule: str, pre: Preprocess) -> torch.Te
     side = pre.shortest_edge
     if rule == "processor":
         return resize(frames, pre)
-    if rule == "videomae":  # resize_clip returns the clip as it is when the short side fits
+    if rule in ("videomae", "vjepa2"):  # resize_clip: the clip as it is when the short side fits
+        # (V-JEPA 2's src/datasets/utils/video/functional.py 37-95 is VideoMAE's resize_clip)
         return frames if min(h, w) == side else _cv2_resize(frames, videomae_size(h, w, side))
     if rule == "mmaction":  # mmcv resizes always (cv2 returns a same-size frame unchanged)
         return _cv2_resize(frames, mmcv_size(h, w, side))
@@ -656,6 +737,8 @@ def preprocess_views(clips: torch.Tensor, pre: Preprocess, crops: int, rule: str
     if crops == 1 and rule != "processor":
         pre = dataclasses.replace(pre, shortest_edge=one_crop_side(rule, pre.crop_size[0],
                                                                     pre.shortest_edge))
+    if crops > 1 and rule == "vjepa2":  # EvalVideoTransform(short_side_size=crop_size)
+        pre = dataclasses.replace(pre, shortest_edge=pre.crop_size[0])
     frames = spatial_resize(clips.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w), rule, pre)
     frames = frames.view(n, t, c, *frames.shape[-2:])
     boxes = crop_boxes(frames.shape[-2], frames.shape[-1], pre.crop_size, crops, rule)
@@ -800,8 +883,48 @@ def xclip_windows(video, spec, clips: int) -> list[list[int]]:
             for v in range(clips)]
 
 
+def vjepa2_windows(video, spec, clips: int) -> list[list[int]]:
+    """V-JEPA 2's test clips (facebookresearch/vjepa2 c2963a4, src/datasets/video_dataset.py
+    273-370 loadvideo_decord; evals/video_classification_frozen/eval.py 181-197 builds it with
+    num_clips = num_segments, frame_step, allow_clip_overlap=True and, not passing it,
+    random_clip_sampling's default True): fpc = ``num_frames``, fstp = ``sampling_rate``,
+    clip_len = fpc * fstp, the video cut into ``clips`` partitions of N // clips frames.
+    - partition longer than clip_len (319-329): a window of clip_len frames ending at a random
+      end in [clip_len, partition) of the partition, fpc frames clip(linspace(start, end, fpc),
+      start, end - 1); the harness takes the middle of that range, end = (clip_len + partition
+      - 1) // 2 (the authors' number is one draw);
+    - else (350-364): sample_len = min(clip_len, N) - 1, linspace(0, sample_len, sample_len //
+      fstp) then sample_len repeated up to fpc, clipped to sample_len - 1, shifted by
+      i * ((N - clip_len) // (clips - 1)) when N > clip_len.
+    All the clips form one view (``FUSED_TIMINGS``: VJEPA2SegmentClassifier's segments)."""
+    import numpy as np
+
+    n, fpc, fstp = _count(video), spec.num_frames, spec.sampling_rate
+    clip_len = fpc * fstp
+    partition = n // clips
+    out = []
+    for i in range(clips):
+        if partition > clip_len:
+            end = (clip_len + partition - 1) // 2  # the middle of randint(clip_len, partition)
+            start = end - clip_len
+            idx = np.clip(np.linspace(start, end, num=fpc), start, end - 1).astype(np.int64)
+            idx = idx + i * partition
+        else:
+            sample_len = min(clip_len, n) - 1
+            idx = np.linspace(0, sample_len, num=sample_len // fstp)
+            idx = np.concatenate((idx, np.ones(fpc - sample_len // fstp) * sample_len))
+            idx = np.clip(idx, 0, max(sample_len - 1, 0)).astype(np.int64)  # 1 frame: frame 0
+            step = (n - clip_len) // (clips - 1) if n > clip_len else 0
+            idx = idx + i * step
+        out.append(idx.tolist())
+    return out
+
+
 # Timings that take at most so many clips (check_settings refuses more before any work).
 MAX_CLIPS = {"videomae_ssv2": 2}
+# Timings whose clips form one view: the segments V-JEPA 2's probe reads at once (cut_clips
+# joins them in time order; views.clips counts the segments, each view holds all of them).
+FUSED_TIMINGS = ("vjepa2",)
 
 TIMINGS = {
     "videomae": videomae_windows,
@@ -809,6 +932,7 @@ TIMINGS = {
     "pyslowfast": pyslowfast_windows,
     "dmvr": dmvr_windows,
     "xclip": xclip_windows,
+    "vjepa2": vjepa2_windows,
 }
 
 
@@ -821,10 +945,26 @@ def frame_windows(video, spec, clips: int, timing: str) -> list[list[int]]:
 
 def sample_clips(video, spec, clips: int, timing: str) -> torch.Tensor:
     """uint8 (clips, C, T, H, W): the protocol's frames, in the harness's clip layout (a
-    permutation of (clips, T, H, W, C) memory)."""
+    permutation of (clips, T, H, W, C) memory); ``cut_clips`` without a fault."""
+    return cut_clips(video, spec, clips, timing)
+
+
+def cut_clips(video, spec, clips: int, timing: str, fault: str | None = None) -> torch.Tensor:
+    """(``CUTS_CLIPS``) uint8 (views, C, T, H, W), in the loader worker: each clip's frames
+    (``frame_windows``) a view, except under ``FUSED_TIMINGS`` (V-JEPA 2), whose ``clips``
+    segments form one view of clips * num_frames frames in time order; ``views.fault`` as
+    views.sample_clips applies it to the other frameworks' clips."""
     windows = frame_windows(video, spec, clips, timing)
+    if fault == "clips_from_start":
+        windows = [windows[0]] * clips
+    views = 1 if timing in FUSED_TIMINGS else clips
     frames = video.rgb([i for w in windows for i in w])
-    return frames.view(clips, spec.num_frames, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+    out = frames.view(views, -1, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
+    if fault == "reverse_frames":
+        out = out.flip(2)
+    if fault == "bgr":
+        out = out.flip(1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -965,6 +1105,7 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
 # config where they differ); the protocol's spatial rule picks which normalisation applies.
 
 CHECK_HASH = False  # no URL: the weights are a save_pretrained directory or the hub cache's
+CUTS_CLIPS = True  # cut_clips: V-JEPA 2's segments form one view (FUSED_TIMINGS)
 CHANNELS_LAST = False  # (B, T, C, H, W) views, 2D patch convolutions: eval.channels_last is off
 OWN_PROTOCOLS_ONLY = True  # its views' layout and heads are its models' only (check_settings)
 
@@ -994,17 +1135,19 @@ def source_values(model_cfg) -> dict:
     kind = config.get("model_type")
     if kind not in ARCHITECTURES:
         classes = ", ".join(config.get("architectures") or [])
+        why = f" ({NOT_EVALUATED[kind]})" if kind in NOT_EVALUATED else ""
         raise CheckpointError(
             f"model.source={source}: model_type {kind!r} ({classes}) has no authors' test "
-            f"protocol here; the harness evaluates {', '.join(ARCHITECTURES)}")
-    file = path / "preprocessor_config.json"
-    if not file.is_file():
-        raise CheckpointError(f"model.source={source}: no preprocessor_config.json: the views' "
-                              "size and normalisation are unknown")
+            f"protocol here{why}; the harness evaluates {', '.join(ARCHITECTURES)}")
+    file = preprocessor_file(path)
+    if file is None:
+        raise CheckpointError(f"model.source={source}: no {' or '.join(PREPROCESSOR_FILES)}: "
+                              "the views' size and normalisation are unknown")
     pre = _file_preprocessor(json.loads(file.read_text()))
     if pre["image_mean"] is None or pre["image_std"] is None:
         raise CheckpointError(f"{file}: no image_mean/image_std")
-    frames = config.get("num_frames") or (config.get("vision_config") or {}).get("num_frames")
+    frames = (config.get("num_frames") or (config.get("vision_config") or {}).get("num_frames")
+              or config.get("frames_per_clip"))  # V-JEPA 2: the frames of one segment
     if not frames:
         raise CheckpointError(f"{path / 'config.json'}: no num_frames")
     # model.input's /255 then (x - mean) / std that equals rescale (and offset) then normalise.
@@ -1145,6 +1288,7 @@ class TransformersAdapter(Adapter):
     FLOP_CONVENTIONS = MappingProxyType(FLOP_CONVENTIONS)
     CHANNELS_LAST = CHANNELS_LAST
     OWN_PROTOCOLS_ONLY = OWN_PROTOCOLS_ONLY
+    CUTS_CLIPS = CUTS_CLIPS
     EXTRA = EXTRA
     LOADS_OWN_WEIGHTS = True  # resolve_weights, and build loads the directory strictly
     version = staticmethod(version)
@@ -1154,6 +1298,7 @@ class TransformersAdapter(Adapter):
     class_names = staticmethod(class_names)
     clip_windows = staticmethod(clip_windows)
     pts_windows = staticmethod(pts_windows)
+    cut_clips = staticmethod(cut_clips)
     views = staticmethod(views)
     setting_problems = staticmethod(setting_problems)
     apply_head = staticmethod(apply_head)

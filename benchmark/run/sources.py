@@ -35,6 +35,8 @@ FAMILIES = {
     ("transformers", "timesformer"): {"kinetics": "timesformer_base_k400"},
     ("transformers", "vivit"): {"kinetics": "vivit_b_16x2_k400"},
     ("transformers", "xclip"): {"kinetics": "xclip_base_p32_k400"},
+    # V-JEPA 2's probes: SSv2's protocol (16 x 2 x 3) for every kind (no Diving48 kind here).
+    ("transformers", "vjepa2"): {"ssv2": "vjepa2_vitl_16_256_ssv2"},
 }
 # The model configs that name no model themselves -> the key that does, and what it takes.
 TAKES = {"hf": ("source", "a hub id or save_pretrained directory"),

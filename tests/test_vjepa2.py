@@ -19,7 +19,7 @@ import benchmark.frameworks.transformers as hf  # noqa: E402
 from benchmark.data.decode import decode_video  # noqa: E402
 
 from conftest import compose_eval  # noqa: E402
-from test_own_models import one_hot_head, run_hf_source  # noqa: E402
+from test_own_models import hub_cache, one_hot_head, run_hf_source  # noqa: E402
 from test_transformers import IMAGENET, SHARED_VIDEOS, fake_video, model_cfg, shared_videos  # noqa: E402
 
 NAME = "vjepa2_vitl_16_256_ssv2"
@@ -268,18 +268,54 @@ def test_the_named_config_has_the_checkpoint_s_parameter_count():
 
 # --- model=hf model.source=DIR -------------------------------------------------------------------
 
-def test_model_hf_runs_a_vjepa2_checkpoint_under_its_authors_protocol(action_set, tmp_path):
-    """A tiny save_pretrained VJEPA2ForVideoClassification with its video processor's file and
-    id2label [down, up, right, left] (the data set's order is left, right, up, down), answering
-    "Moving Up" whatever it sees: the run reads 4 frames a segment and 32 px from the checkpoint,
-    takes V-JEPA 2's protocol (2 segments x 3 views), and scores "moving up" by name."""
-    source = tmp_path / "vjepa2-tiny"
-    labels = ["moving_down", "Moving Up", "moving right", "moving left"]
-    model = tiny_model(labels)
-    one_hot_head(model.classifier.weight, model.classifier.bias, labels.index("Moving Up"))
+LABELS = ["moving_down", "Moving Up", "moving right", "moving left"]  # not the data set's order
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A tiny save_pretrained VJEPA2ForVideoClassification with its video processor's file
+    (video_preprocessor_config.json, as the hub's V-JEPA 2 checkpoints carry) and id2label
+    [down, up, right, left], answering "Moving Up" whatever it sees."""
+    source = tmp_path_factory.mktemp("hf") / "vjepa2-tiny"
+    model = tiny_model(LABELS)
+    one_hot_head(model.classifier.weight, model.classifier.bias, LABELS.index("Moving Up"))
     model.save_pretrained(source)
     transformers.VJEPA2VideoProcessor(crop_size=32).save_pretrained(source)
     assert (source / "video_preprocessor_config.json").is_file()
+    return source
+
+
+def test_the_named_config_is_its_hub_checkpoint_under_the_authors_protocol(tiny_checkpoint,
+                                                                           tmp_path, monkeypatch):
+    """model=vjepa2_vitl_16_256_ssv2 offline, its hub id in the hub cache: the checkpoint's
+    frames, size and classes, protocol vjepa2 in 2x3, an official row; model=hf with that hub id
+    on SSv2 becomes the named config, beside the published 73.7."""
+    from huggingface_hub import constants
+
+    from benchmark.run.models import build_model
+    from benchmark.run.sources import from_source
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    hub_id = model_cfg(NAME).source
+    hub_cache(tmp_path / "hub", hub_id, tiny_checkpoint, "d" * 40)
+    named = from_source(compose_eval(f"model={NAME}"), [])
+    assert (named.model.num_classes, named.model.input.num_frames, named.model.input.crop_size,
+            named.model.input.side_size, named.model.input.sampling_rate) == (4, 4, 32, 36, 4)
+    assert (named.protocol.name, named.views.clips, named.views.crops) == ("vjepa2", 2, 3)
+    built = build_model(named.model, "model")
+    assert (built.weights, built.checkpoint) == ("official", f"{hub_id}@{'d' * 12}")
+    assert isinstance(built.module, hf.VJEPA2SegmentClassifier) and built.module.frames == 4
+    on_ssv2 = from_source(compose_eval("model=hf", f"model.source={hub_id}", "data=ssv2"), [])
+    assert on_ssv2.model.name == NAME and on_ssv2.model.published.top1 == 73.7
+
+
+def test_model_hf_runs_a_vjepa2_checkpoint_under_its_authors_protocol(tiny_checkpoint,
+                                                                      action_set, tmp_path):
+    """The tiny checkpoint through model=hf model.source=DIR on the generated set (its order
+    left, right, up, down): the run reads 4 frames a segment and 32 px from the checkpoint,
+    takes V-JEPA 2's protocol (2 segments x 3 views), and scores "moving up" by name."""
+    source, labels = tiny_checkpoint, LABELS
     out = tmp_path / "out"
     result = run_hf_source(source, action_set, tmp_path, out)
     assert (f"model {source}: vjepa2 (vjepa2 on kinetics is tested as {NAME} is), 4 classes, "

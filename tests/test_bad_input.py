@@ -402,7 +402,7 @@ def unreachable(tmp_path, suffix: str) -> str:
     ("torchvision", ["model=r3d_18"], None,
      "it is read from the torch hub cache at {hub}/checkpoints/{name}-none.pth, downloaded "
      "from http://127.0.0.1:9/{name}-none.pth on first use, which failed here"),
-    ("transformers", ["model=videomae_base_k400", "model.builder.hub_id=nobody/not-cached"],
+    ("transformers", ["model=videomae_base_k400", "model.source=nobody/not-cached"],
      "transformers", "it is downloaded from the Hugging Face hub, else read from its cache ({hf}) "
      "as nobody/not-cached, which failed here: download it there with "
      "`hf download nobody/not-cached`"),

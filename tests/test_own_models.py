@@ -174,21 +174,39 @@ def hub_cache(root: Path, repo: str, snapshot: Path, revision: str) -> None:
     shutil.copytree(snapshot, folder / "snapshots" / revision)
 
 
-def test_only_the_published_checkpoint_is_official(tiny_videomae_named, tmp_path, monkeypatch):
-    """model=videomae_base_k400 reads its hub id from the hub cache, offline: official, named
-    by hub id @ revision. The same config with another hub id is that checkpoint, not
-    official, and sits beside no published number."""
+def test_a_named_config_is_model_hf_with_its_hub_id_and_only_that_is_official(
+        tiny_videomae_named, tmp_path, monkeypatch):
+    """model=videomae_base_k400 is model=hf model.source=<its hub id> under its own protocol:
+    offline, the hub cache's snapshot gives the architecture, classes, frames and sizes (its
+    stored 224 px, 16 frames, 400 classes are for random init only); the row is official, named
+    by hub id @ revision. model=hf with that hub id on Kinetics becomes the named config, with
+    its published numbers; on SSv2 it is another family's test. The named config with another
+    hub id is that checkpoint, not official, and sits beside no published number."""
     from huggingface_hub import constants
+
+    from benchmark.run.sources import from_source
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     base, large = "MCG-NJU/videomae-base-finetuned-kinetics", "MCG-NJU/videomae-large-finetuned-kinetics"
-    hub_cache(tmp_path / "hub", base, tiny_videomae_named["reordered"], "a" * 40)
-    hub_cache(tmp_path / "hub", large, tiny_videomae_named["reordered"], "b" * 40)
-    official = build_model(compose_eval("model=videomae_base_k400").model, "model")
+    snapshot = with_preprocessor(tmp_path / "snap")
+    shutil.copytree(tiny_videomae_named["reordered"], snapshot, dirs_exist_ok=True)
+    hub_cache(tmp_path / "hub", base, snapshot, "a" * 40)
+    hub_cache(tmp_path / "hub", large, snapshot, "b" * 40)
+    named = from_source(compose_eval("model=videomae_base_k400"), [])
+    assert (named.model.num_classes, named.model.input.num_frames, named.model.input.crop_size,
+            named.model.input.sampling_rate) == (4, 4, 32, 4)
+    assert (named.protocol.name, named.views.clips, named.views.crops) == ("videomae", 5, 3)
+    official = build_model(named.model, "model")
     assert (official.weights, official.checkpoint) == ("official", f"{base}@{'a' * 12}")
-    other = build_model(compose_eval("model=videomae_base_k400",
-                                     f"model.builder.hub_id={large}").model, "model")
+    hf = from_source(compose_eval("model=hf", f"model.source={base}"), [])
+    assert hf.model == named.model and hf.protocol == named.protocol and hf.views == named.views
+    assert hf.model.name == "videomae_base_k400" and hf.model.published.top1 == 81.5
+    ssv2 = from_source(compose_eval("model=hf", f"model.source={base}", "data=ssv2"), [])
+    assert (ssv2.model.name, ssv2.protocol.name, dict(ssv2.model.published)) == (
+        base, "videomae_ssv2", {})
+    other_cfg = from_source(compose_eval("model=videomae_base_k400", f"model.source={large}"), [])
+    other = build_model(other_cfg.model, "model")
     assert other.weights == other.checkpoint == f"{large}@{'b' * 12}"
 
 
@@ -261,6 +279,50 @@ def test_model_hf_on_ssv2_a_hub_id_offline_and_what_it_cannot_run(tiny_videomae_
     assert str(err.value) == (f"model.source={other}: model_type 'vjepa2' "
                               "(VJEPA2ForVideoClassification) has no authors' test protocol here; "
                               "the harness evaluates videomae, timesformer, vivit, xclip")
+
+
+def test_model_hf_keeps_vivit_s_authors_normalisation(tmp_path):
+    """A ViViT checkpoint with the hub's processor (x / 127.5 - 1, then (x - 0.5) / 0.5: [-3, 1])
+    is tested under scenic's protocol with scenic's zero-centring ([-1, 1]: mean and std 0.5
+    after /255); the processor's values stay for the model card's protocol."""
+    transformers = pytest.importorskip("transformers")
+    from benchmark.run.sources import from_source
+
+    source = tmp_path / "vivit"
+    transformers.VivitForVideoClassification(transformers.VivitConfig(
+        image_size=32, num_frames=4, tubelet_size=[2, 16, 16], hidden_size=32,
+        num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, num_labels=4)
+    ).save_pretrained(source)
+    transformers.VivitImageProcessor(size={"shortest_edge": 36},
+                                     crop_size={"height": 32, "width": 32}).save_pretrained(source)
+    cfg = from_source(compose_eval("model=hf", f"model.source={source}"), [])
+    assert (cfg.protocol.name, cfg.model.input.side_size, cfg.model.input.crop_size) == (
+        "vivit", 36, 32)
+    assert (list(cfg.model.input.mean), list(cfg.model.input.std)) == ([0.5] * 3, [0.5] * 3)
+    assert (cfg.model.builder.preprocessor.offset, cfg.model.builder.preprocessor.rescale_factor
+            ) == (True, pytest.approx(1 / 127.5))
+
+
+def test_model_hf_xclip_classifies_any_data_set_by_its_names(action_set, tmp_path):
+    """X-CLIP through model=hf on a 4-class set: its classes are the data set's names' text,
+    not the 400 of the family's Kinetics config (which refused every other class count)."""
+    transformers = pytest.importorskip("transformers")
+    from benchmark.api import evaluate
+
+    from tests.test_transformers import TINY
+
+    source = tmp_path / "xclip"
+    torch.manual_seed(0)
+    transformers.XCLIPModel(transformers.XCLIPConfig(**TINY["xclip"])).save_pretrained(source)
+    with_preprocessor(source)
+    run = evaluate("model=hf", f"model.source={source}", "data=kinetics400",
+                   f"data.csv={action_set / 'validate.csv'}", f"data.root={action_set}",
+                   f"data.class_names={action_set / 'kinetics_classnames.json'}", "views=1x1",
+                   "device=cpu", "cost.flops=false", "cost.throughput_iters=0", "data.workers=0",
+                   run_dir=tmp_path / "run")
+    assert (run.metrics["protocol"], run.metrics["model"], run.metrics["videos_evaluated"]) == (
+        "xclip", "xclip", 4)
+    assert {len(p) for p in run.predictions.probs} == {4}
 
 
 # ---- an mmaction2 config file and checkpoint ----------------------------------------------------

@@ -60,7 +60,7 @@ def tiny_cfg(name: str, weights: str = "random"):
     cfg.builder.config = TINY[arch]
     cfg.builder.preprocessor.shortest_edge = 36 if arch == "vivit" else 32
     cfg.builder.preprocessor.crop_size = [32, 32]
-    cfg.builder.hub_id = "local/not-cached"  # never in the hub cache: random init when auto
+    cfg.source = "local/not-cached"  # never in the hub cache: random init when auto
     cfg.num_classes = len(CLASSES)
     cfg.input.num_frames = 4
     # model.input's sizes follow builder.preprocessor's (build refuses a difference).
@@ -971,7 +971,7 @@ def test_make_protocols_shows_the_model_card_beside_the_authors(tmp_path):
         [sys.executable, "-m", "benchmark.protocols", "--model", "videomae_base_k400", *tiny,
          "model.input.num_frames=4", "model.input.side_size=32", "model.input.crop_size=32",
          "model.builder.preprocessor.shortest_edge=32", "model.builder.preprocessor.crop_size=[32,32]",
-         "model.builder.hub_id=local/not-cached", "views.clips=2", "data.limit=2",
+         "model.source=local/not-cached", "views.clips=2", "data.limit=2",
          "--out", str(out), "--run-dir", str(tmp_path / "runs")],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -140,7 +140,8 @@ def source_dir(source: str, revision: str | None) -> Path:
             raise CheckpointError(f"model.source={source}: not a save_pretrained directory (no "
                                   "config.json there)")
         return path
-    from huggingface_hub import snapshot_download
+    EXTRA.require()
+    from huggingface_hub import snapshot_download  # transformers' own dependency
 
     try:
         return Path(snapshot_download(source, revision=revision))
@@ -152,33 +153,23 @@ def source_dir(source: str, revision: str | None) -> Path:
 
 def resolve_weights(model_cfg) -> Path | None:
     """The checkpoint directory ``model.weights`` names: a ``save_pretrained`` directory (PATH),
-    ``model.source``'s, or ``builder.hub_id``'s snapshot (auto, pretrained: downloaded where there
-    is a network, else the hub cache's); None for random init (``random``, or ``auto`` with
-    nothing to be had)."""
+    or ``model.source``'s (auto, pretrained: a directory, or the hub's snapshot, downloaded
+    where there is a network, else the hub cache's); None for random init (``random``, or
+    ``auto`` with nothing to be had)."""
     weights = str(model_cfg.get("weights", "auto"))
     if weights == "random":
         return None
-    if model_cfg.get("source") and weights in ("auto", "pretrained"):
-        return source_dir(str(model_cfg["source"]), model_cfg.get("revision"))
     if weights not in ("auto", "pretrained"):
         path = Path(weights).expanduser()
         if not (path / "config.json").is_file():
             raise CheckpointError(f"model.weights={weights}: not a save_pretrained directory "
                                   "(no config.json there)")
         return path
-    EXTRA.require()
-    from huggingface_hub import snapshot_download  # transformers' own dependency
-
-    hub_id = _builder(model_cfg)["hub_id"]
     try:
-        # Downloaded where there is a network; else (or under HF_HUB_OFFLINE) the hub cache's
-        # snapshot, huggingface_hub's own fallback.
-        return Path(snapshot_download(hub_id, revision=model_cfg.get("revision")))
-    except Exception as err:  # LocalEntryNotFoundError: no network and not in the cache
+        return source_dir(str(model_cfg["source"]), model_cfg.get("revision"))
+    except CheckpointError as err:
         if weights == "pretrained":
-            raise CheckpointError(f"model.weights=pretrained: cannot get {hub_id} (no network "
-                                  f"and not in the Hugging Face hub cache: {type(err).__name__})"
-                                  ) from None
+            raise CheckpointError(f"model.weights=pretrained: {err}") from None
         return None
 
 
@@ -189,9 +180,9 @@ def where_weights_go(model_cfg) -> str:
     EXTRA.require()
     from huggingface_hub.constants import HF_HUB_CACHE
 
-    hub_id = _builder(model_cfg)["hub_id"]
+    source = model_cfg["source"]
     return (f"it is downloaded from the Hugging Face hub, else read from its cache ({HF_HUB_CACHE})"
-            f" as {hub_id}, which failed here: download it there with `hf download {hub_id}`")
+            f" as {source}, which failed here: download it there with `hf download {source}`")
 
 
 def _expected(patterns, keys) -> list:
@@ -297,7 +288,7 @@ def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
     path = resolve_weights(model_cfg)
     if path is None:
         msg = (f"RANDOM WEIGHTS: no checkpoint for {model_cfg['name']} "
-               f"({_builder(model_cfg)['hub_id']} is not in the Hugging Face hub cache and "
+               f"({model_cfg.get('source')} is not in the Hugging Face hub cache and "
                "model.weights names no directory); the model is built from its config with "
                "random weights and its accuracy means nothing")
         warnings.warn(msg, stacklevel=2)
@@ -987,10 +978,11 @@ def class_names(model_cfg) -> None:
 def source_values(model_cfg) -> dict:
     """What ``model.source``'s checkpoint says of itself (config.json: architecture, frame
     count, classes; preprocessor_config.json: resize, crop, normalisation), as model config
-    values; a checkpoint this adapter cannot evaluate is refused saying what is missing."""
+    values; a checkpoint this adapter cannot evaluate is refused saying what is missing.
+    X-CLIP's classes are the data set's (``num_classes`` 0): it classifies by their text."""
     source = str(model_cfg["source"])
     path = source_dir(source, model_cfg.get("revision"))
-    config = json.loads((path / "config.json").read_text())
+    config = _json_object(path / "config.json")
     kind = config.get("model_type")
     if kind not in ARCHITECTURES:
         classes = ", ".join(config.get("architectures") or [])
@@ -1001,23 +993,25 @@ def source_values(model_cfg) -> dict:
     if not file.is_file():
         raise CheckpointError(f"model.source={source}: no preprocessor_config.json: the views' "
                               "size and normalisation are unknown")
-    pre = _file_preprocessor(json.loads(file.read_text()))
+    pre = _file_preprocessor(_json_object(file))
     if pre["image_mean"] is None or pre["image_std"] is None:
         raise CheckpointError(f"{file}: no image_mean/image_std")
     frames = config.get("num_frames") or (config.get("vision_config") or {}).get("num_frames")
     if not frames:
         raise CheckpointError(f"{path / 'config.json'}: no num_frames")
-    # model.input's /255 then (x - mean) / std that equals rescale (and offset) then normalise.
-    offset = 1.0 if pre["offset"] else 0.0
-    std = [s / (255 * pre["rescale_factor"]) for s in pre["image_std"]]
-    mean = [(m + offset) / pre["rescale_factor"] / 255 for m in pre["image_mean"]]
     id2label = config.get("id2label") or {}
-    values = {"architecture": kind, "preprocessor": pre,
-              "input": {"num_frames": int(frames), "side_size": int(pre["shortest_edge"]),
-                        "crop_size": int(pre["crop_size"][0]), "mean": mean, "std": std}}
-    if kind != "xclip":  # X-CLIP classifies by the data set's names
-        values["num_classes"] = len(id2label)
-    return values
+    return {"architecture": kind, "preprocessor": pre,
+            "num_classes": 0 if kind == "xclip" else len(id2label),
+            "input": {"num_frames": int(frames), "side_size": int(pre["shortest_edge"]),
+                      "crop_size": int(pre["crop_size"][0]), **input_normalisation(pre)}}
+
+
+def input_normalisation(pre) -> dict:
+    """``model.input``'s mean and std (applied after /255) that equal a processor's rescale
+    (and offset) then normalise: ``pre`` as ``builder.preprocessor`` holds it."""
+    offset = 1.0 if pre["offset"] else 0.0
+    return {"mean": [(m + offset) / pre["rescale_factor"] / 255 for m in pre["image_mean"]],
+            "std": [s / (255 * pre["rescale_factor"]) for s in pre["image_std"]]}
 
 
 def checkpoint_class_names(module: nn.Module) -> list[str] | None:

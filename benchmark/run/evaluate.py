@@ -86,7 +86,8 @@ def _evaluate(cfg: DictConfig, run_dir: Path, ranks: distributed.Ranks,
         check_eval_table(results_dir)  # before any work, not after the whole run
 
     distributed.from_main(claim_run_dir, ranks)  # rank 0's refusal stops every rank
-    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes),
+    # model.num_classes 0: the model takes the data set's classes (X-CLIP: their names' text)
+    manifest = load_dataset(with_model_class_names(cfg), int(cfg.model.num_classes) or None,
                             offline_class_names)
     found, data_print = data_fingerprint(manifest.videos) if ranks.is_main else (0, "")
     # Rank 0 resolves (downloads) the weights first; the others wait and load the same file.

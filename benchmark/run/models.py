@@ -276,15 +276,15 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
 
 def published_checkpoint(cfg: DictConfig) -> bool:
     """Whether ``cfg`` names the checkpoint its config's published numbers were measured with:
-    the ``checkpoint_url``, ``builder.hub_id`` and revision that conf/model/<name>.yaml holds as
-    written (an override of any of them, or a ``model.source``, is another checkpoint)."""
+    the ``checkpoint_url``, or the ``source`` (hub id) and ``revision``, that
+    conf/model/<name>.yaml holds as written (an override of any of them is another checkpoint;
+    ``model=hf`` and ``model=mmaction2`` name no published one)."""
     path = CONF_DIR / "model" / f"{cfg.name}.yaml"
-    if not path.is_file() or cfg.get("source") or cfg.get("config"):
+    if not path.is_file() or cfg.get("config"):
         return False
     written = OmegaConf.load(path)
-    builder, run_builder = written.get("builder") or {}, cfg.get("builder") or {}
     return (written.get("checkpoint_url") == cfg.get("checkpoint_url")
-            and builder.get("hub_id") == run_builder.get("hub_id")
+            and written.get("source") == cfg.get("source")
             and cfg.get("revision") in (None, written.get("revision")))
 
 
@@ -418,8 +418,7 @@ def build_model(cfg: DictConfig, head: str = "pooled_logits",
         module, digest = _build_own(adapter, cfg, path, class_names)
         adapter.apply_head(module, head)
         module = adapt_io(module, True, "logits")
-        num_classes = (len(class_names) if getattr(module, "class_names", None) else
-                       int(cfg.num_classes))
+        num_classes = int(cfg.num_classes) or len(class_names or [])  # 0: the data set's
     else:
         module = adapter.build(cfg)
         output = "probs" if adapter.apply_head(module, head) else str(cfg.output)

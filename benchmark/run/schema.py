@@ -115,7 +115,7 @@ class ModelSchema:
     builder: Dict[str, Any] = MISSING  # free-form: a ``_target_`` and its arguments
     checkpoint_url: Optional[str] = None
     weights: str = AUTO  # auto | pretrained | random | PATH
-    num_classes: int = MISSING
+    num_classes: int = MISSING  # 0: the data set's (X-CLIP classifies by their names' text)
     output: str = "logits"  # logits | probs (benchmark.run.models.OUTPUTS)
     torchvision_weights: Optional[str] = None  # torchvision's weights enum member
     # The model's class names in output order (a {name: id} JSON or a .txt of one a line),
@@ -123,7 +123,8 @@ class ModelSchema:
     class_names: Optional[str] = None
     label_map: LabelMap = LabelMap.name  # name | position
     # A model from anywhere (benchmark/run/sources.py): a transformers hub id or save_pretrained
-    # directory (model=hf) at a revision, or an mmaction2 config file (model=mmaction2).
+    # directory (model=hf, and the named transformers configs, its aliases) at a revision, or an
+    # mmaction2 config file (model=mmaction2).
     source: Optional[str] = None
     revision: Optional[str] = None
     config: Optional[str] = None

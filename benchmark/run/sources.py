@@ -1,5 +1,6 @@
 """A model from anywhere: ``model=hf model.source=<hub id | save_pretrained dir>`` and
-``model=mmaction2 model.config=FILE`` end in the same model config a named one is.
+``model=mmaction2 model.config=FILE`` end in the same model config a named one is; the named
+transformers configs (``videomae_base_k400``, ...) are short aliases of the first.
 
 The adapter reads what the checkpoint or config file says of itself (``source_values``:
 architecture, classes, frame count, resize, crop, normalisation; an mmaction2 config's test
@@ -7,9 +8,14 @@ pipeline and views). What the checkpoint cannot say, how its family's published 
 measured (the test protocol, the views, the frame stride), comes from the named config of that
 family on that kind of data set (``FAMILIES``): VideoMAE on Kinetics is tested as
 ``videomae_base_k400`` is, on SSv2 as ``videomae_base_ssv2``. ``protocol=``, ``views=`` and any
-``model.*`` key given on the command line still win. The named configs stay the published rows
-(their checkpoint is the one their numbers were measured with, run/models.py
-``published_checkpoint``); a model from a source sits beside no published number.
+``model.*`` key given on the command line still win.
+
+A named transformers config is ``model=hf model.source=<its hub id>`` under its own protocol,
+with the published numbers that checkpoint was measured with: where the checkpoint can be had
+it is read the same way (its stored architecture and preprocessor are for random init only),
+and ``model=hf model.source=<that hub id>`` on that data set kind becomes the named config, an
+``official`` row (run/models.py ``published_checkpoint``). Any other source sits beside no
+published number.
 """
 
 from __future__ import annotations
@@ -59,7 +65,9 @@ def _named(overrides: list[str]) -> DictConfig:
 
 def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
     """``cfg`` with a ``model.source`` / ``model.config`` read into its model, protocol and
-    views (``cfg`` itself for a named model); ``overrides``: the command line's, which win."""
+    views (``cfg`` itself for a model that names neither, and for a named config whose
+    checkpoint cannot be had here: random init, or refused on a real data set, later);
+    ``overrides``: the command line's, which win."""
     model = cfg.model
     needs = TAKES.get(str(model.name))
     if needs is not None and not model.get(needs[0]):
@@ -67,6 +75,10 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
                            f"(model.{needs[0]}=...)")
     if not model.get("source") and not model.get("config"):
         return cfg
+    alias = needs is None  # a named config with a source: model=hf under its own protocol
+    weights = str(model.get("weights", "auto"))
+    if alias and weights not in ("auto", "pretrained"):
+        return cfg  # random: the stored architecture; PATH: checked against it when loaded
     overrides = command_line() if overrides is None else overrides
     parsed = OverridesParser.create().parse_overrides(overrides)
     given = {o.key_or_group for o in parsed}
@@ -77,39 +89,49 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     try:
         found = framework_of(model).source_values(model)
     except (ValueError, OSError) as err:
+        if alias and weights == "auto" and not Path(str(model.source)).expanduser().exists():
+            return cfg  # not to be had here: resolve_weights falls back to random init
         raise WeightsError(str(err)) from None
     cfg = cfg.copy()
     kind = "ssv2" if str(cfg.data.format) == "ssv2" else "kinetics"
-    if "architecture" in found:
+    source = str(model.get("source") or model.get("config"))
+    if alias:
+        if found["architecture"] != model.builder.architecture:
+            raise WeightsError(f"model.source={source}: a {found['architecture']} checkpoint, "
+                               f"but {model.name} is {model.builder.architecture}")
+        base, protocol, views = model.copy(), cfg.protocol, cfg.views
+        why = f"as {model.name}"
+    elif "architecture" in found:
         family = FAMILIES.get((str(model.framework), found["architecture"]))
         if family is None:
-            raise WeightsError(f"model.source={model.source}: no test protocol for "
+            raise WeightsError(f"model.source={source}: no test protocol for "
                                f"{found['architecture']} here")
-        alias = family.get(kind) or next(iter(family.values()))
-        named = _named([f"model={alias}"])
-        base = named.model
-        with open_dict(base):
-            base.builder.architecture = found["architecture"]
-            base.builder.preprocessor = found["preprocessor"]
-        protocol, views = named.protocol, named.views
-        why = f"{found['architecture']} on {kind} is tested as {alias} is"
+        name = family.get(kind) or next(iter(family.values()))
+        named = _named([f"model={name}"])
+        base, protocol, views = named.model, named.protocol, named.views
+        why = f"{found['architecture']} on {kind} is tested as {name} is"
+        if (source, model.get("revision")) == (named.model.source, named.model.revision):
+            alias, why = True, f"{source} is {name}'s checkpoint"  # the named row, official
     else:
-        base, alias = model.copy(), None
+        base = model.copy()
         protocol = _named([f"protocol={MMACTION2_PROTOCOL}"]).protocol
         views = OmegaConf.merge(cfg.views, found.get("views", {}))
         why = "its own test_pipeline"
-    source = str(model.get("source") or model.get("config"))
     with open_dict(base):
         for key in ("source", "revision", "weights", "label_map", "class_names", "config",
                     "framework", "output"):
             base[key] = model.get(key)
-        if alias is not None:
-            base.builder.hub_id = None if Path(source).expanduser().exists() else source
-        base.name = Path(source).stem if Path(source).expanduser().exists() else source
-        base.published = {}
+        if not alias:
+            base.name = Path(source).stem if Path(source).expanduser().exists() else source
+            base.published = {}
+        if "architecture" in found:
+            base.builder.preprocessor = found["preprocessor"]
         if "num_classes" in found:
             base.num_classes = found["num_classes"]
+        authors = OmegaConf.masked_copy(base.input, ["mean", "std"])
         base.input = OmegaConf.merge(base.input, found.get("input", {}))
+        if base.builder.get("normalise_as_authors"):  # ViViT: the protocol's own normalisation
+            base.input = OmegaConf.merge(base.input, authors)
     cfg.model = base
     if not chose("protocol"):
         cfg.protocol = protocol
@@ -118,8 +140,10 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
     for o in parsed:  # the command line's model keys win over what the source says
         if o.key_or_group.startswith("model.") and not o.is_delete():
             OmegaConf.update(cfg, o.key_or_group, o.value(), force_add=o.is_add())
-    log.info("model %s: %s (%s), %d classes, %d frames at %d px; protocol %s, views %dx%d%s",
-             source, found.get("architecture", "mmaction2 config"), why, int(cfg.model.num_classes),
+    classes = int(cfg.model.num_classes)
+    log.info("model %s: %s (%s), %s, %d frames at %d px; protocol %s, views %dx%d%s",
+             source, found.get("architecture", "mmaction2 config"), why,
+             f"{classes} classes" if classes else "the data set's classes",
              int(cfg.model.input.num_frames), int(cfg.model.input.crop_size), cfg.protocol.name,
              cfg.views.clips, cfg.views.crops,
              "; protocol= and views= override them" if not (chose("protocol") or chose("views"))

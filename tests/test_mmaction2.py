@@ -151,6 +151,22 @@ def test_pipelines_read_from_the_configs(mm):
     assert not any(q.twice_sample for n, q in p.items() if n != "mm_tsm_r50_ssv2")
 
 
+def test_the_adapter_says_a_2d_model_s_clips_are_one_view_s_segments(mm):
+    """``segment_views``, by which ``make bench`` counts the views of mmaction2's own test loop:
+    a 2D model's clips are the segments of one view (TSN 25x10: 10 views a video, not 250),
+    twice under TSM-SSv2's twice_sample; a 3D model's clips are its views, as every other
+    framework's (the base class's one default)."""
+    from benchmark import frameworks
+
+    adapter = frameworks.get("mmaction2")
+    specs = {n: adapter.input_spec(compose_eval(f"model={n}").model) for n in CONFIGS}
+    assert {n: adapter.segment_views(s) for n, s in specs.items()} == {
+        **dict.fromkeys(CONFIGS), "mm_tsn_r50": 1, "mm_tsm_r50": 1, "mm_tsm_r50_ssv2": 2}
+    spec = frameworks.get("torchvision").input_spec(compose_eval("model=r3d_18").model)
+    assert [frameworks.get(f).segment_views(spec) for f in frameworks.ADAPTERS
+            if f != "mmaction2"] == [None] * (len(frameworks.ADAPTERS) - 1)
+
+
 @pytest.mark.parametrize("frames", [1, 5, 7, 8, 9, 15, 16, 17, 31, 47, 100, 301])
 def test_twice_sample_indices_equal_mmaction2_s_sample_frames(mm, frames):
     """TSM-SSv2's SampleFrames(clip_len=1, num_clips=8, test_mode, twice_sample) run by

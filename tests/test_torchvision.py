@@ -302,14 +302,16 @@ def test_flops_row_names_the_matching_conventions():
 
 def test_weights_auto_takes_the_enums_file_from_the_torch_hub_cache(tmp_path, monkeypatch):
     """Where torchvision's own ``get_state_dict`` keeps the enum's checkpoint (no network
-    needed when it is there); a download would check the hash in its name."""
-    from benchmark.run.models import _hash_prefix, resolve_weights
+    needed when it is there), checked against the hash in its name as a download is
+    (tests/test_models.py: a file that matches is official)."""
+    from benchmark.run.models import WeightsError, _hash_prefix, resolve_weights
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cfg = compose_eval("model=r3d_18").model
     cached = tmp_path / "hub" / "checkpoints" / "r3d_18-b3b3357e.pth"
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"not read here")
-    assert resolve_weights(cfg) == (str(cached), "official")
+    cached.write_bytes(b"not the published file")
+    with pytest.raises(WeightsError, match=f"^{re.escape(str(cached))}: its SHA-256 starts [0-9a-f]{{8}}, but "
+                                           "r3d_18-b3b3357e.pth says b3b3357e"):
+        resolve_weights(cfg)
     assert _hash_prefix(weights("r3d_18").url) == "b3b3357e"
-    assert _hash_prefix("https://dl.fbaipublicfiles.com/x/SLOWFAST_8x8_R50.pyth") is None

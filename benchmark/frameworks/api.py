@@ -172,6 +172,12 @@ class Adapter(abc.ABC):
         alone (check_settings asks before any work), or None."""
         return None
 
+    def segment_views(self, spec: InputSpec) -> int | None:
+        """None where each of a video's ``views.clips`` clips is one temporal view; else its
+        clips are the segments of a view (a 2D model: mmaction2's TSN, TSM) and this is how
+        many temporal views a video has (``make bench`` counts its own test loop's views so)."""
+        return None
+
     def cut_clips(self, video: DecodedVideo, spec: InputSpec, clips: int, timing: str,
                   fault: str | None = None) -> torch.Tensor:
         """(``CUTS_CLIPS``) uint8 (views, C, T, H, W) cut by the adapter in the loader."""

@@ -51,8 +51,8 @@ NAME = "mmaction2"
 TIMINGS = ("mmaction2",)
 SPATIALS = ("mmaction2",)
 HEADS = ("pooled_logits",)  # its recognizers' own heads pool the crop (apply_head)
-# mmaction2's checkpoint names end in the first 8 hex digits of their SHA-256 (publish_model),
-# the prefix torch.hub's check_hash reads.
+# mmaction2's checkpoint names end in the first 8 hex digits of their SHA-256 (its
+# tools/deployment/publish_model.py), the prefix torch.hub's check_hash reads.
 CHECK_HASH = True
 # The mmaction extra: not in the core install; nothing imports it until an mmaction2 model is
 # asked for. mmaction2, mmengine and mmcv-lite go in without their declared dependencies
@@ -756,6 +756,13 @@ def pipeline_of(spec) -> Pipeline:
     return getattr(spec, "pipeline", None) or default_pipeline(spec)
 
 
+def segment_views(spec) -> int | None:
+    """A 2D model's (TSN, TSM) clips are one view's segments, and a video has the pipeline's
+    ``clips_per_video`` temporal views (2 under twice_sample); a 3D model's clips are views."""
+    p = pipeline_of(spec)
+    return p.clips_per_video if p.two_d else None
+
+
 def pts_windows(time_base, start_pts, end_pts, clip_duration, clips, timing) -> None:
     """None: SampleFrames counts decoded frames (the video is decoded whole)."""
     return None
@@ -979,6 +986,7 @@ class Mmaction2Adapter(Adapter):
     resolve_weights = staticmethod(resolve_weights)
     where_weights_go = staticmethod(where_weights_go)
     cut_clips = staticmethod(cut_clips)
+    segment_views = staticmethod(segment_views)
     framework_gflops = staticmethod(framework_gflops)
     reference_video = staticmethod(reference_video)
     checkpoint_class_names = staticmethod(checkpoint_class_names)

@@ -51,6 +51,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from benchmark import frameworks
 from benchmark.results import cost
 from benchmark.frameworks import fuse, protocol_from_config
+from benchmark.frameworks.api import Adapter
 from benchmark.data.decode import decode_threads
 from benchmark.run.device import (
     device_name,
@@ -407,7 +408,7 @@ def bench(cfg: DictConfig, run_dir: Path) -> dict:
     torch.manual_seed(int(cfg.seed))
     adapter = frameworks.get(str(cfg.model.framework))
     if views_of is None:  # the framework's own test loop is the reference (mmaction2)
-        return bench_own_loop(cfg, run_dir, adapter.reference_video, device, videos, load_start)
+        return bench_own_loop(cfg, run_dir, adapter, device, videos, load_start)
     own = adapter.OWN_PROTOCOLS_ONLY  # its protocols' head; X-CLIP's names
     model = build_model(cfg.model, str(cfg.protocol.head) if own else "pooled_logits",
                         class_names=manifest.class_names if own else None)
@@ -602,7 +603,7 @@ def transformers_rows(cfg: DictConfig, run_dir: Path) -> dict:
     return out
 
 
-def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torch.device,
+def bench_own_loop(cfg: DictConfig, run_dir: Path, adapter: Adapter, device: torch.device,
                    videos: list[Video], load_start: float) -> dict:
     """The harness against a framework's own test loop (its adapter's ``reference_video``:
     mmaction2's Compose of the config's test_pipeline + ``model.test_step``), on the same
@@ -611,28 +612,28 @@ def bench_own_loop(cfg: DictConfig, run_dir: Path, reference_video, device: torc
     model = build_model(cfg.model, str(cfg.protocol.head))
     module, spec = model.module.to(device), model.spec
     clips, crops = int(cfg.views.clips), int(cfg.views.crops)
-    pipe = getattr(spec, "pipeline", None)
-    two_d = getattr(pipe, "two_d", False)  # clips: its segments
-    views = crops * (pipe.clips_per_video if two_d else clips)  # twice_sample: 2 per crop
-    gflops = cost.adapter_flop_counts(frameworks.get(str(cfg.model.framework)), module, spec,
-                                      device)["gflops"]
+    segment_views = adapter.segment_views(spec)  # a 2D model's: its clips are its segments
+    views = crops * (clips if segment_views is None else segment_views)
+    gflops = cost.adapter_flop_counts(adapter, module, spec, device)["gflops"]
     log.info("benchmark: %s (%s weights) against its framework's own test loop on %s, %d "
              "video(s), %dx%d views; load %.2f", model.name, model.weights, device, len(videos),
              clips, crops, load_start)
-    reference_video(module, cfg.model, videos[0].path, clips if two_d else 1)  # untimed warm-up
+    # Untimed warm-up: one clip, or a 2D model's segments (all of them make its one view).
+    adapter.reference_video(module, cfg.model, videos[0].path,
+                            1 if segment_views is None else clips)
     rows, ref_probs = [], []
     cpu, start = cpu_seconds(), time.perf_counter()
     for video in videos:
         reset_peak_rss()
         tick = time.perf_counter()
-        data_s, model_s, probs = reference_video(module, cfg.model, video.path, clips)
+        data_s, model_s, probs = adapter.reference_video(module, cfg.model, video.path, clips)
         rows.append(video_row(video, views, data_s, model_s, time.perf_counter() - tick))
         ref_probs.append(probs)
     reference = {**summarise_reference(rows, gflops),
                  "others_cpu": others_share(cpu, time.perf_counter() - start)}
     settings = harness_settings(cfg, device)
     runner = prepare_model(module, device, settings["channels_last"], settings["compile"],
-                           fuse_rewrites(cfg, device), frameworks.get(str(cfg.model.framework)))
+                           fuse_rewrites(cfg, device), adapter)
     settings["fuse"] = fuse.label(fuse.applied(runner))
     cpu, start = cpu_seconds(), time.perf_counter()
     harness, probs = run_harness(runner, videos, len(videos), spec, cfg, device, gflops)

@@ -6,14 +6,17 @@ URL, the test input spec and the published numbers. A loaded checkpoint is named
 config's published numbers were measured with (``published_checkpoint``); its class names are
 matched to the data set's (run/labels.py). Weights are ``auto`` (torch hub cache, else
 the URL, else random init with a loud warning, on a generated data set only: a real one is never
-scored with random weights, ``random_refused``; a torchvision model's URL is its weights enum's
-and the download checks the hash in the file name, as torchvision's own does), ``pretrained`` (the same, but failing instead of
-falling back), ``random``, or a checkpoint path. Every model is adapted to one interface (see
-``adapt_io``): it takes a list of pathway tensors and returns logits.
+scored with random weights, ``random_refused``; a torchvision model's URL is its weights enum's;
+where the URL's file name carries a SHA-256 prefix, torchvision's and mmaction2's, the download
+and a copy already in the cache are checked against it, ``_check_cached``), ``pretrained`` (the
+same, but failing instead of falling back), ``random``, or a checkpoint path. Every model is
+adapted to one interface (see ``adapt_io``): it takes a list of pathway tensors and returns
+logits.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -120,10 +123,29 @@ def class_names_file(cfg: DictConfig, cache_dir: Path) -> Path | None:
 
 
 def _hash_prefix(url: str) -> str | None:
-    """The SHA-256 prefix in a torchvision checkpoint's name (``r3d_18-b3b3357e.pth``), which
-    ``load_state_dict_from_url(check_hash=True)`` checks the download against."""
+    """The SHA-256 prefix in an official checkpoint's file name, which
+    ``load_state_dict_from_url(check_hash=True)`` checks a download against: torchvision's
+    (``r3d_18-b3b3357e.pth``) and mmaction2's (``..._20220831-64d69186.pth``: its
+    tools/deployment/publish_model.py, lines 39 and 46 in open-mmlab/mmaction2, names a
+    published file ``f'{name}_{date}-{sha[:8]}.pth'``, ``sha`` from ``sha256sum``)."""
     match = torch.hub.HASH_REGEX.search(Path(url).name)
-    return match.group(1) if match else None
+    return (match.group(1) or None) if match else None
+
+
+def _check_cached(cache: Path, url: str) -> None:
+    """Refuse a cached official checkpoint whose SHA-256 does not start with the prefix in its
+    URL's name: a damaged download or another file copied there (the offline workflow) would
+    otherwise be scored as the published one. Its digest is the one the row's identity uses
+    (``_sha256`` remembers it), so checking costs no second read."""
+    prefix = _hash_prefix(url)
+    if prefix is None:
+        return
+    found = _sha256(cache)[:len(prefix)]
+    if found != prefix:
+        raise WeightsError(
+            f"{cache}: its SHA-256 starts {found}, but {Path(url).name} says {prefix}: not the "
+            f"official checkpoint; delete it to download it again, or pass model.weights={cache} "
+            "to evaluate it as your own checkpoint (its row is then not official)")
 
 
 def random_refused(cfg: DictConfig, data_name: str, where: str) -> WeightsError:
@@ -169,6 +191,8 @@ def _fetch_official(url: str | None, required: bool, check_hash: bool = False,
                         "accuracy means nothing. Put the file at %s or pass model.weights=PATH.\n%s",
                         "!" * 78, url, err, cache, "!" * 78)
             return None
+    if check_hash:  # a copy already cached, or put there by hand, is checked as a download is
+        _check_cached(cache, url)
     return cache
 
 
@@ -207,6 +231,16 @@ def load_checkpoint(module: torch.nn.Module, path: Path, framework: str = "pytor
 
 
 def _sha256(path: Path) -> str:
+    """A file's SHA-256, remembered while its size, times and inode stay the same, so the hash
+    check of a cached official checkpoint and the row's identity read it once (a 300 MB file:
+    ~0.2 s). (hashlib.file_digest is Python 3.11+; the project supports 3.10.)"""
+    info = path.stat()
+    return _file_sha256(str(path.resolve()), (info.st_size, info.st_mtime_ns, info.st_ctime_ns,
+                                              info.st_ino))
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, stat: tuple[int, ...]) -> str:  # ``stat``: part of the cache key
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -45,7 +45,7 @@ from benchmark.data.files import file_problem
 from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.common import (Extra, hub_cache_path, installed_version, load_torch_file,
                                          plain)
-from benchmark.frameworks.views import InputSpec, pack_pathways
+from benchmark.frameworks.views import InputSpec, faulted, pack_pathways
 
 NAME = "mmaction2"
 TIMINGS = ("mmaction2",)
@@ -794,12 +794,7 @@ def cut_clips(video, spec, clips: int, timing: str, fault: str | None = None) ->
     rgb = video.rgb(unique).numpy()
     resized = {i: resize(rgb[k], p.short_side) for k, i in enumerate(unique)}
     out = torch.from_numpy(np.stack([np.stack([resized[i] for i in w]) for w in windows]))
-    out = out.permute(0, 4, 1, 2, 3)  # (views, C, T, H, W)
-    if fault == "reverse_frames":
-        out = out.flip(2)
-    if fault == "bgr":
-        out = out.flip(1)
-    return out
+    return faulted(out.permute(0, 4, 1, 2, 3), fault)  # (views, C, T, H, W)
 
 
 def views(clips: torch.Tensor, spec, crops: int, fault: str | None = None,

@@ -49,7 +49,7 @@ from torch import nn
 
 from benchmark.frameworks.api import Adapter
 from benchmark.frameworks.common import Extra, first_line, installed_version, plain
-from benchmark.frameworks.views import InputSpec
+from benchmark.frameworks.views import InputSpec, faulted
 
 NAME = "transformers"
 # The hf extra: not in the core install; nothing imports it until a transformers model is asked for.
@@ -950,12 +950,7 @@ def cut_clips(video, spec, clips: int, timing: str, fault: str | None = None) ->
         windows = [windows[0]] * clips
     views = 1 if timing in FUSED_TIMINGS else clips
     frames = video.rgb([i for w in windows for i in w])
-    out = frames.view(views, -1, *frames.shape[1:]).permute(0, 4, 1, 2, 3)
-    if fault == "reverse_frames":
-        out = out.flip(2)
-    if fault == "bgr":
-        out = out.flip(1)
-    return out
+    return faulted(frames.view(views, -1, *frames.shape[1:]).permute(0, 4, 1, 2, 3), fault)
 
 
 # ---------------------------------------------------------------------------------------------

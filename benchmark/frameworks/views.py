@@ -94,10 +94,12 @@ def sample_clips(video: DecodedVideo, spec: InputSpec, clips: int, timing: Timin
                                   frame_rate=spec.frames_per_second, clip_len=spec.num_frames)
     if fault == "clips_from_start":
         windows = [windows[0]] * clips
-    return _faulted(cut_clips(video, spec, windows), fault)
+    return faulted(cut_clips(video, spec, windows), fault)
 
 
-def _faulted(frames: torch.Tensor, fault: str | None) -> torch.Tensor:
+def faulted(frames: torch.Tensor, fault: str | None) -> torch.Tensor:
+    """uint8 (views, C, T, H, W) clips with ``views.fault``'s frame-level bug applied (reversed
+    frames, BGR); the one home of them, for the adapters that cut their own clips too."""
     if fault == "reverse_frames":
         frames = frames.flip(2)
     if fault == "bgr":
@@ -182,7 +184,7 @@ def _streamed_clips(path, spec: InputSpec, n: int, timing: Timing, threads: int,
             cut_next()
     if empty is not None:
         raise empty
-    return _faulted(out.permute(0, 4, 1, 2, 3), fault)
+    return faulted(out.permute(0, 4, 1, 2, 3), fault)
 
 
 def slow_indices(t: int, alpha: int, device: torch.device | str = "cpu") -> torch.Tensor:

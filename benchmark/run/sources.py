@@ -20,8 +20,11 @@ published number.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+
+import yaml
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -63,6 +66,27 @@ def _named(overrides: list[str]) -> DictConfig:
         return compose("eval", overrides=overrides)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose("eval", overrides=overrides)
+
+
+@functools.lru_cache(maxsize=1)
+def _named_checkpoints() -> tuple[tuple[str, str, str | None, str], ...]:
+    """(name, source, revision, data set kind) of each named config that names a source, as
+    conf/model/<name>.yaml writes them (read once: the configs do not change during a run)."""
+    out = []
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        written = yaml.safe_load(path.read_text()) or {}
+        if written.get("source") and written.get("name") == path.stem:
+            dataset = str((written.get("published") or {}).get("dataset", "kinetics400"))
+            out.append((path.stem, written["source"], written.get("revision"),
+                        "ssv2" if dataset == "ssv2" else "kinetics"))
+    return tuple(out)
+
+
+def named_checkpoint(source: str, revision: str | None, kind: str) -> str | None:
+    """The named config whose checkpoint ``source`` at ``revision`` is and whose published
+    numbers are on this data set kind, or None."""
+    return next((name for name, src, rev, on in _named_checkpoints()
+                 if src == source and revision in (None, rev) and on == kind), None)
 
 
 def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConfig:
@@ -108,12 +132,14 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
         if family is None:
             raise WeightsError(f"model.source={source}: no test protocol for "
                                f"{found['architecture']} here")
-        name = family.get(kind) or next(iter(family.values()))
+        name = named_checkpoint(source, model.get("revision"), kind)
+        alias = name is not None  # a named config's own checkpoint: that row, official
+        if name is None:
+            name = family.get(kind) or next(iter(family.values()))
         named = _named([f"model={name}"])
         base, protocol, views = named.model, named.protocol, named.views
-        why = f"{found['architecture']} on {kind} is tested as {name} is"
-        if (source, model.get("revision")) == (named.model.source, named.model.revision):
-            alias, why = True, f"{source} is {name}'s checkpoint"  # the named row, official
+        why = (f"{source} is {name}'s checkpoint" if alias else
+               f"{found['architecture']} on {kind} is tested as {name} is")
     else:
         base = model.copy()
         protocol = _named([f"protocol={MMACTION2_PROTOCOL}"]).protocol

@@ -24,13 +24,12 @@ import functools
 import logging
 from pathlib import Path
 
-import yaml
-
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
+import yaml
 
 from benchmark import CONF_DIR
 from benchmark.run.models import WeightsError, framework_of

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 
 import torch
 from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import norm_flop_counter
+from fvcore.nn.jit_handles import get_shape, norm_flop_counter
 
 # fvcore operator keys of the compute layers: conv + linear (linear may also trace as addmm /
 # matmul / bmm; attention's products are matmul).
@@ -27,7 +28,20 @@ def _eval_mode(model: torch.nn.Module):
             m.training = training
 
 
-def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str, float]:
+_SDPA_OP = "scaled_dot_product_attention"
+
+
+def _sdpa_macs(inputs, outputs) -> int:
+    """fvcore handle: scaled_dot_product_attention's two products from its shapes, QK^T and the
+    weights times V, the multiply-adds eager attention's two matmuls are (its scale and softmax
+    are not counted either way). Counting them so needs no (tokens x tokens) weights in memory:
+    V-JEPA 2 ViT-g's 18,432 tokens would need ~30 GB a layer in eager attention."""
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    return math.prod(q[:-1]) * k[-2] * (q[-1] + v[-1])
+
+
+def flop_counts(model: torch.nn.Module, example: list[torch.Tensor],
+                sdpa_products: bool = False) -> dict[str, float]:
     """GFLOPs of one view at batch 1 under the two conventions the pytorchvideo zoo's table uses, and a third.
 
     Both are fvcore counts (1 multiply-add = 1 flop). ``gflops``: conv + linear (+ attention
@@ -38,11 +52,18 @@ def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str
     ``gmacs_flop_counter``: ``torch.utils.flop_counter`` (counts 2 FLOPs per multiply-add, so
     halved here to MACs; conv, linear and matmul-like ops, attention included, no norms): a
     third convention, against which torchvision's ``_ops`` is checked too (`make flops`).
+    ``sdpa_products``: count scaled_dot_product_attention's QK^T and AV in ``gflops`` as eager
+    attention's matmuls would be (``gflops_sdpa_products``: their share); fvcore skips it else.
     """
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils import flop_counter
 
+    def cpu_sdpa(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        """torch's counter has SDPA's formula for its CUDA kernels, not for the CPU one."""
+        return flop_counter.sdpa_flop_count(query, key, value)
+
+    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
     with _eval_mode(model), torch.no_grad():
-        counter = FlopCounterMode(display=False)
+        counter = flop_counter.FlopCounterMode(display=False, custom_mapping=cpu_sdpa)
         with counter:
             model(list(example))
         # Fresh list: pytorchvideo's multipathway model mutates its input list in place.
@@ -50,12 +71,18 @@ def flop_counts(model: torch.nn.Module, example: list[torch.Tensor]) -> dict[str
         # Training-mode batch-norm count without running in training mode (which would update
         # the running statistics): fvcore's own handle for it.
         analysis.set_op_handle("aten::batch_norm", norm_flop_counter(1))
+        if sdpa_products:
+            analysis.set_op_handle(f"aten::{_SDPA_OP}", _sdpa_macs)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_op = analysis.by_operator()
-    compute = sum(n for op, n in by_op.items() if op in _ZOO_OPS) / 1e9
+    products = by_op.get(_SDPA_OP, 0) / 1e9
+    compute = sum(n for op, n in by_op.items() if op in _ZOO_OPS) / 1e9 + products
     norm = sum(n for op, n in by_op.items() if op in _NORM_OPS) / 1e9
-    return {"gflops": compute, "gflops_with_norm": compute + norm,
-            "gmacs_flop_counter": counter.get_total_flops() / 2 / 1e9}
+    counts = {"gflops": compute, "gflops_with_norm": compute + norm,
+              "gmacs_flop_counter": counter.get_total_flops() / 2 / 1e9}
+    if sdpa_products:
+        counts["gflops_sdpa_products"] = products
+    return counts
 
 
 def gflops_per_view(model: torch.nn.Module, example: list[torch.Tensor]) -> float:
@@ -76,19 +103,20 @@ def adapter_flop_counts(adapter, model: torch.nn.Module, spec, device: torch.dev
     framework: the one FLOPs helper of ``evaluate``'s cost, ``make flops`` and ``make bench``.
 
     An adapter whose models have attention convention(s) gives ``counted_as(module, name)``, a
-    context in which the model runs as counted: ``eager`` counts the attention matmuls (the
-    published figures' convention; SDPA hides them from fvcore on a CPU), the returned counts;
-    with ``sdpa=True`` also ``gflops_sdpa``, the count as SDPA hides them. Without
+    context in which the model runs as counted. The returned counts are the published figures'
+    convention, the attention products counted (eager attention's matmuls, or SDPA's QK^T and AV
+    from its shapes: the model runs its SDPA, no attention weights in memory); with
+    ``sdpa=True`` also ``gflops_sdpa``, the count as SDPA hides them from fvcore. Without
     ``counted_as`` the model is counted as it runs (no ``gflops_sdpa``).
     """
     example = [x.to(device) if device is not None else x for x in example_views(adapter, spec, 1)]
     if not adapter.FLOP_CONVENTIONS:
         return flop_counts(model, example)
-    with adapter.counted_as(model, "eager"):
-        counts = flop_counts(model, example)
+    with adapter.counted_as(model, "sdpa"):  # a model without SDPA runs its eager matmuls
+        counts = flop_counts(model, example, sdpa_products=True)
+    products = counts.pop("gflops_sdpa_products")
     if sdpa:
-        with adapter.counted_as(model, "sdpa"):
-            counts["gflops_sdpa"] = flop_counts(model, example)["gflops"]
+        counts["gflops_sdpa"] = counts["gflops"] - products
     return counts
 
 

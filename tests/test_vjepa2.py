@@ -183,15 +183,18 @@ def test_the_segments_form_one_view_in_time_order():
 
 # --- pixels ------------------------------------------------------------------------------------------
 
-def test_views_follow_the_authors_pixels_on_the_shared_videos():
-    """The six shared videos through the harness under protocol vjepa2 (the named config's
-    16 x 2 x 3 at 256 px, and its one view) against the authors' loader and EvalVideoTransform
-    restated: the same frames, each segment's views joined in time order as ClipAggregation reads
-    them; float rounding apart, equal."""
+@pytest.mark.parametrize("name", [NAME, VITG])
+def test_views_follow_the_authors_pixels_on_the_shared_videos(name):
+    """The six shared videos through the harness under protocol vjepa2 (the named configs'
+    16 x 2 x 3 at 256 px and 64 x 2 x 3 at 384 px, and their one view) against the authors'
+    loader and EvalVideoTransform restated: the same frames, each segment's views joined in time
+    order as ClipAggregation reads them; float rounding apart, equal (ViT-g: two videos, its
+    128 frames at 384 px being six times the pixels)."""
     paths = shared_videos()
     if not paths:
         pytest.skip(f"{SHARED_VIDEOS} is absent")
-    cfg = model_cfg(NAME)
+    paths = paths if name == NAME else paths[:2]
+    cfg = model_cfg(name)
     assert cfg.published.protocol == "vjepa2"
     s = hf.input_spec(cfg)
     crop = int(cfg.input.crop_size)

@@ -23,6 +23,7 @@ from test_own_models import hub_cache, one_hot_head, run_hf_source  # noqa: E402
 from test_transformers import IMAGENET, SHARED_VIDEOS, fake_video, model_cfg, shared_videos  # noqa: E402
 
 NAME = "vjepa2_vitl_16_256_ssv2"
+VITG = "vjepa2_vitg_64_384_ssv2"
 # A tiny V-JEPA 2 (same code paths): 32 px, 4 frames a segment, one encoder layer, one pooler layer.
 TINY = dict(crop_size=32, patch_size=16, frames_per_clip=4, tubelet_size=2, hidden_size=32,
             num_hidden_layers=1, num_attention_heads=2, num_pooler_layers=1, pred_hidden_size=16,
@@ -182,15 +183,18 @@ def test_the_segments_form_one_view_in_time_order():
 
 # --- pixels ------------------------------------------------------------------------------------------
 
-def test_views_follow_the_authors_pixels_on_the_shared_videos():
-    """The six shared videos through the harness under protocol vjepa2 (the named config's
-    16 x 2 x 3 at 256 px, and its one view) against the authors' loader and EvalVideoTransform
-    restated: the same frames, each segment's views joined in time order as ClipAggregation reads
-    them; float rounding apart, equal."""
+@pytest.mark.parametrize("name", [NAME, VITG])
+def test_views_follow_the_authors_pixels_on_the_shared_videos(name):
+    """The six shared videos through the harness under protocol vjepa2 (the named configs'
+    16 x 2 x 3 at 256 px and 64 x 2 x 3 at 384 px, and their one view) against the authors'
+    loader and EvalVideoTransform restated: the same frames, each segment's views joined in time
+    order as ClipAggregation reads them; float rounding apart, equal (ViT-g: two videos, its
+    128 frames at 384 px being six times the pixels)."""
     paths = shared_videos()
     if not paths:
         pytest.skip(f"{SHARED_VIDEOS} is absent")
-    cfg = model_cfg(NAME)
+    paths = paths if name == NAME else paths[:2]
+    cfg = model_cfg(name)
     assert cfg.published.protocol == "vjepa2"
     s = hf.input_spec(cfg)
     crop = int(cfg.input.crop_size)
@@ -255,6 +259,28 @@ def test_the_segment_classifier_is_the_authors_clip_aggregation():
     assert one.abs().max().item() == 0
 
 
+def test_the_probe_runs_with_its_authors_head_count():
+    """The probes were trained with 16 heads (configs/eval/*/ssv2.yaml classifier num_heads)
+    where transformers' pooler takes the encoder's count (ViT-g: 22). With probe_heads the tiny
+    model's 2-head pooler computes what a pooler built with 4 heads computes on the same weights
+    (transformers' ViT-L case, whose 16 are the authors'); without, it does not."""
+    model = tiny_model(["a", "b", "c"], initializer_range=0.5)
+    four = transformers.VJEPA2Config(**{**TINY, "num_attention_heads": 4}, num_labels=3)
+    reference = transformers.VJEPA2ForVideoClassification(four).eval()
+    reference.pooler.load_state_dict(model.pooler.state_dict())
+    torch.manual_seed(2)
+    tokens = torch.randn(2, 20, 32)
+    with torch.no_grad():
+        want, before = reference.pooler(tokens), model.pooler(tokens)
+        wrapped = hf.VJEPA2SegmentClassifier(model, frames=4, probe_heads=4)
+        after = wrapped.model.pooler(tokens)
+    assert wrapped.model.pooler.cross_attention_layer.cross_attn.num_heads == 4
+    assert (after - want).abs().max().item() <= 1e-5
+    assert (before - want).abs().max().item() > 1e-2
+    with pytest.raises(ValueError, match="probe_heads: 3 does not divide the probe's width 32"):
+        hf.set_probe_heads(model.pooler, 3)
+
+
 def test_the_named_config_has_the_checkpoint_s_parameter_count():
     """Built from the yaml's hyper-parameters (meta device): the hub checkpoint's
     VJEPA2ForVideoClassification, the unused predictor included."""
@@ -264,6 +290,33 @@ def test_the_named_config_has_the_checkpoint_s_parameter_count():
     assert round(hf.num_params(model) / 1e6, 1) == cfg.published.params_m == 375.5
     composed = compose_eval(f"model={NAME}")
     assert (composed.protocol.name, composed.views.clips, composed.views.crops) == ("vjepa2", 2, 3)
+
+
+def test_the_vitg_config_is_the_authors_vitg_384_under_its_own_settings():
+    """model=vjepa2_vitg_64_384_ssv2 builds the converted ViT-g/384 (huggingface/transformers
+    convert_vjepa2_to_hf.py get_vjepa2_config("vit_giant_384") with the classifier's 64 frames
+    and 174 classes, restated here) tensor for tensor on the meta device, with its measured
+    parameter count, and runs under configs/eval/vitg-384/ssv2.yaml's settings: 64 frames at
+    step 2 in each of 2 segments x 3 views at 384 px (one view: short side 438)."""
+    cfg = model_cfg(VITG)
+    authors = transformers.VJEPA2Config(
+        crop_size=384, frames_per_clip=64, hidden_size=1408, num_attention_heads=22,
+        num_hidden_layers=40, mlp_ratio=48 / 11, pred_hidden_size=384, pred_num_attention_heads=12,
+        pred_num_hidden_layers=12, pred_num_mask_tokens=10, num_labels=174)
+    with torch.device("meta"):
+        ours = hf._model_cls(cfg)(hf.hf_config(cfg))
+        want = transformers.VJEPA2ForVideoClassification(authors)
+    shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in want.state_dict().items()}
+    assert shapes["vjepa2.encoder.layer.39.mlp.fc1.weight"] == (6144, 1408)  # int(1408 * 48 / 11)
+    assert round(hf.num_params(ours) / 1e6, 1) == cfg.published.params_m == 1128.0
+    composed = compose_eval(f"model={VITG}")
+    spec = hf.input_spec(composed.model)
+    assert (spec.num_frames, spec.sampling_rate, composed.model.input.crop_size,
+            composed.model.input.side_size) == (64, 2, 384, int(384 * 256 / 224))
+    assert (composed.protocol.name, composed.views.clips, composed.views.crops) == ("vjepa2", 2, 3)
+    assert (composed.model.published.top1, composed.model.source) == (
+        77.3, "facebook/vjepa2-vitg-fpc64-384-ssv2")
 
 
 # --- model=hf model.source=DIR -------------------------------------------------------------------
@@ -285,11 +338,13 @@ def tiny_checkpoint(tmp_path_factory):
     return source
 
 
-def test_the_named_config_is_its_hub_checkpoint_under_the_authors_protocol(tiny_checkpoint,
-                                                                           tmp_path, monkeypatch):
-    """model=vjepa2_vitl_16_256_ssv2 offline, its hub id in the hub cache: the checkpoint's
-    frames, size and classes, protocol vjepa2 in 2x3, an official row; model=hf with that hub id
-    on SSv2 becomes the named config, beside the published 73.7."""
+@pytest.mark.parametrize("name,step,top1", [(NAME, 4, 73.7), (VITG, 2, 77.3)])
+def test_the_named_config_is_its_hub_checkpoint_under_the_authors_protocol(
+        name, step, top1, tiny_checkpoint, tmp_path, monkeypatch):
+    """model=<name> offline, its hub id in the hub cache: the checkpoint's frames, size and
+    classes, the named config's frame step, protocol vjepa2 in 2x3, an official row; model=hf
+    with that hub id on SSv2 becomes the named config (ViT-g/384: step 2, not ViT-L's 4), beside
+    its published top-1; on Kinetics it is only its family's test, no published number."""
     from huggingface_hub import constants
 
     from benchmark.run.models import build_model
@@ -297,17 +352,25 @@ def test_the_named_config_is_its_hub_checkpoint_under_the_authors_protocol(tiny_
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    hub_id = model_cfg(NAME).source
+    hub_id = model_cfg(name).source
     hub_cache(tmp_path / "hub", hub_id, tiny_checkpoint, "d" * 40)
-    named = from_source(compose_eval(f"model={NAME}"), [])
+    named = from_source(compose_eval(f"model={name}"), [])
     assert (named.model.num_classes, named.model.input.num_frames, named.model.input.crop_size,
-            named.model.input.side_size, named.model.input.sampling_rate) == (4, 4, 32, 36, 4)
+            named.model.input.side_size, named.model.input.sampling_rate) == (4, 4, 32, 36, step)
     assert (named.protocol.name, named.views.clips, named.views.crops) == ("vjepa2", 2, 3)
     built = build_model(named.model, "model")
     assert (built.weights, built.checkpoint) == ("official", f"{hub_id}@{'d' * 12}")
     assert isinstance(built.module, hf.VJEPA2SegmentClassifier) and built.module.frames == 4
+    pooler = built.module.model.pooler  # the authors' 16 probe heads, not the checkpoint's 2
+    assert {a.num_heads for a in [pooler.cross_attention_layer.cross_attn]
+            + [layer.self_attn for layer in pooler.self_attention_layers]} == {16}
     on_ssv2 = from_source(compose_eval("model=hf", f"model.source={hub_id}", "data=ssv2"), [])
-    assert on_ssv2.model.name == NAME and on_ssv2.model.published.top1 == 73.7
+    assert (on_ssv2.model.name, on_ssv2.model.published.top1) == (name, top1)
+    assert (on_ssv2.model.input.sampling_rate, on_ssv2.views.clips, on_ssv2.views.crops,
+            on_ssv2.protocol.name) == (step, 2, 3, "vjepa2")
+    assert build_model(on_ssv2.model, "model").weights == "official"
+    elsewhere = from_source(compose_eval("model=hf", f"model.source={hub_id}"), [])
+    assert elsewhere.model.name == hub_id and not elsewhere.model.published
 
 
 def test_model_hf_runs_a_vjepa2_checkpoint_under_its_authors_protocol(tiny_checkpoint,

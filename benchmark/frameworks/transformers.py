@@ -330,7 +330,9 @@ def build(model_cfg, class_names: list[str] | None = None) -> nn.Module:
                              "pass the data set's class names")
         return XCLIPClassifier(model, class_names, tokenizer=load_tokenizer(path)).eval()
     if _builder(model_cfg)["architecture"] == "vjepa2":
-        return VJEPA2SegmentClassifier(model, int(model_cfg["input"]["num_frames"])).eval()
+        heads = _builder(model_cfg).get("probe_heads")
+        return VJEPA2SegmentClassifier(model, int(model_cfg["input"]["num_frames"]),
+                                       None if heads is None else int(heads)).eval()
     return model
 
 
@@ -419,14 +421,22 @@ class VJEPA2SegmentClassifier(nn.Module):
     are concatenated in time order, and the probe (``pooler``) and linear head read them all at
     once. A view (B, S * frames, C, H, W) -> (B, classes) logits; one segment is
     ``VJEPA2ForVideoClassification``'s own forward. Feeding the S * frames frames to the model
-    as one clip would give the later segments other positions than the probe was trained on."""
+    as one clip would give the later segments other positions than the probe was trained on.
+
+    ``probe_heads`` (``model.builder.probe_heads``): the probe's attention heads as its authors
+    trained it (every configs/eval/*/*.yaml: classifier num_heads 16; eval.py 77, 152-155
+    AttentiveClassifier(num_heads=...)). transformers' pooler takes the encoder's head count
+    (modeling_vjepa2.py VJEPA2PoolerSelfAttention / CrossAttention: config.num_attention_heads),
+    which is 16 for ViT-L but 22 for ViT-g: the same weights, split into other heads."""
 
     _supports_sdpa = True  # the encoder's and the probe's attention (counted_as switches them)
 
-    def __init__(self, model: nn.Module, frames: int) -> None:
+    def __init__(self, model: nn.Module, frames: int, probe_heads: int | None = None) -> None:
         super().__init__()
         self.model = model
         self.frames = int(frames)
+        if probe_heads is not None:
+            set_probe_heads(model.pooler, probe_heads)
 
     @property
     def config(self):
@@ -445,6 +455,20 @@ class VJEPA2SegmentClassifier(nn.Module):
                                    skip_predictor=True).last_hidden_state
         tokens = tokens.reshape(b, -1, tokens.shape[-1])  # each view's segments, in time order
         return self.model.classifier(self.model.pooler(tokens))
+
+
+def set_probe_heads(pooler: nn.Module, heads: int) -> None:
+    """Split V-JEPA 2's attentive pooler's attention into ``heads`` heads (its weights do not
+    depend on the count: the q, k, v and output projections are hidden x hidden)."""
+    from transformers.models.vjepa2 import modeling_vjepa2 as m
+
+    for module in pooler.modules():
+        if isinstance(module, (m.VJEPA2PoolerSelfAttention, m.VJEPA2PoolerCrossAttention)):
+            if module.embed_dim % heads:
+                raise ValueError(f"model.builder.probe_heads: {heads} does not divide the "
+                                 f"probe's width {module.embed_dim}")
+            module.num_heads, module.head_dim = heads, module.embed_dim // heads
+            module.scale = module.head_dim ** -0.5
 
 
 def prompt(class_name: str) -> str:

@@ -760,10 +760,19 @@ def test_one_flops_helper_counts_each_framework_in_its_own_layout(tiny_model):
         warnings.simplefilter("ignore")
         model = build_model(cfg, "model").module  # as the run builds it (pathway list in)
     adapter = frameworks.get("transformers")
+    seen = []
+    hook = model.register_forward_pre_hook(
+        lambda m, args: seen.append(m.config._attn_implementation))
     counts = cost.adapter_flop_counts(adapter, model, spec_of(cfg), sdpa=True)
+    hook.remove()
+    assert set(seen) == {"sdpa"}  # counted as it runs: no (tokens x tokens) weights held
     tokens, c = (4 // 2) * (32 // 16) ** 2, TINY["videomae"]
     attention = c["num_hidden_layers"] * 2 * tokens * tokens * c["hidden_size"] / 1e9
     assert math.isclose(counts["gflops"] - counts["gflops_sdpa"], attention, rel_tol=1e-6)
+    with adapter.counted_as(model, "eager"):  # SDPA's products from shapes = eager's matmuls
+        eager = cost.flop_counts(model, cost.example_views(adapter, spec_of(cfg), 1))
+    for key in ("gflops", "gflops_with_norm", "gmacs_flop_counter"):
+        assert math.isclose(counts[key], eager[key], rel_tol=1e-9), key
     assert model.config._attn_implementation == "sdpa"
     assert cost.example_views(adapter, spec_of(cfg), 2)[0].shape == (2, 4, 3, 32, 32)
     pv = frameworks.get("pytorchvideo")

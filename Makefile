@@ -61,13 +61,15 @@ eval-r101: install
 
 # The layers' import contracts first (pyproject [tool.importlinter], docs/architecture.md).
 # Tiny models and generated or shared test videos; the full-size work is make test-slow's.
+# --dist loadgroup: tests marked xdist_group("x") share one worker (and its module fixture).
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 # The tests marked slow: full-size models (slowfast_r50/r101, the ten mmaction2 configs built,
 # their FLOPs), mmaction2's own pipeline for the six configs make test proves on fewer videos,
-# the regression check with its cost part. CI runs both (.ci/run).
+# the regression check with its cost part and under two of its four view faults (make test
+# checks the other two). CI runs both (.ci/run).
 .PHONY: test-slow
 test-slow: install
 	$(PY) -m pytest -q -m slow

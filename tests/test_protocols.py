@@ -52,6 +52,10 @@ GENERATED = ["landscape", "portrait", "short", "late_start"]
 def crops_for(name: str) -> int:
     return 3 if name in GENERATED else 1
 ZOO_RELEASE = REPO / ".venv" / "refs" / "pytorchvideo-0.1.0"
+# The tests on each reference's views run on one xdist worker (make test's --dist loadgroup): a
+# module fixture is made once per worker that needs it, and the views take minutes to make.
+ZOO_VIEWS_WORKER = pytest.mark.xdist_group("zoo_views")
+PYTORCHVIDEO_VIEWS_WORKER = pytest.mark.xdist_group("pytorchvideo_views")
 
 
 def write_late_start(path: Path) -> Path:
@@ -122,6 +126,7 @@ def harness_views(path: Path, timing: str, crops: int, decoder: str = "pyav") ->
                       crops)[1]
 
 
+@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
 def test_pytorchvideo_protocol_equals_pytorchvideo_0_1_5(protocol_videos, pytorchvideo_views,
                                                          name):
@@ -130,6 +135,7 @@ def test_pytorchvideo_protocol_equals_pytorchvideo_0_1_5(protocol_videos, pytorc
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
 def test_zoo_protocol_equals_pytorchvideo_0_1_0(protocol_videos, zoo_views, name):
     path = video(protocol_videos, name)
@@ -143,6 +149,7 @@ def test_zoo_protocol_equals_pytorchvideo_0_1_0(protocol_videos, zoo_views, name
 DECODER_SUBSET = ["portrait", "late_start", "short_1s.mp4", "ntsc_29.97fps.mp4"]
 
 
+@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 @pytest.mark.parametrize("name", DECODER_SUBSET)
 def test_pytorchvideo_protocol_holds_under_each_decoder(protocol_videos, pytorchvideo_views,
@@ -153,6 +160,7 @@ def test_pytorchvideo_protocol_holds_under_each_decoder(protocol_videos, pytorch
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
+@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 @pytest.mark.parametrize("name", DECODER_SUBSET)
 def test_zoo_protocol_holds_under_each_decoder(protocol_videos, zoo_views, name, decoder):
@@ -225,6 +233,7 @@ def harness_probs(cfg, path: Path, protocol: str, crops: int) -> torch.Tensor:
     return probs
 
 
+@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
 def test_zoo_probabilities_equal_pyslowfast_on_pytorchvideo_0_1_0(protocol_videos, zoo_views,
                                                                    probe_cfg, name):
@@ -237,6 +246,7 @@ def test_zoo_probabilities_equal_pyslowfast_on_pytorchvideo_0_1_0(protocol_video
     assert ours.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
 
 
+@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
 def test_pytorchvideo_probabilities_equal_the_hub_model_on_0_1_5(protocol_videos,
                                                                  pytorchvideo_views, probe_cfg,

@@ -52,10 +52,9 @@ GENERATED = ["landscape", "portrait", "short", "late_start"]
 def crops_for(name: str) -> int:
     return 3 if name in GENERATED else 1
 ZOO_RELEASE = REPO / ".venv" / "refs" / "pytorchvideo-0.1.0"
-# The tests on each reference's views run on one xdist worker (make test's --dist loadgroup): a
-# module fixture is made once per worker that needs it, and the views take minutes to make.
+# The tests on zoo_views run on one xdist worker (make test's --dist loadgroup): a module
+# fixture is made once per worker that needs it, and pytorchvideo 0.1.0's views take a minute.
 ZOO_VIEWS_WORKER = pytest.mark.xdist_group("zoo_views")
-PYTORCHVIDEO_VIEWS_WORKER = pytest.mark.xdist_group("pytorchvideo_views")
 
 
 def write_late_start(path: Path) -> Path:
@@ -126,7 +125,6 @@ def harness_views(path: Path, timing: str, crops: int, decoder: str = "pyav") ->
                       crops)[1]
 
 
-@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
 def test_pytorchvideo_protocol_equals_pytorchvideo_0_1_5(protocol_videos, pytorchvideo_views,
                                                          name):
@@ -149,7 +147,6 @@ def test_zoo_protocol_equals_pytorchvideo_0_1_0(protocol_videos, zoo_views, name
 DECODER_SUBSET = ["portrait", "late_start", "short_1s.mp4", "ntsc_29.97fps.mp4"]
 
 
-@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 @pytest.mark.parametrize("name", DECODER_SUBSET)
 def test_pytorchvideo_protocol_holds_under_each_decoder(protocol_videos, pytorchvideo_views,
@@ -246,7 +243,6 @@ def test_zoo_probabilities_equal_pyslowfast_on_pytorchvideo_0_1_0(protocol_video
     assert ours.topk(5).indices.tolist() == expected.topk(5).indices.tolist()
 
 
-@PYTORCHVIDEO_VIEWS_WORKER
 @pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
 def test_pytorchvideo_probabilities_equal_the_hub_model_on_0_1_5(protocol_videos,
                                                                  pytorchvideo_views, probe_cfg,

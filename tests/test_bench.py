@@ -31,7 +31,12 @@ def bench(tmp: Path, *overrides: str, base=TOY) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(scope="module")
+# The tests on bench_run run on one xdist worker (make test's --dist loadgroup) and the fixture
+# lives for the session: a module fixture is made again when a worker comes back to the module.
+BENCH_RUN_WORKER = pytest.mark.xdist_group("bench_run")
+
+
+@pytest.fixture(scope="session")
 def bench_run(tmp_path_factory, tiny_videomae):
     """The toy SlowFast's rows, then a transformers row (bench.transformers): the tiny VideoMAE
     (its config overridden through bench.transformers_overrides) on the same videos."""
@@ -52,6 +57,7 @@ def test_the_agreement_sees_a_view_fault(tmp_path):
     assert agreement["top1_agree"] == 0.0 and agreement["max_abs_prob_diff"] > 0.1
 
 
+@BENCH_RUN_WORKER
 def test_bench_times_both_pipelines_and_they_agree(bench_run):
     tmp, result = bench_run
     bench = json.loads((tmp / "out" / "bench.json").read_text())
@@ -80,6 +86,7 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
     assert "eval.fuse=bn+relu against none" in result.stdout
 
 
+@BENCH_RUN_WORKER
 def test_bench_rss_check_and_tables(bench_run):
     tmp, _ = bench_run
     rss = json.loads((tmp / "out" / "bench.json").read_text())["rss_check"]
@@ -104,7 +111,7 @@ def test_bench_rss_check_and_tables(bench_run):
 
 # --- the transformers row: the card pipeline (video processor + model per clip) ----------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_videomae(tmp_path_factory) -> Path:
     """A tiny VideoMAE (the full model's code paths) with seeded random weights, saved as
     save_pretrained does: its config.json gives the architecture. Weights drawn wide
@@ -157,6 +164,7 @@ def test_the_transformers_agreement_sees_a_view_fault(tiny_videomae, tmp_path):
     assert agreement["top5_agree"] < 1.0 and agreement["max_abs_prob_diff"] > 0.05
 
 
+@BENCH_RUN_WORKER
 def test_bench_transformers_rows_follow_the_main_rows(bench_run):
     """bench.transformers: after the toy SlowFast's rows, each named transformers model as a
     bench of its own (its bench.json in a folder of the run dir, its rows in the same table),

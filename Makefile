@@ -61,10 +61,9 @@ eval-r101: install
 
 # The layers' import contracts first (pyproject [tool.importlinter], docs/architecture.md).
 # Tiny models and generated or shared test videos; the full-size work is make test-slow's.
-# --dist loadgroup: tests marked xdist_group("x") share one worker (and its module fixture).
 test: install
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q -n 2 --dist loadgroup -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The tests marked slow: full-size models (slowfast_r50/r101, the ten mmaction2 configs built,
 # their FLOPs), mmaction2's own pipeline for the six configs make test proves on fewer videos,

@@ -31,9 +31,7 @@ def bench(tmp: Path, *overrides: str, base=TOY) -> subprocess.CompletedProcess:
     return result
 
 
-# The tests on bench_run run on one xdist worker (make test's --dist loadgroup) and the fixture
-# lives for the session: a module fixture is made again when a worker comes back to the module.
-BENCH_RUN_WORKER = pytest.mark.xdist_group("bench_run")
+# A session fixture: a module fixture is made again when an xdist worker comes back to the module.
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +55,6 @@ def test_the_agreement_sees_a_view_fault(tmp_path):
     assert agreement["top1_agree"] == 0.0 and agreement["max_abs_prob_diff"] > 0.1
 
 
-@BENCH_RUN_WORKER
 def test_bench_times_both_pipelines_and_they_agree(bench_run):
     tmp, result = bench_run
     bench = json.loads((tmp / "out" / "bench.json").read_text())
@@ -86,7 +83,6 @@ def test_bench_times_both_pipelines_and_they_agree(bench_run):
     assert "eval.fuse=bn+relu against none" in result.stdout
 
 
-@BENCH_RUN_WORKER
 def test_bench_rss_check_and_tables(bench_run):
     tmp, _ = bench_run
     rss = json.loads((tmp / "out" / "bench.json").read_text())["rss_check"]
@@ -164,7 +160,6 @@ def test_the_transformers_agreement_sees_a_view_fault(tiny_videomae, tmp_path):
     assert agreement["top5_agree"] < 1.0 and agreement["max_abs_prob_diff"] > 0.05
 
 
-@BENCH_RUN_WORKER
 def test_bench_transformers_rows_follow_the_main_rows(bench_run):
     """bench.transformers: after the toy SlowFast's rows, each named transformers model as a
     bench of its own (its bench.json in a folder of the run dir, its rows in the same table),

@@ -52,10 +52,8 @@ GENERATED = ["landscape", "portrait", "short", "late_start"]
 def crops_for(name: str) -> int:
     return 3 if name in GENERATED else 1
 ZOO_RELEASE = REPO / ".venv" / "refs" / "pytorchvideo-0.1.0"
-# The tests on zoo_views run on one xdist worker (make test's --dist loadgroup), and the fixture
-# lives for the session: pytorchvideo 0.1.0's views take a minute, and a module fixture is made
-# again whenever a worker comes back to the module.
-ZOO_VIEWS_WORKER = pytest.mark.xdist_group("zoo_views")
+# protocol_videos and zoo_views live for the session: pytorchvideo 0.1.0's views take a minute,
+# and a module fixture is made again whenever an xdist worker comes back to the module.
 
 
 def write_late_start(path: Path) -> Path:
@@ -134,7 +132,6 @@ def test_pytorchvideo_protocol_equals_pytorchvideo_0_1_5(protocol_videos, pytorc
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("name", GENERATED + REAL_NAMES)
 def test_zoo_protocol_equals_pytorchvideo_0_1_0(protocol_videos, zoo_views, name):
     path = video(protocol_videos, name)
@@ -158,7 +155,6 @@ def test_pytorchvideo_protocol_holds_under_each_decoder(protocol_videos, pytorch
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
-@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 @pytest.mark.parametrize("name", DECODER_SUBSET)
 def test_zoo_protocol_holds_under_each_decoder(protocol_videos, zoo_views, name, decoder):
@@ -231,7 +227,6 @@ def harness_probs(cfg, path: Path, protocol: str, crops: int) -> torch.Tensor:
     return probs
 
 
-@ZOO_VIEWS_WORKER
 @pytest.mark.parametrize("name", ["portrait", "xvid_packed_bframes.avi"])
 def test_zoo_probabilities_equal_pyslowfast_on_pytorchvideo_0_1_0(protocol_videos, zoo_views,
                                                                    probe_cfg, name):

@@ -67,7 +67,8 @@ test: install
 
 # The tests marked slow: full-size models (slowfast_r50/r101, the ten mmaction2 configs built,
 # their FLOPs), mmaction2's own pipeline for the six configs make test proves on fewer videos,
-# the regression check with its cost part. CI runs both (.ci/run).
+# the regression check with its cost part and under two of its four view faults (make test
+# checks the other two). CI runs both (.ci/run).
 .PHONY: test-slow
 test-slow: install
 	$(PY) -m pytest -q -m slow

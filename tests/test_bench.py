@@ -31,7 +31,10 @@ def bench(tmp: Path, *overrides: str, base=TOY) -> subprocess.CompletedProcess:
     return result
 
 
-@pytest.fixture(scope="module")
+# A session fixture: a module fixture is made again when an xdist worker comes back to the module.
+
+
+@pytest.fixture(scope="session")
 def bench_run(tmp_path_factory, tiny_videomae):
     """The toy SlowFast's rows, then a transformers row (bench.transformers): the tiny VideoMAE
     (its config overridden through bench.transformers_overrides) on the same videos."""
@@ -104,7 +107,7 @@ def test_bench_rss_check_and_tables(bench_run):
 
 # --- the transformers row: the card pipeline (video processor + model per clip) ----------------
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_videomae(tmp_path_factory) -> Path:
     """A tiny VideoMAE (the full model's code paths) with seeded random weights, saved as
     save_pretrained does: its config.json gives the architecture. Weights drawn wide

@@ -71,7 +71,7 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     torch.manual_seed(0)
     x3d = name == "mm_x3d_m"
     three = x3d or name == "mm_tsm_r50_ssv2"  # ThreeCrop: the crop spans the short side
-    cfg = small(mm, name, side=64, crop=64 if three else 56, clips=2 if x3d else None)
+    cfg = small(mm, name, side=32, crop=32 if three else 28, clips=2 if x3d else None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the random-weights warning
         model = build_model(cfg.model, "pooled_logits")
@@ -79,7 +79,7 @@ def test_the_loop_s_views_and_batches_give_mmaction2_s_probabilities(mm, name):
     assert p.two_d is (not x3d) and model.spec.num_frames == p.frames_per_view
     assert p.clips_per_video * p.crops == {"mm_tsn_r50": 10, "mm_tsm_r50": 10,
                                            "mm_tsm_r50_ssv2": 6, "mm_x3d_m": 6}[name]
-    clips = torch.randint(0, 256, (p.clips_per_video, 3, p.frames_per_view, 64, 85),
+    clips = torch.randint(0, 256, (p.clips_per_video, 3, p.frames_per_view, 32, 43),
                           dtype=torch.uint8)  # the loader's resized frames (views, C, T, H, W)
     views = mm.views(clips, model.spec, p.crops)[0]
     assert views.shape == (p.clips_per_video * p.crops, 3, p.frames_per_view, p.crop_size,

@@ -19,7 +19,7 @@ def test_names_fall_into_kinds():
 
 def test_profile_writes_the_kinds_and_the_top_operators(tmp_path, capsys):
     path = main(["--model", "slowfast_tiny", "--device", "cpu", "--precision", "fp32",
-                 "--batch", "2", "--iters", "1", "--results-dir", str(tmp_path)])
+                 "--batch", "2", "--iters", "1", "--top", "200", "--results-dir", str(tmp_path)])
     assert path == tmp_path / "profiles" / "cpu-slowfast_tiny-fp32-b2.md"
     text = path.read_text()
     assert "slowfast_tiny" in text and "batch 2" in text and text in capsys.readouterr().out + "\n"
@@ -37,6 +37,8 @@ def test_profile_writes_the_kinds_and_the_top_operators(tmp_path, capsys):
     assert table.calls.min() >= 1 and "| conv/linear" in text
     # record_shapes: the convolutions by shape, the stems' 3-channel inputs among them
     assert "Convolutions by input x weight shape" in text and "fuse none" in text
+    # every shape listed (--top 200): the stem's time is not always among the top 20 (a loaded
+    # make test once left it out)
     assert "2x3x8x32x32" in text  # the tiny model's fast stem input: batch 2, RGB, 8 frames
 
 

@@ -52,6 +52,8 @@ GENERATED = ["landscape", "portrait", "short", "late_start"]
 def crops_for(name: str) -> int:
     return 3 if name in GENERATED else 1
 ZOO_RELEASE = REPO / ".venv" / "refs" / "pytorchvideo-0.1.0"
+# protocol_videos and zoo_views live for the session: pytorchvideo 0.1.0's views take a minute,
+# and a module fixture is made again whenever an xdist worker comes back to the module.
 
 
 def write_late_start(path: Path) -> Path:
@@ -71,7 +73,7 @@ def write_late_start(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def protocol_videos(videos, tmp_path_factory) -> dict[str, Path]:
     """The generated shapes, a late-start file, and ../shared/videos when present."""
     found = dict(videos, late_start=write_late_start(tmp_path_factory.mktemp("late") / "late.mp4"))
@@ -85,7 +87,7 @@ def video(protocol_videos, name: str) -> Path:
     return protocol_videos[name]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def zoo_views(protocol_videos, tmp_path_factory) -> dict[str, list[torch.Tensor]]:
     """pytorchvideo 0.1.0's own views of every test video (one subprocess for all)."""
     if not (ZOO_RELEASE / "pytorchvideo" / "__init__.py").is_file():

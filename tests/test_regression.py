@@ -87,7 +87,14 @@ def accuracy_baseline(tmp_path_factory) -> Path:
 
 # The command's main() in this process (its exit status is main's return value, as the test
 # above shows through the real CLI); the evaluation inside is still the real entry point.
-@pytest.mark.parametrize("fault", FAULTS)
+# make test: one temporal and one colour fault (each a full 48-video check); what every fault
+# does to the views: tests/test_views.py::test_each_fault_breaks_the_views_it_names (make test);
+# the other two checks: make test-slow.
+QUICK_FAULTS = ("clips_from_start", "bgr")
+
+
+@pytest.mark.parametrize("fault", [f if f in QUICK_FAULTS else pytest.param(f, marks=pytest.mark.slow)
+                                   for f in FAULTS])
 def test_a_broken_pipeline_fails_the_check(accuracy_baseline, tmp_path, capsys, monkeypatch,
                                            fault):
     monkeypatch.chdir(REPO)  # the baseline names the checkpoint relative to the repository

@@ -31,7 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 import yaml
 
-from benchmark import CONF_DIR
+from benchmark import CONF_DIR, frameworks
 from benchmark.run.models import WeightsError, framework_of
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,9 @@ def from_source(cfg: DictConfig, overrides: list[str] | None = None) -> DictConf
                            f"(model.{needs[0]}=...)")
     if not model.get("source") and not model.get("config"):
         return cfg
+    missing = frameworks.not_installed(str(model.framework))  # reading the source needs it
+    if missing:
+        raise WeightsError(f"model={model.name}: {missing}")
     alias = needs is None  # a named config with a source: model=hf under its own protocol
     weights = str(model.get("weights", "auto"))
     if alias and weights not in ("auto", "pretrained"):

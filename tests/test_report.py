@@ -392,6 +392,9 @@ def test_published_deltas_only_beside_comparable_runs():
         assert row["published_top1"] == (None if mine else 76.94), change
         assert row["gflops_delta"] is not None  # the architecture's cost: still shown
         assert row["no_delta_because"], change
+    # A model from a source has no published numbers: said so, not compared with defaults.
+    assert eval_row(metrics_json(), {}, ci)["no_delta_because"] == (
+        f"no published numbers for {metrics_json()['model']}")
     mvit = eval_row(metrics_json(clips=5, crops=1), {**PUBLISHED, "views": "5x1"}, ci)
     assert mvit["top1_delta"] == -26.94
 

@@ -228,11 +228,14 @@ def coverage(metrics: dict) -> float | None:
 
 def no_delta_because(metrics: dict, published: dict,
                      min_coverage: float = MIN_COVERAGE) -> str:
-    """Why the run's accuracy does not compare with the zoo's ("" when it does): it must be
+    """Why the run's accuracy does not compare with the zoo's ("" when it does): a model with
+    no published numbers (one from a source) says so; else it must be
     the data set the published numbers are on (``published.dataset``, Kinetics-400 by
     default), the official weights, the views and protocol the published numbers were
     measured with, and the whole list (no ``data.limit`` subset, no deliberately broken run)
     with at least ``min_coverage`` of its videos evaluated."""
+    if not published:  # a model from a source (model=hf, model=mmaction2): nothing to compare
+        return f"no published numbers for {metrics['model']}"
     views = f"{metrics['clips']}x{metrics['crops']}"
     share = coverage(metrics)
     published_on = published.get("dataset", "kinetics400")

@@ -32,8 +32,6 @@ def bench(tmp: Path, *overrides: str, base=TOY) -> subprocess.CompletedProcess:
 
 
 # A session fixture: a module fixture is made again when an xdist worker comes back to the module.
-
-
 @pytest.fixture(scope="session")
 def bench_run(tmp_path_factory, tiny_videomae):
     """The toy SlowFast's rows, then a transformers row (bench.transformers): the tiny VideoMAE

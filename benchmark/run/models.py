@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+import yaml
 
 from benchmark import CONF_DIR, frameworks
 from benchmark.run import labels
@@ -274,18 +275,31 @@ def adapt_io(module: torch.nn.Module, single_pathway: bool, output: str) -> torc
     return module
 
 
+@functools.lru_cache(maxsize=1)
+def written_checkpoints() -> dict[str, tuple[str | None, str | None, str | None, str]]:
+    """name -> (checkpoint_url, source, revision, kind of the data set its published numbers
+    are on: ``ssv2`` or ``kinetics``) of each model config, as conf/model/<name>.yaml writes
+    them (read once: the configs do not change during a run)."""
+    out = {}
+    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+        written = yaml.safe_load(path.read_text()) or {}
+        dataset = str((written.get("published") or {}).get("dataset", "kinetics400"))
+        out[path.stem] = (written.get("checkpoint_url"), written.get("source"),
+                          written.get("revision"), "ssv2" if dataset == "ssv2" else "kinetics")
+    return out
+
+
 def published_checkpoint(cfg: DictConfig) -> bool:
     """Whether ``cfg`` names the checkpoint its config's published numbers were measured with:
     the ``checkpoint_url``, or the ``source`` (hub id) and ``revision``, that
     conf/model/<name>.yaml holds as written (an override of any of them is another checkpoint;
     ``model=hf`` and ``model=mmaction2`` name no published one)."""
-    path = CONF_DIR / "model" / f"{cfg.name}.yaml"
-    if not path.is_file() or cfg.get("config"):
+    written = written_checkpoints().get(str(cfg.name))
+    if written is None or cfg.get("config"):
         return False
-    written = OmegaConf.load(path)
-    return (written.get("checkpoint_url") == cfg.get("checkpoint_url")
-            and written.get("source") == cfg.get("source")
-            and cfg.get("revision") in (None, written.get("revision")))
+    url, source, revision, _ = written
+    return (url == cfg.get("checkpoint_url") and source == cfg.get("source")
+            and cfg.get("revision") in (None, revision))
 
 
 def _official_or(cfg: DictConfig, path) -> str:

@@ -20,7 +20,6 @@ published number.
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -29,10 +28,9 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
-import yaml
 
 from benchmark import CONF_DIR, frameworks
-from benchmark.run.models import WeightsError, framework_of
+from benchmark.run.models import WeightsError, framework_of, written_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +65,10 @@ def _named(overrides: list[str]) -> DictConfig:
         return compose("eval", overrides=overrides)
 
 
-@functools.lru_cache(maxsize=1)
-def _named_checkpoints() -> tuple[tuple[str, str, str | None, str], ...]:
-    """(name, source, revision, data set kind) of each named config that names a source, as
-    conf/model/<name>.yaml writes them (read once: the configs do not change during a run)."""
-    out = []
-    for path in sorted((CONF_DIR / "model").glob("*.yaml")):
-        written = yaml.safe_load(path.read_text()) or {}
-        if written.get("source") and written.get("name") == path.stem:
-            dataset = str((written.get("published") or {}).get("dataset", "kinetics400"))
-            out.append((path.stem, written["source"], written.get("revision"),
-                        "ssv2" if dataset == "ssv2" else "kinetics"))
-    return tuple(out)
-
-
 def named_checkpoint(source: str, revision: str | None, kind: str) -> str | None:
     """The named config whose checkpoint ``source`` at ``revision`` is and whose published
     numbers are on this data set kind, or None."""
-    return next((name for name, src, rev, on in _named_checkpoints()
+    return next((name for name, (_, src, rev, on) in written_checkpoints().items()
                  if src == source and revision in (None, rev) and on == kind), None)
 
 

@@ -65,6 +65,27 @@ def _rgb(frame: av.VideoFrame | torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(frame.to_ndarray(format="rgb24", threads=1))
 
 
+# PyAV >= 18.1.1 keeps one frame converter per thread (av.video.frame._thread_local). One that a
+# process used with swscale's threads (pytorchvideo's reference path converts with FFmpeg's
+# default, a thread per core) goes into a forked loader worker without those threads: the first
+# conversion there that sets it up again waits forever in pthread_cond_destroy for them (make
+# bench's workers, after its reference pass, hung until data.decode_timeout_s ended them). Each
+# forked child sets the inherited converter aside, never freed (freeing it waits the same way),
+# and PyAV makes the child a fresh one. A no-op for a PyAV without the per-thread converter.
+_INHERITED_CONVERTERS: list = []
+
+
+def _set_aside_inherited_converter() -> None:
+    local = getattr(av.video.frame, "_thread_local", None)
+    converter = getattr(local, "reformatter", None)
+    if converter is not None:
+        _INHERITED_CONVERTERS.append(converter)
+        local.reformatter = None
+
+
+os.register_at_fork(after_in_child=_set_aside_inherited_converter)
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float | None):
     """Raise DecodeError in this thread after ``seconds`` (SIGALRM: main thread of a process,

@@ -1087,7 +1087,7 @@ def reference_views(path, spec, clips: int, crops: int, *, model_cfg, timing: st
         stream = container.streams.video[0]
         header = SimpleNamespace(frames=range(stream.frames), pts=[], time_base=stream.time_base,
                                  average_fps=float(stream.average_rate or 0))
-    if not stream.frames:
+    if not header.frames:  # read inside: PyAV 18.1.1 refuses a closed container's stream
         raise ValueError(f"{path}: no frame count in the stream header (the card's seg_len)")
     ch, cw = pre.crop_size
     for window in frame_windows(header, spec, clips, timing):

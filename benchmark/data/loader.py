@@ -26,6 +26,9 @@ DataLoader's are) with these rules:
   for SIGKILL when its parent goes (``PR_SET_PDEATHSIG``), which also ends one mid-decode or
   stuck in a C call. (That signal follows the thread that forked the worker: iterate the loader
   in the thread that lives as long as the run, as evaluate does, the main one.)
+- forking copies only the forking thread: library state tied to the main process's other
+  threads must not be used in a worker (PyAV's per-thread frame converter: decode.py sets the
+  inherited one aside in every forked child);
 - items are delivered in order; the clips travel as raw bytes through the pipe, received
   straight into page-locked memory on CUDA (so the copy to the GPU can run asynchronously);
 - memory is bounded whatever the resolution: a video is handed to a worker only while the clips

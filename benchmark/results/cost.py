@@ -61,9 +61,9 @@ def flop_counts(model: torch.nn.Module, example: list[torch.Tensor],
         """torch's counter has SDPA's formula for its CUDA kernels, not for the CPU one."""
         return flop_counter.sdpa_flop_count(query, key, value)
 
-    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa}
+    cpu_kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
     with _eval_mode(model), torch.no_grad():
-        counter = flop_counter.FlopCounterMode(display=False, custom_mapping=cpu_sdpa)
+        counter = flop_counter.FlopCounterMode(display=False, custom_mapping={cpu_kernel: cpu_sdpa})
         with counter:
             model(list(example))
         # Fresh list: pytorchvideo's multipathway model mutates its input list in place.
